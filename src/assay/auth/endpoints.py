@@ -1,0 +1,42 @@
+"""API keys over HTTP (admin only)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from assay.auth import service
+from assay.auth.schemas import KeyCreate, KeyCreated, KeyOut
+from assay.deps import Ctx, CurrentPrincipal
+from assay.kit.schemas import Page, Pagination
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=KeyCreated)
+async def create_key(body: KeyCreate, ctx: Ctx, principal: CurrentPrincipal) -> KeyCreated:
+    """Create an API key; its secret is in this response only."""
+    principal.require("admin")
+
+    def run(s: object) -> KeyCreated:
+        key, secret = service.create_key(s, name=body.name, role=body.role, namespaces=body.namespaces)  # type: ignore[arg-type]
+        return KeyCreated(**KeyOut.model_validate(key).model_dump(), key=secret)
+
+    return await ctx.db.write(run)
+
+
+@router.get("", response_model=Page[KeyOut])
+async def list_keys(ctx: Ctx, principal: CurrentPrincipal) -> Page[KeyOut]:
+    """Every key (secrets are never shown again)."""
+    principal.require("admin")
+    keys = await ctx.db.read(service.list_keys)
+    results = [KeyOut.model_validate(k) for k in keys]
+    return Page(results=results, pagination=Pagination(limit=len(results)), total_count=len(results))
+
+
+@router.delete("/{key_id}", response_model=KeyOut)
+async def revoke_key(key_id: str, ctx: Ctx, principal: CurrentPrincipal) -> KeyOut:
+    """Revoke a key at once."""
+    principal.require("admin")
+    key = await ctx.db.write(lambda s: service.revoke_key(s, key_id))
+    ctx.keys.clear()
+    return KeyOut.model_validate(key)

@@ -1,0 +1,118 @@
+"""The `assay` command: serve, migrate, keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from assay.auth import service as auth_service
+from assay.config import Settings
+from assay.kit.db import Database
+from assay.main import create_app
+from assay.migrations.runner import upgrade_to_head
+
+app = typer.Typer(help="Assay: a self-hosted multimodal data platform.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys (same data dir as the server).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console()
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="data folder (default ./.assay or ASSAY_DATA_DIR)")
+]
+
+
+def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default 8000)")] = None,
+    data_dir: DataDir = None,
+    workers: Annotated[int | None, typer.Option(help="in-server job workers")] = None,
+) -> None:
+    """Run the HTTP API on embedded defaults (SQLite, local blob folder)."""
+    settings = _settings(data_dir, host=host, port=port, workers=workers)
+    console.print(f"[bold]Assay[/] on http://{settings.host}:{settings.port}  data: {settings.data_dir}")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+@app.command()
+def migrate(data_dir: DataDir = None) -> None:
+    """Apply database migrations."""
+    settings = _settings(data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_to_head(settings.database_url)
+    console.print("database is up to date")
+
+
+def _database(data_dir: Path | None) -> Database:
+    settings = _settings(data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_to_head(settings.database_url)
+    return Database(settings.database_url)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="admin, write or read")] = "write",
+    namespace: Annotated[list[str] | None, typer.Option(help="limit to this namespace (repeatable)")] = None,
+    name: Annotated[str, typer.Option(help="a label for the key")] = "cli key",
+    data_dir: DataDir = None,
+) -> None:
+    """Create a key and print its secret (shown only once)."""
+    if role not in ("admin", "write", "read"):
+        raise typer.BadParameter("role must be admin, write or read", param_hint="--role")
+    db = _database(data_dir)
+    try:
+        key, secret = db.write_sync(
+            lambda s: auth_service.create_key(s, name=name, role=role, namespaces=namespace or None)  # type: ignore[arg-type]
+        )
+    except Exception as exc:
+        console.print(f"[red]error:[/] {getattr(exc, 'message', exc)}")
+        raise typer.Exit(1) from exc
+    finally:
+        db.close()
+    console.print(f"created {key.key_id} ({role}); the secret is shown only once:")
+    print(secret)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = None) -> None:
+    """List keys (never their secrets)."""
+    db = _database(data_dir)
+    try:
+        keys = db.read_sync(auth_service.list_keys)
+    finally:
+        db.close()
+    table = Table("key_id", "name", "role", "namespaces", "preview", "revoked")
+    for k in keys:
+        table.add_row(k.key_id, k.name, k.role, ", ".join(k.namespaces or ["*"]), k.key_preview, str(k.revoked_at or ""))
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
+    """Revoke a key."""
+    db = _database(data_dir)
+    try:
+        db.write_sync(lambda s: auth_service.revoke_key(s, key_id))
+    finally:
+        db.close()
+    console.print(f"revoked {key_id}")

@@ -1,0 +1,81 @@
+"""Settings: ASSAY_* environment variables, then `assay.toml` in the data dir, then defaults."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Paths left empty are derived from `data_dir`."""
+
+    model_config = SettingsConfigDict(env_prefix="ASSAY_", extra="ignore")
+
+    data_dir: Path = Path(".assay")
+    database_url: str = ""
+    blob_store: str = ""
+    admin_key: str | None = None
+    allow_private_urls: bool = False
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+
+    max_request_bytes: int = 64 * 1024 * 1024
+    fetch_max_bytes: int = 512 * 1024 * 1024
+    fetch_timeout_s: float = 30.0
+    idempotency_ttl_s: int = 24 * 3600
+    key_cache_ttl_s: float = 5.0
+    write_batch_max: int = Field(default=256, ge=1)
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'assay.db'}"
+        if not self.blob_store:
+            self.blob_store = f"file://{self.data_dir / 'blobs'}"
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls, init_settings))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads `assay.toml` from the data dir chosen by arguments or the environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._init = init
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        data_dir = self._init().get("data_dir") or os.environ.get("ASSAY_DATA_DIR") or ".assay"
+        path = Path(data_dir) / "assay.toml"
+        if not path.is_file():
+            return {}
+        with path.open("rb") as fh:
+            return tomllib.load(fh)

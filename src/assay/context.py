@@ -1,0 +1,43 @@
+"""The long-lived things a request or job needs, built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from assay.auth.service import KeyCache
+from assay.backends.blob.base import BlobStore
+from assay.backends.blob.factory import make_blob_store
+from assay.config import Settings
+from assay.extractors.registry import ExtractorRegistry
+from assay.kit.db import Database
+from assay.kit.fetch import FetchPolicy
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    registry: ExtractorRegistry
+    keys: KeyCache
+    fetch_policy: FetchPolicy
+
+    @classmethod
+    def build(cls, settings: Settings) -> AppContext:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+        return cls(
+            settings=settings,
+            db=Database(settings.database_url, group_max=settings.write_batch_max),
+            blobs=make_blob_store(settings.blob_store),
+            registry=ExtractorRegistry(),
+            keys=KeyCache(settings.key_cache_ttl_s),
+            fetch_policy=FetchPolicy(
+                allow_private=settings.allow_private_urls,
+                max_bytes=settings.fetch_max_bytes,
+                timeout_s=settings.fetch_timeout_s,
+            ),
+        )
+
+    def close(self) -> None:
+        self.db.close()

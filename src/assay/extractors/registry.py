@@ -1,0 +1,55 @@
+"""The extractor catalogue: a registry instance that services receive, not a global."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import ValidationError
+
+from assay.extractors.base import ExtractorSpec
+from assay.extractors.builtin.catalogue import BUILTIN_SPECS
+
+
+class UnknownExtractor(LookupError):
+    """No extractor with that name and version; `available` lists `name@version` choices."""
+
+    def __init__(self, name: str, version: str, available: list[str]) -> None:
+        super().__init__(f"unknown feature extractor {name}@{version}")
+        self.available = available
+
+
+class InvalidParams(ValueError):
+    """Params that the extractor's params model refuses."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("invalid extractor params")
+        self.errors = errors
+
+
+class ExtractorRegistry:
+    """Extractors by (name, version)."""
+
+    def __init__(self, specs: Iterable[ExtractorSpec] = BUILTIN_SPECS) -> None:
+        self._specs = {(s.name, s.version): s for s in specs}
+
+    def all(self) -> list[ExtractorSpec]:
+        return sorted(self._specs.values(), key=lambda s: (s.name, s.version))
+
+    def available(self) -> list[str]:
+        return [f"{s.name}@{s.version}" for s in self.all()]
+
+    def get(self, name: str, version: str) -> ExtractorSpec:
+        spec = self._specs.get((name, version))
+        if spec is None:
+            raise UnknownExtractor(name, version, self.available())
+        return spec
+
+    def validate_params(self, spec: ExtractorSpec, params: dict[str, Any] | None) -> dict[str, Any]:
+        """Params checked and completed with defaults."""
+        try:
+            return spec.params_model.model_validate(params or {}).model_dump()
+        except ValidationError as exc:
+            raise InvalidParams(
+                [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+            ) from exc

@@ -1,0 +1,68 @@
+"""Liveness, readiness and the extractor catalogue (routes outside any namespace)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from assay.deps import Ctx, CurrentPrincipal
+from assay.kit.schemas import Schema
+
+router = APIRouter(tags=["operations"])
+
+
+class Health(Schema):
+    status: str
+    checks: dict[str, str] = {}
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    """The process is alive."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+async def readyz(ctx: Ctx) -> Any:
+    """The database and the blob store answer."""
+    checks: dict[str, str] = {}
+    try:
+        await ctx.db.read(lambda s: s.execute(text("SELECT 1")).scalar())
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        ctx.blobs.check()
+        checks["blob_store"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["blob_store"] = f"error: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    body = Health(status="ok" if ok else "unavailable", checks=checks)
+    return body if ok else JSONResponse(body.model_dump(), status_code=503)
+
+
+class ExtractorOutputOut(Schema):
+    name: str
+    feature_uri: str
+    type: str
+    dimensions: int | None = None
+    description: str = ""
+
+
+class ExtractorOut(Schema):
+    feature_extractor_name: str
+    version: str
+    description: str
+    input_types: list[str]
+    outputs: list[ExtractorOutputOut]
+    params_schema: dict[str, Any]
+
+
+@router.get("/v1/feature-extractors", response_model=list[ExtractorOut], tags=["feature extractors"])
+@router.get("/v1/collections/features/extractors", response_model=list[ExtractorOut], tags=["feature extractors"])
+async def list_feature_extractors(ctx: Ctx, _: CurrentPrincipal) -> list[ExtractorOut]:
+    """The extractor catalogue."""
+    return [ExtractorOut.model_validate(spec.describe()) for spec in ctx.registry.all()]

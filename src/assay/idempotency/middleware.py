@@ -1,0 +1,130 @@
+"""`Idempotency-Key` on every POST: the same key and body replay the first answer for 24 h.
+
+The same key with another body is a 409, and so is a key whose first request is still running.
+Only answers below 400 are kept: a refused request may be corrected and sent again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from assay.errors import AppError
+from assay.idempotency.repository import IdempotencyRepository
+from assay.kit.db import Database
+from assay.kit.middleware import header, send_error
+
+MAX_KEY_LENGTH = 255
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp, db: Callable[[], Database], ttl_s: int) -> None:
+        self.app = app
+        self.db = db
+        self.ttl_s = ttl_s
+        self._calls = itertools.count()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = header(scope, b"idempotency-key") if scope["type"] == "http" else None
+        if key is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        if not key or len(key) > MAX_KEY_LENGTH:
+            await send_error(send, 400, "BadRequestError", "Idempotency-Key must be 1-255 characters")
+            return
+        try:
+            body = await _read_body(receive)
+        except HTTPException as exc:  # the body limit, raised while streaming
+            await send_error(send, exc.status_code, "PayloadTooLargeError", str(exc.detail))
+            return
+        credential = header(scope, b"authorization") or ""
+        scope_key = _sha(f"{credential}\n{key}".encode())
+        request_hash = _sha(scope["method"].encode() + b" " + scope["path"].encode() + b"\n" + body)
+        try:
+            await self._run(scope, body, send, scope_key, request_hash)
+        except AppError as exc:
+            await send_error(send, exc.status, exc.type, exc.message)
+
+    async def _run(self, scope: Scope, body: bytes, send: Send, scope_key: str, request_hash: str) -> None:
+        db = self.db()
+        repo = IdempotencyRepository
+        record = await db.read(lambda s: repo(s).find(scope_key, self.ttl_s))
+        if record is not None and record.request_hash != request_hash:
+            await send_error(send, 409, "ConflictError", "Idempotency-Key was already used with another request body")
+            return
+        if record is not None and record.status_code:
+            await _replay(send, record.status_code, record.content_type, record.body)
+            return
+
+        def claim(s: Any) -> None:
+            if next(self._calls) % 1000 == 0:
+                repo(s).purge_expired(self.ttl_s)
+            repo(s).claim(scope_key, request_hash, self.ttl_s)
+
+        await db.write(claim)
+        captured: dict[str, Any] = {"status": 500, "type": "application/json", "body": bytearray()}
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                captured["status"] = message["status"]
+                for name, value in message.get("headers", []):
+                    if name == b"content-type":
+                        captured["type"] = value.decode("latin-1")
+            elif message["type"] == "http.response.body":
+                captured["body"] += message.get("body", b"")
+            await send(message)
+
+        try:
+            await self.app(scope, _replay_receive(body), capture)
+        finally:
+            status, data = captured["status"], bytes(captured["body"])
+            if status < 400:
+                await db.write(lambda s: repo(s).complete(scope_key, status, captured["type"], data))
+            else:
+                await db.write(lambda s: repo(s).release(scope_key))
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _replay_receive(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def _replay(send: Send, status: int, content_type: str, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode("latin-1")),
+                (b"content-length", str(len(body)).encode()),
+                (b"idempotent-replayed", b"true"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,31 @@
+"""Prefixed, time-sortable ids: prefix + 8 base62 chars of milliseconds + 12 random base62 chars."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # ASCII-ordered
+
+
+def _base62(n: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        n, r = divmod(n, 62)
+        chars.append(_ALPHABET[r])
+    return "".join(reversed(chars))
+
+
+def random_base62(length: int) -> str:
+    """Cryptographically random base62 string."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def new_id(prefix: str) -> str:
+    """A new id such as `obj_0Q3x9abcDEF...`; ids made later sort after earlier ones."""
+    return f"{prefix}_{_base62(time.time_ns() // 1_000_000, 8)}{random_base62(12)}"
+
+
+def has_prefix(value: str, prefix: str) -> bool:
+    """Whether `value` looks like an id of this kind (used to tell ids from names)."""
+    return value.startswith(prefix + "_") and len(value) == len(prefix) + 21

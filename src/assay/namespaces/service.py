@@ -1,0 +1,119 @@
+"""Namespace use-cases: the isolation boundary and its feature extractors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from assay.auth.principal import Principal
+from assay.errors import AlreadyExists, NotFound, ValidationFailed
+from assay.extractors.registry import ExtractorRegistry, InvalidParams, UnknownExtractor
+from assay.kit.ids import has_prefix, new_id
+from assay.kit.paging import SortKey, paginate
+from assay.models import Namespace
+from assay.namespaces.repository import NamespaceRepository
+from assay.namespaces.schemas import ExtractorRef, NamespaceCreate, NamespaceOut, NamespacePatch
+
+
+def resolve(session: Session, principal: Principal, ident: str) -> Namespace:
+    """The namespace named by id or name, if this key may see it; else 404 (never 403)."""
+    ns = NamespaceRepository(session).get_by_ident(ident, principal.namespaces)
+    if ns is None:
+        raise NotFound(f"namespace '{ident}' not found")
+    return ns
+
+
+def check_extractors(registry: ExtractorRegistry, refs: list[ExtractorRef]) -> list[dict[str, Any]]:
+    """Extractor references checked against the catalogue, params completed with defaults."""
+    checked = []
+    for i, ref in enumerate(refs):
+        try:
+            spec = registry.get(ref.feature_extractor_name, ref.version)
+            params = registry.validate_params(spec, ref.params)
+        except UnknownExtractor as exc:
+            raise ValidationFailed(
+                f"unknown feature extractor {ref.feature_extractor_name}@{ref.version}; "
+                f"available: {', '.join(exc.available)}",
+                [{"loc": ["feature_extractors", i], "msg": str(exc), "type": "unknown_extractor"}],
+                available=exc.available,
+            ) from exc
+        except InvalidParams as exc:
+            errors = [{**e, "loc": ["feature_extractors", i, "params", *e["loc"]]} for e in exc.errors]
+            raise ValidationFailed("invalid feature extractor params", errors) from exc
+        checked.append(
+            {
+                "feature_extractor_name": spec.name,
+                "version": spec.version,
+                "params": params,
+                "feature_extractor_id": f"{spec.name}_{spec.version}",
+            }
+        )
+    return checked
+
+
+def create(
+    session: Session, registry: ExtractorRegistry, principal: Principal, body: NamespaceCreate
+) -> NamespaceOut:
+    principal.require("write")
+    principal.require_all_namespaces()
+    if has_prefix(body.namespace_name, "ns"):
+        raise ValidationFailed.at(["namespace_name"], "a name may not look like a namespace id")
+    extractors = check_extractors(registry, body.feature_extractors)
+    repo = NamespaceRepository(session)
+    if repo.name_taken(body.namespace_name):
+        raise AlreadyExists(f"namespace '{body.namespace_name}' already exists")
+    ns = repo.add(
+        Namespace(
+            namespace_id=new_id("ns"),
+            namespace_name=body.namespace_name,
+            description=body.description,
+            feature_extractors=extractors,
+        )
+    )
+    return _out(ns, {}, warnings=body.warnings())
+
+
+def get(session: Session, principal: Principal, ident: str) -> NamespaceOut:
+    ns = resolve(session, principal, ident)
+    return _out(ns, NamespaceRepository(session).counts([ns.namespace_id])[ns.namespace_id])
+
+
+def patch(session: Session, principal: Principal, ident: str, body: NamespacePatch) -> NamespaceOut:
+    principal.require("write")
+    ns = resolve(session, principal, ident)
+    if "description" in body.model_fields_set:
+        ns.description = body.description
+    session.flush()
+    return _out(ns, NamespaceRepository(session).counts([ns.namespace_id])[ns.namespace_id])
+
+
+def delete(session: Session, principal: Principal, ident: str) -> str:
+    """Deletes the namespace and, by cascade, everything in it; returns its id."""
+    principal.require("write")
+    ns = resolve(session, principal, ident)
+    NamespaceRepository(session).delete(ns)
+    return ns.namespace_id
+
+
+def list_page(
+    session: Session, principal: Principal, *, limit: int, cursor: str | None
+) -> tuple[list[NamespaceOut], str | None]:
+    repo = NamespaceRepository(session)
+    key = SortKey(Namespace.namespace_id, Namespace.namespace_id)
+    rows, next_cursor = paginate(session, repo.visible(principal.namespaces), key, limit=limit, cursor=cursor)
+    counts = repo.counts([r.namespace_id for r in rows])
+    return [_out(r, counts[r.namespace_id]) for r in rows], next_cursor
+
+
+def _out(ns: Namespace, counts: dict[str, Any], warnings: list[str] | None = None) -> NamespaceOut:
+    return NamespaceOut(
+        namespace_id=ns.namespace_id,
+        namespace_name=ns.namespace_name,
+        description=ns.description,
+        feature_extractors=ns.feature_extractors,  # type: ignore[arg-type]
+        created_at=ns.created_at,
+        updated_at=ns.updated_at,
+        warnings=warnings or [],
+        **counts,
+    )

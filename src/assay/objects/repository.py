@@ -1,0 +1,71 @@
+"""SQL for objects and blobs; every query starts from `scoped()` (namespace + bucket)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy.orm import Session
+
+from assay.models import Blob, Object
+
+
+class ObjectRepository:
+    def __init__(self, session: Session, namespace_id: str, bucket_id: str) -> None:
+        self.session = session
+        self.namespace_id = namespace_id
+        self.bucket_id = bucket_id
+
+    def scoped(self) -> Select[tuple[Object]]:
+        return select(Object).where(
+            Object.namespace_id == self.namespace_id, Object.bucket_id == self.bucket_id
+        )
+
+    def get(self, object_id: str) -> Object | None:
+        return self.session.scalar(self.scoped().where(Object.object_id == object_id))
+
+    def add_all(self, objects: list[Object]) -> None:
+        self.session.add_all(objects)
+        self.session.flush()
+
+    def delete(self, obj: Object) -> None:
+        self.session.delete(obj)
+
+    def blob(self, object_id: str, blob_id: str) -> Blob | None:
+        stmt = (
+            select(Blob)
+            .join(Object, Object.object_id == Blob.object_id)
+            .where(
+                Object.namespace_id == self.namespace_id,
+                Object.bucket_id == self.bucket_id,
+                Blob.object_id == object_id,
+                Blob.blob_id == blob_id,
+            )
+        )
+        return self.session.scalar(stmt)
+
+    def unreferenced(self, storage_keys: set[str]) -> set[str]:
+        """Which of these storage keys no blob of the namespace points at any more."""
+        if not storage_keys:
+            return set()
+        stmt = select(Blob.storage_key).where(
+            Blob.namespace_id == self.namespace_id, Blob.storage_key.in_(storage_keys)
+        )
+        return storage_keys - set(self.session.scalars(stmt))
+
+
+def filter_field(name: str) -> ColumnElement[Any] | None:
+    """Columns the object filter language may name: `metadata.x.y`, `properties.x`, and plain ones."""
+    head, _, rest = name.partition(".")
+    if head in ("metadata", "properties") and rest:
+        col = Object.metadata_ if head == "metadata" else Object.properties
+        path = tuple(rest.split("."))
+        return col[path] if len(path) > 1 else col[path[0]]
+    plain: dict[str, Any] = {
+        "object_id": Object.object_id,
+        "key_prefix": Object.key_prefix,
+        "status": Object.status,
+        "created_at": Object.created_at,
+        "updated_at": Object.updated_at,
+    }
+    return plain.get(name)

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from assay.buckets.schemas import PropertyType
+from assay.kit.schemas import RequestSchema, Schema
+
+
+class BlobIn(RequestSchema):
+    """One blob: exactly one of `url`, `content`, `data` (hosted alias) or `upload_id`."""
+
+    property: str = Field(min_length=1, max_length=100)
+    type: PropertyType
+    url: str | None = Field(default=None, max_length=4096)
+    content: Any = None
+    data: Any = None
+    upload_id: str | None = Field(default=None, max_length=64)
+    metadata: dict[str, Any] | None = None
+    key_prefix: str | None = Field(default=None, max_length=1024)
+    filename: str | None = Field(default=None, max_length=1024)
+    canonicalize_source: bool | None = None
+    force_remirror: bool | None = None
+
+    unimplemented: ClassVar[frozenset[str]] = frozenset({"canonicalize_source", "force_remirror"})
+
+
+class ObjectCreate(RequestSchema):
+    key_prefix: str | None = Field(default=None, max_length=1024, examples=["/products"])
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    blobs: list[BlobIn] = Field(default_factory=list, max_length=100)
+    skip_duplicates: bool | None = None
+    canonicalize_source: bool | None = None
+    force_remirror: bool | None = None
+
+    unimplemented: ClassVar[frozenset[str]] = frozenset(
+        {"skip_duplicates", "canonicalize_source", "force_remirror"}
+    )
+
+    def all_warnings(self) -> list[str]:
+        out = self.warnings()
+        for i, blob in enumerate(self.blobs):
+            out += [f"blobs[{i}]: {w}" for w in blob.warnings()]
+        return out
+
+
+class ObjectBatchCreate(RequestSchema):
+    objects: list[ObjectCreate] = Field(min_length=1, max_length=100)
+
+
+class BlobDetails(Schema):
+    filename: str | None = None
+    size_bytes: int
+    mime_type: str
+    hash: str
+
+
+class BlobOut(Schema):
+    blob_id: str
+    property: str
+    type: str
+    size_bytes: int
+    content_type: str
+    sha256: str
+    url: str | None = Field(default=None, description="the source URL, for URL blobs")
+    key_prefix: str | None = None
+    filename: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    details: BlobDetails
+
+
+class ObjectOut(Schema):
+    object_id: str
+    bucket_id: str
+    key_prefix: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    properties: dict[str, Any] = Field(default_factory=dict)
+    blobs: list[BlobOut]
+    status: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ErrorBody(Schema):
+    type: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class BatchFailure(Schema):
+    index: int
+    error: ErrorBody
+
+
+class ObjectBatchOut(Schema):
+    succeeded: list[ObjectOut]
+    failed: list[BatchFailure]
+    succeeded_count: int
+    failed_count: int
+
+
+class ObjectDeleted(Schema):
+    object_id: str
+    deleted: bool = True

@@ -1,0 +1,164 @@
+"""Object use-cases inside one transaction: register prepared objects, get, list, delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from assay.buckets.repository import BucketRepository
+from assay.errors import NotFound, ValidationFailed
+from assay.kit.db import utcnow
+from assay.kit.ids import new_id
+from assay.kit.paging import SortKey, build_filter, paginate
+from assay.kit.schemas import ListRequest
+from assay.models import Blob, Bucket, Object
+from assay.objects.materialize import PreparedObject
+from assay.objects.repository import ObjectRepository, filter_field
+from assay.objects.schemas import BlobDetails, BlobOut, ObjectOut
+
+
+@dataclass(frozen=True)
+class BucketRef:
+    namespace_id: str
+    bucket_id: str
+    bucket_schema: dict
+
+
+def find_bucket(session: Session, namespace_id: str, ident: str) -> BucketRef:
+    bucket = BucketRepository(session, namespace_id).get_by_ident(ident)
+    if bucket is None:
+        raise NotFound(f"bucket '{ident}' not found")
+    return BucketRef(namespace_id, bucket.bucket_id, bucket.bucket_schema)
+
+
+def register(session: Session, bucket: BucketRef, prepared: list[PreparedObject]) -> list[ObjectOut]:
+    """Insert prepared objects and their blobs, and update the bucket's counters."""
+    if session.get(Bucket, bucket.bucket_id) is None:
+        raise NotFound("bucket was deleted while its objects were being registered")
+    now = utcnow()
+    rows = [_object_row(bucket, p, now) for p in prepared]
+    ObjectRepository(session, bucket.namespace_id, bucket.bucket_id).add_all(rows)
+    size = sum(b.size_bytes for r in rows for b in r.blobs)
+    BucketRepository(session, bucket.namespace_id).add_stats(bucket.bucket_id, len(rows), size)
+    return [to_out(r, p.warnings) for r, p in zip(rows, prepared, strict=True)]
+
+
+def _object_row(bucket: BucketRef, p: PreparedObject, now: object) -> Object:
+    obj = Object(
+        object_id=new_id("obj"),
+        namespace_id=bucket.namespace_id,
+        bucket_id=bucket.bucket_id,
+        key_prefix=p.key_prefix,
+        metadata_=p.metadata,
+        properties=p.properties,
+        status="DRAFT",
+        created_at=now,
+        updated_at=now,
+    )
+    obj.blobs = [
+        Blob(
+            blob_id=new_id("blob"),
+            namespace_id=bucket.namespace_id,
+            position=i,
+            property=b.property,
+            type=b.type,
+            sha256=b.sha256,
+            size_bytes=b.size_bytes,
+            content_type=b.content_type,
+            storage_key=b.storage_key,
+            filename=b.filename,
+            source_url=b.source_url,
+            key_prefix=b.key_prefix,
+            metadata_=b.metadata,
+            created_at=now,
+        )
+        for i, b in enumerate(p.blobs)
+    ]
+    return obj
+
+
+def get(session: Session, namespace_id: str, bucket_ident: str, object_id: str) -> ObjectOut:
+    bucket = find_bucket(session, namespace_id, bucket_ident)
+    return to_out(_get(session, bucket, object_id))
+
+
+def _get(session: Session, bucket: BucketRef, object_id: str) -> Object:
+    obj = ObjectRepository(session, bucket.namespace_id, bucket.bucket_id).get(object_id)
+    if obj is None:
+        raise NotFound(f"object '{object_id}' not found")
+    return obj
+
+
+def delete(session: Session, namespace_id: str, bucket_ident: str, object_id: str) -> set[str]:
+    """Delete an object; returns the storage keys nothing references any more."""
+    bucket = find_bucket(session, namespace_id, bucket_ident)
+    repo = ObjectRepository(session, namespace_id, bucket.bucket_id)
+    obj = _get(session, bucket, object_id)
+    keys = {b.storage_key for b in obj.blobs}
+    size = sum(b.size_bytes for b in obj.blobs)
+    repo.delete(obj)
+    session.flush()
+    BucketRepository(session, namespace_id).add_stats(bucket.bucket_id, -1, -size)
+    return repo.unreferenced(keys)
+
+
+def list_page(
+    session: Session, namespace_id: str, bucket_ident: str, req: ListRequest
+) -> tuple[list[ObjectOut], str | None]:
+    bucket = find_bucket(session, namespace_id, bucket_ident)
+    repo = ObjectRepository(session, namespace_id, bucket.bucket_id)
+    stmt = repo.scoped().where(build_filter(req.filters, filter_field))
+    rows, nxt = paginate(session, stmt, _sort_key(req), limit=req.limit, cursor=req.cursor)
+    return [to_out(r) for r in rows], nxt
+
+
+def _sort_key(req: ListRequest) -> SortKey:
+    field = req.sort.field if req.sort else "created_at"
+    descending = req.sort.direction == "desc" if req.sort else True
+    # ids are time-sortable, so creation order is the primary key's order (no extra index).
+    columns = {"created_at": Object.object_id, "object_id": Object.object_id, "updated_at": Object.updated_at}
+    if field not in columns:
+        raise ValidationFailed.at(["sort", "field"], f"cannot sort by '{field}' (use {', '.join(columns)})")
+    return SortKey(columns[field], Object.object_id, descending)
+
+
+def blob_for_download(
+    session: Session, namespace_id: str, bucket_ident: str, object_id: str, blob_id: str
+) -> Blob:
+    bucket = find_bucket(session, namespace_id, bucket_ident)
+    blob = ObjectRepository(session, namespace_id, bucket.bucket_id).blob(object_id, blob_id)
+    if blob is None:
+        raise NotFound(f"blob '{blob_id}' of object '{object_id}' not found")
+    return blob
+
+
+def to_out(obj: Object, warnings: list[str] | None = None) -> ObjectOut:
+    return ObjectOut(
+        object_id=obj.object_id,
+        bucket_id=obj.bucket_id,
+        key_prefix=obj.key_prefix,
+        metadata=obj.metadata_,
+        properties=obj.properties,
+        status=obj.status,
+        created_at=obj.created_at,
+        updated_at=obj.updated_at,
+        blobs=[_blob_out(b) for b in obj.blobs],
+        warnings=warnings or [],
+    )
+
+
+def _blob_out(b: Blob) -> BlobOut:
+    return BlobOut(
+        blob_id=b.blob_id,
+        property=b.property,
+        type=b.type,
+        size_bytes=b.size_bytes,
+        content_type=b.content_type,
+        sha256=b.sha256,
+        url=b.source_url,
+        key_prefix=b.key_prefix,
+        filename=b.filename,
+        metadata=b.metadata_,
+        details=BlobDetails(filename=b.filename, size_bytes=b.size_bytes, mime_type=b.content_type, hash=b.sha256),
+    )

@@ -1,0 +1,120 @@
+"""Shared fixtures: a fresh data dir per test, the app over ASGI, and a live uvicorn server."""
+
+from __future__ import annotations
+
+import base64
+import io
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from PIL import Image, ImageDraw
+
+from assay.config import Settings
+from assay.main import create_app
+
+ADMIN_KEY = "sk_live_test_admin_key_0123456789"
+SEED_SCHEMA = {
+    "properties": {
+        "product_text": {"type": "text", "required": True},
+        "hero_image": {"type": "image"},
+    }
+}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", admin_key=ADMIN_KEY)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app over ASGI (real routing, middleware and database), authenticated as admin."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://assay.test",
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        ) as c:
+            yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """uvicorn serving the app on loopback in a background thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[LiveServer]:
+    with LiveServer(settings) as server:
+        yield server
+
+
+def png_bytes(text: str = "HELLO", size: tuple[int, int] = (96, 48)) -> bytes:
+    """A small PNG with a word drawn on it."""
+    img = Image.new("RGB", size, "white")
+    ImageDraw.Draw(img).text((8, 16), text, fill="black")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def make_namespace(client: httpx.AsyncClient, name: str = "production") -> dict[str, Any]:
+    r = await client.post(
+        "/v1/namespaces",
+        json={
+            "namespace_name": name,
+            "feature_extractors": [{"feature_extractor_name": "multimodal_extractor", "version": "v1"}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def make_bucket(
+    client: httpx.AsyncClient, namespace: str, name: str = "product-catalog", schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    r = await client.post(
+        "/v1/buckets",
+        headers={"X-Namespace": namespace},
+        json={"bucket_name": name, "bucket_schema": schema or SEED_SCHEMA},
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
