@@ -13,5 +13,5 @@ from assay.objects import endpoints as objects
 
 router = APIRouter()
 router.include_router(health.router)
-for domain in (keys, namespaces, buckets, objects):
-    router.include_router(domain.router, responses=ERROR_RESPONSES)
+for domain_router in (health.catalogue_router, keys.router, namespaces.router, buckets.router, objects.router):
+    router.include_router(domain_router, responses=ERROR_RESPONSES)

@@ -12,6 +12,7 @@ from assay.deps import Ctx, CurrentPrincipal
 from assay.kit.schemas import Schema
 
 router = APIRouter(tags=["operations"])
+catalogue_router = APIRouter(tags=["feature extractors"])
 
 
 class Health(Schema):
@@ -61,8 +62,8 @@ class ExtractorOut(Schema):
     params_schema: dict[str, Any]
 
 
-@router.get("/v1/feature-extractors", response_model=list[ExtractorOut], tags=["feature extractors"])
-@router.get("/v1/collections/features/extractors", response_model=list[ExtractorOut], tags=["feature extractors"])
+@catalogue_router.get("/v1/feature-extractors", response_model=list[ExtractorOut])
+@catalogue_router.get("/v1/collections/features/extractors", response_model=list[ExtractorOut])
 async def list_feature_extractors(ctx: Ctx, _: CurrentPrincipal) -> list[ExtractorOut]:
     """The extractor catalogue."""
     return [ExtractorOut.model_validate(spec.describe()) for spec in ctx.registry.all()]

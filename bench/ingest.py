@@ -1,0 +1,353 @@
+"""Ingest benchmark: Assay's object routes vs a minimal FastAPI endpoint, over real HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import uvicorn
+import uvloop
+from rich.console import Console
+from rich.table import Table
+
+ADMIN_KEY = "sk_live_bench_admin_key_0123456789"
+HOST = "127.0.0.1"
+BUCKET = "b"
+NAMESPACE = "bench"
+RATIO_TARGET = 0.50
+BATCH_TARGET = 5_000.0
+console = Console()
+
+
+def _minimal_app() -> Any:
+    """A FastAPI app with one object-registration-shaped POST and a health route."""
+    from fastapi import FastAPI
+    from pydantic import BaseModel, Field
+
+    class Blob(BaseModel):
+        property: str = Field(min_length=1, max_length=100)
+        type: str
+        content: Any = None
+
+    class ObjectIn(BaseModel):
+        key_prefix: str | None = None
+        metadata: dict[str, Any] = Field(default_factory=dict)
+        blobs: list[Blob] = Field(default_factory=list, max_length=100)
+
+    class ObjectOut(BaseModel):
+        object_id: str
+        bucket_id: str
+        blob_count: int
+
+    app = FastAPI()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness."""
+        return {"status": "ok"}
+
+    @app.post("/v1/buckets/{bucket}/objects", status_code=201, response_model=ObjectOut)
+    async def create(bucket: str, body: ObjectIn) -> ObjectOut:
+        """Parse the body and answer a small JSON document."""
+        return ObjectOut(object_id="obj_0", bucket_id=bucket, blob_count=len(body.blobs))
+
+    return app
+
+
+def _serve(kind: str, port: int, data_dir: str) -> None:
+    """Child process: serve one app with the same uvicorn settings as `assay serve`."""
+    if kind == "minimal":
+        app = _minimal_app()
+    else:
+        from assay.config import Settings
+        from assay.main import create_app
+
+        app = create_app(Settings(data_dir=Path(data_dir), admin_key=ADMIN_KEY))
+    uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
+
+
+def _free_port() -> int:
+    """An unused loopback port."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A uvicorn server in its own (spawned) process."""
+
+    def __init__(self, kind: str, data_dir: str = "") -> None:
+        self.port = _free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        ctx = mp.get_context("spawn")
+        self.proc = ctx.Process(target=_serve, args=(kind, self.port, data_dir), daemon=True)
+
+    def __enter__(self) -> Server:
+        self.proc.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.proc.is_alive():
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.__exit__()
+        raise RuntimeError(f"server on port {self.port} did not become healthy")
+
+    def __exit__(self, *_: Any) -> None:
+        self.proc.terminate()
+        self.proc.join(timeout=10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+
+
+class RawConn:
+    """A lean HTTP/1.1 keep-alive client over asyncio streams (Content-Length bodies only)."""
+
+    def __init__(self, port: int, headers: dict[str, str]) -> None:
+        self.port = port
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.head = f"Host: {HOST}:{port}\r\nContent-Type: application/json\r\n{extra}".encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        """Send one POST and read the whole response."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
+        assert self.reader is not None
+        request = b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n" % (
+            path.encode(), self.head, len(body))
+        self.writer.write(request + body)
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            status, length = int(head[9:12]), -1
+            for line in head.split(b"\r\n")[1:]:
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if length < 0:
+                raise RuntimeError("response without Content-Length")
+            return status, await self.reader.readexactly(length)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Close the connection (it reopens on the next request)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class HttpxConn:
+    """httpx.AsyncClient with one keep-alive connection."""
+
+    def __init__(self, port: int, headers: dict[str, str]) -> None:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        self.client = httpx.AsyncClient(base_url=f"http://{HOST}:{port}", headers={
+            "Content-Type": "application/json", **headers}, limits=limits, timeout=60)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        """Send one POST and read the whole response."""
+        r = await self.client.post(path, content=body)
+        return r.status_code, r.content
+
+    async def close(self) -> None:
+        """Close the client."""
+        await self.client.aclose()
+
+
+@dataclass
+class Result:
+    """What one scenario measured."""
+
+    name: str
+    client: str
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    objects: int = 0
+    errors: int = 0
+    object_errors: int = 0
+    samples: list[str] = field(default_factory=list)
+
+    def pct(self, q: float) -> float:
+        """The q-quantile latency in ms."""
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    @property
+    def rps(self) -> float:
+        """Successful requests per second."""
+        return len(self.latencies) / self.seconds
+
+    @property
+    def ops(self) -> float:
+        """Successfully registered objects per second."""
+        return self.objects / self.seconds
+
+
+Body = Callable[[int, int], bytes]
+
+
+def _object(worker: int, seq: int) -> dict[str, Any]:
+    """One object with a unique inline text blob."""
+    text = f"bench product w{worker} n{seq} {time.time_ns()} lightweight trail running shoe"
+    return {"key_prefix": "/p", "blobs": [
+        {"property": "product_text", "type": "text", "content": text}]}
+
+
+def single_body(worker: int, seq: int) -> bytes:
+    """The JSON body of one object."""
+    return orjson.dumps(_object(worker, seq))
+
+
+def batch_body(size: int) -> Body:
+    """A factory of batch bodies of `size` unique objects."""
+    def make(worker: int, seq: int) -> bytes:
+        return orjson.dumps({"objects": [_object(worker, seq * size + i) for i in range(size)]})
+    return make
+
+
+async def load(port: int, path: str, headers: dict[str, str], body: Body, expect: int,
+               batch: bool, args: argparse.Namespace, result: Result) -> None:
+    """Drive `concurrency` clients; record requests finishing inside the measured window."""
+    t0 = time.perf_counter() + args.warmup
+    t1 = t0 + args.seconds
+    conn_cls = RawConn if result.client == "raw" else HttpxConn
+
+    async def worker(w: int) -> None:
+        conn, seq = conn_cls(port, headers), 0
+        while (start := time.perf_counter()) < t1:
+            payload, seq = body(w, seq), seq + 1
+            try:
+                status, data = await conn.post(path, payload)
+            except Exception as exc:  # counted, never ignored
+                status, data = -1, repr(exc).encode()
+            end = time.perf_counter()
+            if not t0 <= end <= t1:
+                continue
+            if status != expect:
+                result.errors += 1
+                if len(result.samples) < 3:
+                    result.samples.append(f"HTTP {status}: {data[:400].decode(errors='replace')}")
+                continue
+            result.latencies.append(end - start)
+            if batch:
+                answer = orjson.loads(data)
+                result.objects += answer["succeeded_count"]
+                result.object_errors += answer["failed_count"]
+                if answer["failed"] and len(result.samples) < 3:
+                    result.samples.append(f"batch failure: {answer['failed'][0]}")
+            else:
+                result.objects += 1
+        await conn.close()
+
+    await asyncio.gather(*(worker(w) for w in range(args.concurrency)))
+
+
+def measure(name: str, client: str, server: Server, path: str, headers: dict[str, str],
+            body: Body, expect: int, batch: bool, args: argparse.Namespace) -> Result:
+    """Run one scenario against a started server."""
+    result = Result(name, client, args.seconds)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(load(server.port, path, headers, body, expect, batch, args, result))
+    console.print(f"  {name} [{client}]: {result.rps:,.0f} req/s, {result.errors} errors")
+    return result
+
+
+def setup_assay(url: str) -> dict[str, str]:
+    """Create the namespace and bucket; return the request headers for object routes."""
+    auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with httpx.Client(base_url=url, headers=auth, timeout=30) as c:
+        r = c.post("/v1/namespaces", json={"namespace_name": NAMESPACE, "feature_extractors": []})
+        if r.status_code != 201:
+            raise RuntimeError(f"namespace: HTTP {r.status_code} {r.text}")
+        r = c.post("/v1/buckets", headers={"X-Namespace": NAMESPACE}, json={
+            "bucket_name": BUCKET,
+            "bucket_schema": {"properties": {"product_text": {"type": "text", "required": True}}}})
+        if r.status_code != 201:
+            raise RuntimeError(f"bucket: HTTP {r.status_code} {r.text}")
+    return {**auth, "X-Namespace": NAMESPACE}
+
+
+def git_hash() -> str:
+    """The short commit hash, with `+dirty` when the tree has changes."""
+    def git(*a: str) -> str:
+        return subprocess.run(["git", *a], capture_output=True, text=True).stdout.strip()
+    return (git("rev-parse", "--short", "HEAD") or "unknown") + (
+        "+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def report(results: list[Result], single: Result, minimal: Result, batch: Result) -> None:
+    """Print the table, error samples and the targets."""
+    table = Table(title="Ingest over HTTP (127.0.0.1)")
+    for col in ("scenario", "client", "req/s", "objects/s", "p50 ms", "p99 ms", "errors"):
+        table.add_column(col, justify="left" if col in ("scenario", "client") else "right")
+    for r in results:
+        errors = f"{r.errors}" + (f" (+{r.object_errors} obj)" if r.object_errors else "")
+        table.add_row(r.name, r.client, f"{r.rps:,.0f}", f"{r.ops:,.0f}",
+                      f"{r.pct(0.50):.2f}", f"{r.pct(0.99):.2f}", errors)
+    console.print(table)
+    for r in results:
+        for s in r.samples:
+            console.print(f"[red]{r.name} error[/]: {s}", markup=True, highlight=False)
+    ratio = single.rps / minimal.rps if minimal.rps else 0.0
+    for label, value, target, fmt in (
+        ("single-object route / minimal endpoint", ratio, RATIO_TARGET, "{:.2f}"),
+        ("batch objects/s", batch.ops, BATCH_TARGET, "{:,.0f}"),
+    ):
+        verdict = "[green]PASS[/]" if value >= target else "[red]MISS[/]"
+        console.print(f"{label}: {fmt.format(value)} (target >= {fmt.format(target)}) {verdict}")
+
+
+def main() -> None:
+    """Parse arguments, run the scenarios and report."""
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--seconds", type=float, default=8.0, help="measured seconds per scenario")
+    p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per scenario")
+    p.add_argument("--concurrency", type=int, default=8, help="concurrent keep-alive clients")
+    p.add_argument("--batch-size", type=int, default=100, help="objects per batch request")
+    p.add_argument("--client", choices=("raw", "httpx"), default="raw", help="load generator")
+    p.add_argument("--no-httpx-check", action="store_true",
+                   help="skip measuring the minimal endpoint with httpx too")
+    args = p.parse_args()
+    console.print(f"commit {git_hash()}  command: {shlex.join([sys.executable, *sys.argv])}")
+    console.print(f"{args.concurrency} clients, {args.warmup:g}s warm-up + {args.seconds:g}s "
+                  f"measured per scenario, client={args.client}")
+    path = f"/v1/buckets/{BUCKET}/objects"
+    results: list[Result] = []
+    with Server("minimal") as srv:
+        minimal = measure("minimal endpoint", args.client, srv, path, {}, single_body, 201,
+                          False, args)
+        results.append(minimal)
+        if args.client == "raw" and not args.no_httpx_check:
+            results.append(measure("minimal endpoint", "httpx", srv, path, {}, single_body, 201,
+                                   False, args))
+    with tempfile.TemporaryDirectory(prefix="assay-bench-") as tmp, Server("assay", tmp) as srv:
+        headers = setup_assay(srv.url)
+        single = measure("assay single object", args.client, srv, path, headers, single_body,
+                         201, False, args)
+        batch = measure(f"assay batch x{args.batch_size}", args.client, srv, f"{path}/batch",
+                        headers, batch_body(args.batch_size), 200, True, args)
+        results += [single, batch]
+    report(results, single, minimal, batch)
+
+
+if __name__ == "__main__":
+    main()
