@@ -20,6 +20,8 @@ import httpx
 import orjson
 import uvicorn
 import uvloop
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
@@ -32,26 +34,32 @@ BATCH_TARGET = 5_000.0
 console = Console()
 
 
-def _minimal_app() -> Any:
+class MiniBlob(BaseModel):
+    """A blob, as in an object registration."""
+
+    property: str = Field(min_length=1, max_length=100)
+    type: str
+    content: Any = None
+
+
+class MiniObject(BaseModel):
+    """An object registration body."""
+
+    key_prefix: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    blobs: list[MiniBlob] = Field(default_factory=list, max_length=100)
+
+
+class MiniOut(BaseModel):
+    """The small answer."""
+
+    object_id: str
+    bucket_id: str
+    blob_count: int
+
+
+def _minimal_app() -> FastAPI:
     """A FastAPI app with one object-registration-shaped POST and a health route."""
-    from fastapi import FastAPI
-    from pydantic import BaseModel, Field
-
-    class Blob(BaseModel):
-        property: str = Field(min_length=1, max_length=100)
-        type: str
-        content: Any = None
-
-    class ObjectIn(BaseModel):
-        key_prefix: str | None = None
-        metadata: dict[str, Any] = Field(default_factory=dict)
-        blobs: list[Blob] = Field(default_factory=list, max_length=100)
-
-    class ObjectOut(BaseModel):
-        object_id: str
-        bucket_id: str
-        blob_count: int
-
     app = FastAPI()
 
     @app.get("/healthz")
@@ -59,10 +67,10 @@ def _minimal_app() -> Any:
         """Liveness."""
         return {"status": "ok"}
 
-    @app.post("/v1/buckets/{bucket}/objects", status_code=201, response_model=ObjectOut)
-    async def create(bucket: str, body: ObjectIn) -> ObjectOut:
+    @app.post("/v1/buckets/{bucket}/objects", status_code=201, response_model=MiniOut)
+    async def create(bucket: str, body: MiniObject) -> MiniOut:
         """Parse the body and answer a small JSON document."""
-        return ObjectOut(object_id="obj_0", bucket_id=bucket, blob_count=len(body.blobs))
+        return MiniOut(object_id="obj_0", bucket_id=bucket, blob_count=len(body.blobs))
 
     return app
 
@@ -258,7 +266,8 @@ async def load(port: int, path: str, headers: dict[str, str], body: Body, expect
                 result.objects += 1
         await conn.close()
 
-    await asyncio.gather(*(worker(w) for w in range(args.concurrency)))
+    workers = asyncio.gather(*(worker(w) for w in range(args.concurrency)))
+    await asyncio.wait_for(workers, args.warmup + args.seconds + 120)
 
 
 def measure(name: str, client: str, server: Server, path: str, headers: dict[str, str],

@@ -59,7 +59,9 @@ class LiveServer:
     def __init__(self, settings: Settings) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -101,7 +103,9 @@ async def make_namespace(client: httpx.AsyncClient, name: str = "production") ->
         "/v1/namespaces",
         json={
             "namespace_name": name,
-            "feature_extractors": [{"feature_extractor_name": "multimodal_extractor", "version": "v1"}],
+            "feature_extractors": [
+                {"feature_extractor_name": "multimodal_extractor", "version": "v1"}
+            ],
         },
     )
     assert r.status_code == 201, r.text
@@ -109,7 +113,10 @@ async def make_namespace(client: httpx.AsyncClient, name: str = "production") ->
 
 
 async def make_bucket(
-    client: httpx.AsyncClient, namespace: str, name: str = "product-catalog", schema: dict[str, Any] | None = None
+    client: httpx.AsyncClient,
+    namespace: str,
+    name: str = "product-catalog",
+    schema: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     r = await client.post(
         "/v1/buckets",

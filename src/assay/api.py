@@ -13,5 +13,11 @@ from assay.objects import endpoints as objects
 
 router = APIRouter()
 router.include_router(health.router)
-for domain_router in (health.catalogue_router, keys.router, namespaces.router, buckets.router, objects.router):
+for domain_router in (
+    health.catalogue_router,
+    keys.router,
+    namespaces.router,
+    buckets.router,
+    objects.router,
+):
     router.include_router(domain_router, responses=ERROR_RESPONSES)

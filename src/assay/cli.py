@@ -42,7 +42,9 @@ def serve(
 ) -> None:
     """Run the HTTP API on embedded defaults (SQLite, local blob folder)."""
     settings = _settings(data_dir, host=host, port=port, workers=workers)
-    console.print(f"[bold]Assay[/] on http://{settings.host}:{settings.port}  data: {settings.data_dir}")
+    console.print(
+        f"[bold]Assay[/] on http://{settings.host}:{settings.port}  data: {settings.data_dir}"
+    )
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -72,7 +74,9 @@ def _database(data_dir: Path | None) -> Database:
 @keys_app.command("create")
 def keys_create(
     role: Annotated[str, typer.Option(help="admin, write or read")] = "write",
-    namespace: Annotated[list[str] | None, typer.Option(help="limit to this namespace (repeatable)")] = None,
+    namespace: Annotated[
+        list[str] | None, typer.Option(help="limit to this namespace (repeatable)")
+    ] = None,
     name: Annotated[str, typer.Option(help="a label for the key")] = "cli key",
     data_dir: DataDir = None,
 ) -> None:
@@ -103,7 +107,14 @@ def keys_list(data_dir: DataDir = None) -> None:
         db.close()
     table = Table("key_id", "name", "role", "namespaces", "preview", "revoked")
     for k in keys:
-        table.add_row(k.key_id, k.name, k.role, ", ".join(k.namespaces or ["*"]), k.key_preview, str(k.revoked_at or ""))
+        table.add_row(
+            k.key_id,
+            k.name,
+            k.role,
+            ", ".join(k.namespaces or ["*"]),
+            k.key_preview,
+            str(k.revoked_at or ""),
+        )
     console.print(table)
 
 

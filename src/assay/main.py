@@ -58,8 +58,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(router)
     _install_error_handlers(app)
-    app.add_middleware(IdempotencyMiddleware, db=lambda: app.state.ctx.db, ttl_s=settings.idempotency_ttl_s)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes, exempt_prefixes=("/v1/uploads/",))
+    app.add_middleware(
+        IdempotencyMiddleware, db=lambda: app.state.ctx.db, ttl_s=settings.idempotency_ttl_s
+    )
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_request_bytes, exempt_prefixes=("/v1/uploads/",)
+    )
     return app
 
 
@@ -74,7 +78,9 @@ def prepare(settings: Settings) -> AppContext:
     return ctx
 
 
-def _envelope(status: int, type_: str, message: str, details: dict[str, Any] | None = None) -> JSONResponse:
+def _envelope(
+    status: int, type_: str, message: str, details: dict[str, Any] | None = None
+) -> JSONResponse:
     error: dict[str, Any] = {"type": type_, "message": message}
     if details is not None:
         error["details"] = details

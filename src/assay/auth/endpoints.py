@@ -18,7 +18,9 @@ async def create_key(body: KeyCreate, ctx: Ctx, principal: CurrentPrincipal) -> 
     principal.require("admin")
 
     def run(s: object) -> KeyCreated:
-        key, secret = service.create_key(s, name=body.name, role=body.role, namespaces=body.namespaces)  # type: ignore[arg-type]
+        key, secret = service.create_key(
+            s, name=body.name, role=body.role, namespaces=body.namespaces
+        )  # type: ignore[arg-type]
         return KeyCreated(**KeyOut.model_validate(key).model_dump(), key=secret)
 
     return await ctx.db.write(run)
@@ -30,7 +32,9 @@ async def list_keys(ctx: Ctx, principal: CurrentPrincipal) -> Page[KeyOut]:
     principal.require("admin")
     keys = await ctx.db.read(service.list_keys)
     results = [KeyOut.model_validate(k) for k in keys]
-    return Page(results=results, pagination=Pagination(limit=len(results)), total_count=len(results))
+    return Page(
+        results=results, pagination=Pagination(limit=len(results)), total_count=len(results)
+    )
 
 
 @router.delete("/{key_id}", response_model=KeyOut)

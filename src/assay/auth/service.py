@@ -69,7 +69,9 @@ def ensure_admin_key(session: Session, env_secret: str | None) -> str | None:
     repo = KeyRepository(session)
     if env_secret:
         if repo.by_hash(hash_secret(env_secret)) is None:
-            create_key(session, name="bootstrap admin (ASSAY_ADMIN_KEY)", role="admin", secret=env_secret)
+            create_key(
+                session, name="bootstrap admin (ASSAY_ADMIN_KEY)", role="admin", secret=env_secret
+            )
         return None
     if repo.any_admin():
         return None

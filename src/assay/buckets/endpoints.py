@@ -13,7 +13,9 @@ router = APIRouter(prefix="/v1/buckets", tags=["buckets"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=BucketOut)
-async def create_bucket(body: BucketCreate, ctx: Ctx, principal: CurrentPrincipal, ns: CurrentNamespace) -> BucketOut:
+async def create_bucket(
+    body: BucketCreate, ctx: Ctx, principal: CurrentPrincipal, ns: CurrentNamespace
+) -> BucketOut:
     """Create a schema-validated bucket."""
     return await ctx.db.write(lambda s: service.create(s, principal, ns.namespace_id, body))
 
@@ -21,35 +23,51 @@ async def create_bucket(body: BucketCreate, ctx: Ctx, principal: CurrentPrincipa
 @router.get("", response_model=Page[BucketOut])
 async def list_buckets(ctx: Ctx, ns: CurrentNamespace, page: PageQuery) -> Page[BucketOut]:
     """Buckets of the namespace."""
-    rows, nxt = await ctx.db.read(lambda s: service.list_page(s, ns.namespace_id, limit=page.limit, cursor=page.cursor))
+    rows, nxt = await ctx.db.read(
+        lambda s: service.list_page(s, ns.namespace_id, limit=page.limit, cursor=page.cursor)
+    )
     return Page(results=rows, pagination=Pagination(limit=page.limit, next_cursor=nxt))
 
 
 @router.post("/list", response_model=Page[BucketOut])
 async def list_buckets_post(body: ListRequest, ctx: Ctx, ns: CurrentNamespace) -> Page[BucketOut]:
     """The hosted product's list form."""
-    rows, nxt = await ctx.db.read(lambda s: service.list_page(s, ns.namespace_id, limit=body.limit, cursor=body.cursor))
+    rows, nxt = await ctx.db.read(
+        lambda s: service.list_page(s, ns.namespace_id, limit=body.limit, cursor=body.cursor)
+    )
     return Page(results=rows, pagination=Pagination(limit=body.limit, next_cursor=nxt))
 
 
 @router.get("/{bucket_identifier}", response_model=BucketOut)
 async def get_bucket(bucket_identifier: str, ctx: Ctx, ns: CurrentNamespace) -> BucketOut:
     """One bucket, by id or name."""
-    return await ctx.db.read(lambda s: service.to_out(service.get_bucket(s, ns.namespace_id, bucket_identifier)))
+    return await ctx.db.read(
+        lambda s: service.to_out(service.get_bucket(s, ns.namespace_id, bucket_identifier))
+    )
 
 
 @router.patch("/{bucket_identifier}", response_model=BucketOut)
 async def patch_bucket(
-    bucket_identifier: str, body: BucketPatch, ctx: Ctx, principal: CurrentPrincipal, ns: CurrentNamespace
+    bucket_identifier: str,
+    body: BucketPatch,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    ns: CurrentNamespace,
 ) -> BucketOut:
     """Rename a bucket or change its description and metadata."""
-    return await ctx.db.write(lambda s: service.patch(s, principal, ns.namespace_id, bucket_identifier, body))
+    return await ctx.db.write(
+        lambda s: service.patch(s, principal, ns.namespace_id, bucket_identifier, body)
+    )
 
 
 @router.delete("/{bucket_identifier}", response_model=BucketDeleted)
-async def delete_bucket(bucket_identifier: str, ctx: Ctx, principal: CurrentPrincipal, ns: CurrentNamespace) -> BucketDeleted:
+async def delete_bucket(
+    bucket_identifier: str, ctx: Ctx, principal: CurrentPrincipal, ns: CurrentNamespace
+) -> BucketDeleted:
     """Delete a bucket with all its objects."""
-    bucket_id, orphans = await ctx.db.write(lambda s: service.delete(s, principal, ns.namespace_id, bucket_identifier))
+    bucket_id, orphans = await ctx.db.write(
+        lambda s: service.delete(s, principal, ns.namespace_id, bucket_identifier)
+    )
     for key in orphans:
         ctx.blobs.delete(key)
     return BucketDeleted(bucket_id=bucket_id)

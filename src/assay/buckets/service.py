@@ -22,7 +22,9 @@ def get_bucket(session: Session, namespace_id: str, ident: str) -> Bucket:
     return bucket
 
 
-def create(session: Session, principal: Principal, namespace_id: str, body: BucketCreate) -> BucketOut:
+def create(
+    session: Session, principal: Principal, namespace_id: str, body: BucketCreate
+) -> BucketOut:
     principal.require("write")
     if has_prefix(body.bucket_name, "bkt"):
         raise ValidationFailed.at(["bucket_name"], "a name may not look like a bucket id")
@@ -42,7 +44,9 @@ def create(session: Session, principal: Principal, namespace_id: str, body: Buck
     return to_out(bucket, body.warnings())
 
 
-def patch(session: Session, principal: Principal, namespace_id: str, ident: str, body: BucketPatch) -> BucketOut:
+def patch(
+    session: Session, principal: Principal, namespace_id: str, ident: str, body: BucketPatch
+) -> BucketOut:
     principal.require("write")
     bucket = get_bucket(session, namespace_id, ident)
     fields = body.model_fields_set
@@ -58,7 +62,9 @@ def patch(session: Session, principal: Principal, namespace_id: str, ident: str,
     return to_out(bucket)
 
 
-def delete(session: Session, principal: Principal, namespace_id: str, ident: str) -> tuple[str, set[str]]:
+def delete(
+    session: Session, principal: Principal, namespace_id: str, ident: str
+) -> tuple[str, set[str]]:
     """Delete a bucket with its objects; returns its id and the storage keys left unreferenced."""
     principal.require("write")
     bucket = get_bucket(session, namespace_id, ident)
@@ -71,12 +77,22 @@ def delete(session: Session, principal: Principal, namespace_id: str, ident: str
     )
     BucketRepository(session, namespace_id).delete(bucket)
     session.flush()
-    return bucket.bucket_id, ObjectRepository(session, namespace_id, bucket.bucket_id).unreferenced(keys)
+    return bucket.bucket_id, ObjectRepository(session, namespace_id, bucket.bucket_id).unreferenced(
+        keys
+    )
 
 
-def list_page(session: Session, namespace_id: str, *, limit: int, cursor: str | None) -> tuple[list[BucketOut], str | None]:
+def list_page(
+    session: Session, namespace_id: str, *, limit: int, cursor: str | None
+) -> tuple[list[BucketOut], str | None]:
     repo = BucketRepository(session, namespace_id)
-    rows, nxt = paginate(session, repo.scoped(), SortKey(Bucket.bucket_id, Bucket.bucket_id), limit=limit, cursor=cursor)
+    rows, nxt = paginate(
+        session,
+        repo.scoped(),
+        SortKey(Bucket.bucket_id, Bucket.bucket_id),
+        limit=limit,
+        cursor=cursor,
+    )
     return [to_out(b) for b in rows], nxt
 
 

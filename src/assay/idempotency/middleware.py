@@ -35,7 +35,9 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         if not key or len(key) > MAX_KEY_LENGTH:
-            await send_error(send, 400, "BadRequestError", "Idempotency-Key must be 1-255 characters")
+            await send_error(
+                send, 400, "BadRequestError", "Idempotency-Key must be 1-255 characters"
+            )
             return
         try:
             body = await _read_body(receive)
@@ -50,12 +52,19 @@ class IdempotencyMiddleware:
         except AppError as exc:
             await send_error(send, exc.status, exc.type, exc.message)
 
-    async def _run(self, scope: Scope, body: bytes, send: Send, scope_key: str, request_hash: str) -> None:
+    async def _run(
+        self, scope: Scope, body: bytes, send: Send, scope_key: str, request_hash: str
+    ) -> None:
         db = self.db()
         repo = IdempotencyRepository
         record = await db.read(lambda s: repo(s).find(scope_key, self.ttl_s))
         if record is not None and record.request_hash != request_hash:
-            await send_error(send, 409, "ConflictError", "Idempotency-Key was already used with another request body")
+            await send_error(
+                send,
+                409,
+                "ConflictError",
+                "Idempotency-Key was already used with another request body",
+            )
             return
         if record is not None and record.status_code:
             await _replay(send, record.status_code, record.content_type, record.body)
@@ -84,7 +93,9 @@ class IdempotencyMiddleware:
         finally:
             status, data = captured["status"], bytes(captured["body"])
             if status < 400:
-                await db.write(lambda s: repo(s).complete(scope_key, status, captured["type"], data))
+                await db.write(
+                    lambda s: repo(s).complete(scope_key, status, captured["type"], data)
+                )
             else:
                 await db.write(lambda s: repo(s).release(scope_key))
 

@@ -39,7 +39,9 @@ class IdempotencyRepository:
             record.status_code, record.content_type, record.body = status, content_type, body
 
     def release(self, scope_key: str) -> None:
-        self.session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.scope_key == scope_key))
+        self.session.execute(
+            delete(IdempotencyRecord).where(IdempotencyRecord.scope_key == scope_key)
+        )
 
     def purge_expired(self, ttl_s: int) -> None:
         cutoff = utcnow() - dt.timedelta(seconds=ttl_s)

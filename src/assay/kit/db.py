@@ -107,9 +107,9 @@ class Database:
         self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
         self._group_max = group_max
-        self._queue: queue.SimpleQueue[tuple[Callable[[Session], Any], concurrent.futures.Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[
+            tuple[Callable[[Session], Any], concurrent.futures.Future[Any]] | None
+        ] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -146,7 +146,9 @@ class Database:
             return
         with self._lock:
             if self._writer is None:
-                self._writer = threading.Thread(target=self._write_loop, name="db-writer", daemon=True)
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="db-writer", daemon=True
+                )
                 self._writer.start()
 
     def _write_loop(self) -> None:
@@ -166,7 +168,9 @@ class Database:
                 group.append(nxt)
             self._commit_group(group)
 
-    def _commit_group(self, group: list[tuple[Callable[[Session], Any], concurrent.futures.Future[Any]]]) -> None:
+    def _commit_group(
+        self, group: list[tuple[Callable[[Session], Any], concurrent.futures.Future[Any]]]
+    ) -> None:
         done: list[tuple[concurrent.futures.Future[Any], Any]] = []
         try:
             with self._write_sessions() as session, session.begin():
@@ -175,9 +179,9 @@ class Database:
                         with session.begin_nested():
                             result = _translate_integrity(fn, session)
                         done.append((future, result))
-                    except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    except BaseException as exc:
                         future.set_exception(exc)
-        except BaseException as exc:  # noqa: BLE001 - the commit itself failed: all of them fail
+        except BaseException as exc:
             for future, _ in done:
                 future.set_exception(exc)
             return

@@ -129,7 +129,11 @@ def _compare(col: ColumnElement[Any], cond: Condition) -> ColumnElement[bool]:
     target = _typed(col, value)
     if op in ("contains", "starts_with"):
         text = str(value)
-        return target.contains(text, autoescape=True) if op == "contains" else target.startswith(text, autoescape=True)
+        return (
+            target.contains(text, autoescape=True)
+            if op == "contains"
+            else target.startswith(text, autoescape=True)
+        )
     comparisons: dict[str, Callable[[Any], ColumnElement[bool]]] = {
         "eq": target.__eq__,
         "ne": target.__ne__,

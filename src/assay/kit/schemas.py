@@ -63,7 +63,9 @@ class Page(Schema, Generic[T]):
     total_count: int | None = None
 
 
-Operator = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "starts_with", "exists"]
+Operator = Literal[
+    "eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "starts_with", "exists"
+]
 
 
 class Condition(RequestSchema):

@@ -38,7 +38,9 @@ class NamespaceRepository:
 
     def counts(self, namespace_ids: list[str]) -> dict[str, dict[str, Any]]:
         """bucket_count and object_count per namespace, two grouped queries for the whole page."""
-        out: dict[str, dict[str, Any]] = {i: {"bucket_count": 0, "object_count": 0} for i in namespace_ids}
+        out: dict[str, dict[str, Any]] = {
+            i: {"bucket_count": 0, "object_count": 0} for i in namespace_ids
+        }
         if not namespace_ids:
             return out
         for model, field in ((Bucket, "bucket_count"), (Object, "object_count")):

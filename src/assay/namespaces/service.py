@@ -39,7 +39,9 @@ def check_extractors(registry: ExtractorRegistry, refs: list[ExtractorRef]) -> l
                 available=exc.available,
             ) from exc
         except InvalidParams as exc:
-            errors = [{**e, "loc": ["feature_extractors", i, "params", *e["loc"]]} for e in exc.errors]
+            errors = [
+                {**e, "loc": ["feature_extractors", i, "params", *e["loc"]]} for e in exc.errors
+            ]
             raise ValidationFailed("invalid feature extractor params", errors) from exc
         checked.append(
             {
@@ -101,7 +103,9 @@ def list_page(
 ) -> tuple[list[NamespaceOut], str | None]:
     repo = NamespaceRepository(session)
     key = SortKey(Namespace.namespace_id, Namespace.namespace_id)
-    rows, next_cursor = paginate(session, repo.visible(principal.namespaces), key, limit=limit, cursor=cursor)
+    rows, next_cursor = paginate(
+        session, repo.visible(principal.namespaces), key, limit=limit, cursor=cursor
+    )
     counts = repo.counts([r.namespace_id for r in rows])
     return [_out(r, counts[r.namespace_id]) for r in rows], next_cursor
 

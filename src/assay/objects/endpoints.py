@@ -33,7 +33,11 @@ def _materializer(ctx: Ctx) -> Materializer:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ObjectOut)
 async def create_object(
-    bucket_identifier: str, body: ObjectCreate, ctx: Ctx, principal: CurrentPrincipal, ns: CurrentNamespace
+    bucket_identifier: str,
+    body: ObjectCreate,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    ns: CurrentNamespace,
 ) -> ObjectOut:
     """Register an object: blobs by URL (fetched through the SSRF guard) or inline content."""
     principal.require("write")
@@ -45,7 +49,11 @@ async def create_object(
 
 @router.post("/batch", response_model=ObjectBatchOut)
 async def create_objects_batch(
-    bucket_identifier: str, body: ObjectBatchCreate, ctx: Ctx, principal: CurrentPrincipal, ns: CurrentNamespace
+    bucket_identifier: str,
+    body: ObjectBatchCreate,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    ns: CurrentNamespace,
 ) -> ObjectBatchOut:
     """Register up to 100 objects; each succeeds or fails on its own."""
     principal.require("write")
@@ -54,43 +62,76 @@ async def create_objects_batch(
     prepared, failed = [], []
     for index, item in enumerate(body.objects):
         try:
-            prepared.append(await materializer.prepare(ns.namespace_id, bucket.bucket_schema, item, ("objects", index)))
+            prepared.append(
+                await materializer.prepare(
+                    ns.namespace_id, bucket.bucket_schema, item, ("objects", index)
+                )
+            )
         except AppError as exc:
-            failed.append(BatchFailure(index=index, error=ErrorBody(type=exc.type, message=exc.message, details=exc.details)))
-    succeeded = await ctx.db.write(lambda s: service.register(s, bucket, prepared)) if prepared else []
-    return ObjectBatchOut(succeeded=succeeded, failed=failed, succeeded_count=len(succeeded), failed_count=len(failed))
+            failed.append(
+                BatchFailure(
+                    index=index,
+                    error=ErrorBody(type=exc.type, message=exc.message, details=exc.details),
+                )
+            )
+    succeeded = (
+        await ctx.db.write(lambda s: service.register(s, bucket, prepared)) if prepared else []
+    )
+    return ObjectBatchOut(
+        succeeded=succeeded, failed=failed, succeeded_count=len(succeeded), failed_count=len(failed)
+    )
 
 
 @router.get("", response_model=Page[ObjectOut])
-async def list_objects(bucket_identifier: str, ctx: Ctx, ns: CurrentNamespace, page: PageQuery) -> Page[ObjectOut]:
+async def list_objects(
+    bucket_identifier: str, ctx: Ctx, ns: CurrentNamespace, page: PageQuery
+) -> Page[ObjectOut]:
     """Objects of a bucket, newest first."""
-    return await _list(ctx, ns, bucket_identifier, ListRequest(limit=page.limit, cursor=page.cursor))
+    return await _list(
+        ctx, ns, bucket_identifier, ListRequest(limit=page.limit, cursor=page.cursor)
+    )
 
 
 @router.post("/list", response_model=Page[ObjectOut])
-async def list_objects_post(bucket_identifier: str, body: ListRequest, ctx: Ctx, ns: CurrentNamespace) -> Page[ObjectOut]:
+async def list_objects_post(
+    bucket_identifier: str, body: ListRequest, ctx: Ctx, ns: CurrentNamespace
+) -> Page[ObjectOut]:
     """Objects of a bucket with filters and sort."""
     return await _list(ctx, ns, bucket_identifier, body)
 
 
-async def _list(ctx: Ctx, ns: NamespaceRef, bucket_identifier: str, req: ListRequest) -> Page[ObjectOut]:
-    rows, nxt = await ctx.db.read(lambda s: service.list_page(s, ns.namespace_id, bucket_identifier, req))
+async def _list(
+    ctx: Ctx, ns: NamespaceRef, bucket_identifier: str, req: ListRequest
+) -> Page[ObjectOut]:
+    rows, nxt = await ctx.db.read(
+        lambda s: service.list_page(s, ns.namespace_id, bucket_identifier, req)
+    )
     return Page(results=rows, pagination=Pagination(limit=req.limit, next_cursor=nxt))
 
 
 @router.get("/{object_id}", response_model=ObjectOut)
-async def get_object(bucket_identifier: str, object_id: str, ctx: Ctx, ns: CurrentNamespace) -> ObjectOut:
+async def get_object(
+    bucket_identifier: str, object_id: str, ctx: Ctx, ns: CurrentNamespace
+) -> ObjectOut:
     """One object with its blobs."""
-    return await ctx.db.read(lambda s: service.get(s, ns.namespace_id, bucket_identifier, object_id))
+    return await ctx.db.read(
+        lambda s: service.get(s, ns.namespace_id, bucket_identifier, object_id)
+    )
 
 
 @router.delete("/{object_id}", response_model=ObjectDeleted)
 async def delete_object(
-    bucket_identifier: str, object_id: str, ctx: Ctx, principal: CurrentPrincipal, ns: CurrentNamespace
+    bucket_identifier: str,
+    object_id: str,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    ns: CurrentNamespace,
 ) -> ObjectDeleted:
     """Delete an object and its blobs."""
     principal.require("write")
-    orphans = await ctx.db.write(lambda s: service.delete(s, ns.namespace_id, bucket_identifier, object_id))
+    orphans = await ctx.db.write(
+        lambda s: service.delete(s, ns.namespace_id, bucket_identifier, object_id)
+    )
     for key in orphans:
         ctx.blobs.delete(key)
     return ObjectDeleted(object_id=object_id)
@@ -113,7 +154,11 @@ async def download_blob(
     range_: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:
     """A blob's bytes; honours a single `Range: bytes=...`."""
-    blob = await ctx.db.read(lambda s: service.blob_for_download(s, ns.namespace_id, bucket_identifier, object_id, blob_id))
+    blob = await ctx.db.read(
+        lambda s: service.blob_for_download(
+            s, ns.namespace_id, bucket_identifier, object_id, blob_id
+        )
+    )
     size = blob.size_bytes
     headers = {"Accept-Ranges": "bytes", "ETag": f'"{blob.sha256}"'}
     try:
@@ -128,4 +173,6 @@ async def download_blob(
     headers["Content-Length"] = str(end - start + 1 if size else 0)
     if span:
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    return StreamingResponse(chunks, status_code=206 if span else 200, media_type=blob.content_type, headers=headers)
+    return StreamingResponse(
+        chunks, status_code=206 if span else 200, media_type=blob.content_type, headers=headers
+    )

@@ -67,7 +67,9 @@ class Materializer:
             where = (*loc, "blobs", i)
             source = source_of(blob, where)
             if isinstance(source, ScalarValue):
-                out.properties[blob.property] = check_scalar(props[blob.property], source.value, where)
+                out.properties[blob.property] = check_scalar(
+                    props[blob.property], source.value, where
+                )
                 continue
             stored = await self._store(namespace_id, blob.type, source, where)
             out.blobs.append(
@@ -98,12 +100,20 @@ class Materializer:
             path, declared, filename, url = await self._fetch(source, where)
         try:
             return await anyio.to_thread.run_sync(
-                self._check_and_put, namespace_id, blob_type, path, declared, filename or _name_of(url), where
+                self._check_and_put,
+                namespace_id,
+                blob_type,
+                path,
+                declared,
+                filename or _name_of(url),
+                where,
             )
         finally:
             path.unlink(missing_ok=True)
 
-    def _store_small(self, namespace_id: str, blob_type: str, source: InlineBytes, where: Loc) -> dict[str, Any]:
+    def _store_small(
+        self, namespace_id: str, blob_type: str, source: InlineBytes, where: Loc
+    ) -> dict[str, Any]:
         try:
             content_type = media.check_bytes(blob_type, source.data)
         except media.MediaError as exc:
@@ -113,14 +123,18 @@ class Materializer:
         self.blobs.put_bytes(source.data, key)
         return _stored(sha, len(source.data), content_type, key, source.filename)
 
-    async def _fetch(self, source: RemoteUrl, where: Loc) -> tuple[Path, str | None, str | None, str]:
+    async def _fetch(
+        self, source: RemoteUrl, where: Loc
+    ) -> tuple[Path, str | None, str | None, str]:
         if source.url.lower().startswith("s3://"):
             msg = "s3:// URLs need the S3 blob store, which is not configured"
             raise ValidationFailed.at((*where, "url"), msg, "not_supported")
         try:
             fetched = await fetch_to_file(source.url, self.tmp_dir, self.policy)
         except FetchError as exc:
-            raise ValidationFailed.at((*where, "url"), f"could not fetch: {exc.message}", "fetch_failed") from exc
+            raise ValidationFailed.at(
+                (*where, "url"), f"could not fetch: {exc.message}", "fetch_failed"
+            ) from exc
         return fetched.path, fetched.content_type, source.filename, fetched.final_url
 
     def _spill(self, data: bytes) -> Path:
@@ -129,7 +143,13 @@ class Materializer:
         return Path(fh.name)
 
     def _check_and_put(
-        self, namespace_id: str, blob_type: str, path: Path, declared: str | None, filename: str | None, where: Loc
+        self,
+        namespace_id: str,
+        blob_type: str,
+        path: Path,
+        declared: str | None,
+        filename: str | None,
+        where: Loc,
     ) -> dict[str, Any]:
         try:
             content_type = media.check(blob_type, path, declared, filename)
@@ -146,8 +166,16 @@ def storage_key(namespace_id: str, sha256: str) -> str:
     return f"{namespace_id}/{sha256[:2]}/{sha256}"
 
 
-def _stored(sha: str, size: int, content_type: str, key: str, filename: str | None) -> dict[str, Any]:
-    return {"sha256": sha, "size_bytes": size, "content_type": content_type, "storage_key": key, "filename": filename}
+def _stored(
+    sha: str, size: int, content_type: str, key: str, filename: str | None
+) -> dict[str, Any]:
+    return {
+        "sha256": sha,
+        "size_bytes": size,
+        "content_type": content_type,
+        "storage_key": key,
+        "filename": filename,
+    }
 
 
 def _hash_file(path: Path) -> tuple[str, int]:

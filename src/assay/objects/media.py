@@ -26,7 +26,9 @@ class MediaError(ValueError):
     """The bytes are not what their blob type says."""
 
 
-def check(blob_type: str, path: Path, declared: str | None = None, filename: str | None = None) -> str:
+def check(
+    blob_type: str, path: Path, declared: str | None = None, filename: str | None = None
+) -> str:
     """Check the file at `path` against `blob_type`; return its content type."""
     if blob_type == "image":
         return _check_image(path)
@@ -77,7 +79,9 @@ def _check_av(path: Path, blob_type: str, declared: str | None, filename: str | 
                 raise MediaError(f"content has no {blob_type} stream")
             format_name = container.format.name
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise MediaError(f"content is not {blob_type} PyAV can read ({type(exc).__name__})") from exc
+        raise MediaError(
+            f"content is not {blob_type} PyAV can read ({type(exc).__name__})"
+        ) from exc
     usable = _usable(declared) or _guess(filename)
     if usable and usable.startswith(f"{blob_type}/"):
         return usable

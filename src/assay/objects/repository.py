@@ -55,7 +55,7 @@ class ObjectRepository:
 
 
 def filter_field(name: str) -> ColumnElement[Any] | None:
-    """Columns the object filter language may name: `metadata.x.y`, `properties.x`, and plain ones."""
+    """Columns a filter may name: `metadata.x.y`, `properties.x`, and plain columns."""
     head, _, rest = name.partition(".")
     if head in ("metadata", "properties") and rest:
         col = Object.metadata_ if head == "metadata" else Object.properties

@@ -32,7 +32,9 @@ def find_bucket(session: Session, namespace_id: str, ident: str) -> BucketRef:
     return BucketRef(namespace_id, bucket.bucket_id, bucket.bucket_schema)
 
 
-def register(session: Session, bucket: BucketRef, prepared: list[PreparedObject]) -> list[ObjectOut]:
+def register(
+    session: Session, bucket: BucketRef, prepared: list[PreparedObject]
+) -> list[ObjectOut]:
     """Insert prepared objects and their blobs, and update the bucket's counters."""
     if session.get(Bucket, bucket.bucket_id) is None:
         raise NotFound("bucket was deleted while its objects were being registered")
@@ -117,9 +119,15 @@ def _sort_key(req: ListRequest) -> SortKey:
     field = req.sort.field if req.sort else "created_at"
     descending = req.sort.direction == "desc" if req.sort else True
     # ids are time-sortable, so creation order is the primary key's order (no extra index).
-    columns = {"created_at": Object.object_id, "object_id": Object.object_id, "updated_at": Object.updated_at}
+    columns = {
+        "created_at": Object.object_id,
+        "object_id": Object.object_id,
+        "updated_at": Object.updated_at,
+    }
     if field not in columns:
-        raise ValidationFailed.at(["sort", "field"], f"cannot sort by '{field}' (use {', '.join(columns)})")
+        raise ValidationFailed.at(
+            ["sort", "field"], f"cannot sort by '{field}' (use {', '.join(columns)})"
+        )
     return SortKey(columns[field], Object.object_id, descending)
 
 
@@ -160,5 +168,7 @@ def _blob_out(b: Blob) -> BlobOut:
         key_prefix=b.key_prefix,
         filename=b.filename,
         metadata=b.metadata_,
-        details=BlobDetails(filename=b.filename, size_bytes=b.size_bytes, mime_type=b.content_type, hash=b.sha256),
+        details=BlobDetails(
+            filename=b.filename, size_bytes=b.size_bytes, mime_type=b.content_type, hash=b.sha256
+        ),
     )

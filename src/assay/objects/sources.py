@@ -14,7 +14,9 @@ from assay.errors import ValidationFailed
 from assay.objects.schemas import BlobIn
 
 _URL = re.compile(r"^(https?|s3)://\S+$", re.IGNORECASE)
-_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+\-]+/[\w.+\-]+)?(?P<params>(;[^;,]*)*?);base64,(?P<b64>.*)$", re.DOTALL)
+_DATA_URI = re.compile(
+    r"^data:(?P<mime>[\w.+\-]+/[\w.+\-]+)?(?P<params>(;[^;,]*)*?);base64,(?P<b64>.*)$", re.DOTALL
+)
 _BINARY_TYPES = frozenset({"image", "audio", "video", "pdf", "binary", "excel"})
 
 
@@ -68,7 +70,9 @@ def source_of(blob: BlobIn, loc: tuple[str | int, ...]) -> Source:
 
 def _from_content(blob: BlobIn, value: Any, where: tuple[str | int, ...]) -> Source:
     if blob.type == "json":
-        return InlineBytes(json.dumps(value, ensure_ascii=False).encode(), "application/json", blob.filename)
+        return InlineBytes(
+            json.dumps(value, ensure_ascii=False).encode(), "application/json", blob.filename
+        )
     if not isinstance(value, str):
         raise ValidationFailed.at(where, f"content of a '{blob.type}' blob must be a string")
     if blob.type == "text":
@@ -102,7 +106,9 @@ def _from_data(blob: BlobIn, value: Any, where: tuple[str | int, ...]) -> Source
     return _from_content(blob, value, where)
 
 
-def _decode_base64_or_data_uri(value: str, filename: str | None, where: tuple[str | int, ...]) -> InlineBytes:
+def _decode_base64_or_data_uri(
+    value: str, filename: str | None, where: tuple[str | int, ...]
+) -> InlineBytes:
     mime = None
     match = _DATA_URI.match(value)
     if match:

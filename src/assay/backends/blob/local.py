@@ -1,4 +1,4 @@
-"""Blob store on a local folder: one file per key, written via rename so readers never see halves."""
+"""Blob store on a local folder: one file per key, written via rename (readers never see halves)."""
 
 from __future__ import annotations
 
