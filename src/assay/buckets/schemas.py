@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
@@ -41,8 +42,6 @@ class BucketSchema(RequestSchema):
     @field_validator("properties")
     @classmethod
     def _names(cls, value: dict[str, PropertySpec]) -> dict[str, PropertySpec]:
-        import re
-
         bad = [k for k in value if not re.match(PROPERTY_NAME, k)]
         if bad:
             raise ValueError(f"invalid property name(s) {bad}: use letters, digits, '_' and '-'")
