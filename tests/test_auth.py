@@ -7,10 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ADMIN_KEY, make_bucket, make_namespace
 
 from assay.config import Settings
 from assay.main import create_app, prepare
+from tests.conftest import ADMIN_KEY, make_bucket, make_namespace
 
 TEXT = "Wireless headphones"
 
@@ -35,7 +35,10 @@ def assert_error(r: httpx.Response, status: int, type_: str, *, contains: str | 
 
 
 async def create_key(
-    client: httpx.AsyncClient, role: str, namespaces: list[str] | None = None, name: str = "test key"
+    client: httpx.AsyncClient,
+    role: str,
+    namespaces: list[str] | None = None,
+    name: str = "test key",
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"name": name, "role": role}
     if namespaces is not None:
@@ -45,14 +48,18 @@ async def create_key(
     return dict(r.json())
 
 
-async def send_without_auth(client: httpx.AsyncClient, method: str, url: str, **kw: Any) -> httpx.Response:
+async def send_without_auth(
+    client: httpx.AsyncClient, method: str, url: str, **kw: Any
+) -> httpx.Response:
     """The same request the client would send, minus its Authorization header."""
     request = client.build_request(method, url, **kw)
     del request.headers["Authorization"]
     return await client.send(request)
 
 
-async def add_text_object(client: httpx.AsyncClient, ns: str, bucket: str, text: str = TEXT) -> dict[str, Any]:
+async def add_text_object(
+    client: httpx.AsyncClient, ns: str, bucket: str, text: str = TEXT
+) -> dict[str, Any]:
     r = await client.post(
         f"/v1/buckets/{bucket}/objects",
         headers={"X-Namespace": ns},
@@ -272,7 +279,9 @@ async def test_read_key_reads_but_cannot_write(client: httpx.AsyncClient) -> Non
 
     # Reads work.
     r = await client.get("/v1/namespaces", headers=h)
-    assert r.status_code == 200 and [n["namespace_id"] for n in r.json()["results"]] == [ns["namespace_id"]]
+    assert r.status_code == 200 and [n["namespace_id"] for n in r.json()["results"]] == [
+        ns["namespace_id"]
+    ]
     r = await client.get(f"/v1/namespaces/{ns['namespace_id']}", headers=h)
     assert r.status_code == 200 and r.json()["namespace_name"] == "prod"
     r = await client.get("/v1/buckets", headers=h)
@@ -282,7 +291,9 @@ async def test_read_key_reads_but_cannot_write(client: httpx.AsyncClient) -> Non
     r = await client.get(f"/v1/buckets/{bkt}", headers=h)
     assert r.status_code == 200 and r.json()["object_count"] == 1
     r = await client.get(f"/v1/buckets/{bkt}/objects", headers=h)
-    assert r.status_code == 200 and [o["object_id"] for o in r.json()["results"]] == [obj["object_id"]]
+    assert r.status_code == 200 and [o["object_id"] for o in r.json()["results"]] == [
+        obj["object_id"]
+    ]
     r = await client.get(obj_url, headers=h)
     assert r.status_code == 200 and r.json()["blobs"][0]["blob_id"] == blob["blob_id"]
     r = await client.get(f"{obj_url}/blobs/{blob['blob_id']}/content", headers=h)
@@ -304,7 +315,11 @@ async def test_read_key_reads_but_cannot_write(client: httpx.AsyncClient) -> Non
         (
             "POST",
             f"/v1/buckets/{bkt}/objects/batch",
-            {"objects": [{"blobs": [{"property": "product_text", "type": "text", "content": "x"}]}]},
+            {
+                "objects": [
+                    {"blobs": [{"property": "product_text", "type": "text", "content": "x"}]}
+                ]
+            },
         ),
         ("DELETE", obj_url, None),
         ("POST", "/v1/keys", {"name": "x", "role": "read"}),
@@ -382,7 +397,9 @@ async def test_missing_x_namespace_is_400_naming_the_header(client: httpx.AsyncC
         assert_error(r, 400, "BadRequestError", contains="X-Namespace")
     # The bucket is still there and untouched.
     r = await client.get(f"/v1/buckets/{bkt}", headers={"X-Namespace": "prod"})
-    assert r.status_code == 200 and r.json()["description"] is None and r.json()["object_count"] == 0
+    assert (
+        r.status_code == 200 and r.json()["description"] is None and r.json()["object_count"] == 0
+    )
 
 
 # --------------------------------------------------------------------------- bootstrap admin key
@@ -439,3 +456,51 @@ async def test_configured_admin_key_is_used_and_nothing_is_generated(
             # Registered once although the app started three times.
             assert r.json()["total_count"] == 1
             assert r.json()["results"][0]["role"] == "admin"
+
+
+# ------------------------------------------------------------------------ keys, Idempotency-Key
+
+
+async def test_revoked_key_cannot_replay_an_idempotent_post(client: httpx.AsyncClient) -> None:
+    key = await create_key(client, "write")
+    h = {**bearer(key["key"]), "Idempotency-Key": "create-ns-1"}
+    body = {"namespace_name": "replayed"}
+    r = await client.post("/v1/namespaces", headers=h, json=body)
+    assert r.status_code == 201, r.text
+    # While the key is valid, the same request is answered again (the contract's replay).
+    r = await client.post("/v1/namespaces", headers=h, json=body)
+    assert r.status_code == 201, r.text
+
+    r = await client.delete(f"/v1/keys/{key['key_id']}")
+    assert r.status_code == 200, r.text
+    # Revoked "at once": not even a stored answer is handed out any more.
+    r = await client.post("/v1/namespaces", headers=h, json=body)
+    assert_error(r, 401, "UnauthorizedError")
+
+
+def _db_dump(settings: Settings) -> bytes:
+    """Every byte the SQLite database holds, WAL included."""
+    data = b""
+    for path in sorted(settings.data_dir.glob("assay.db*")):
+        data += path.read_bytes()
+    return data
+
+
+async def test_secrets_are_stored_hashed(client: httpx.AsyncClient, settings: Settings) -> None:
+    plain = await create_key(client, "read", name="plain")
+    r = await client.post(
+        "/v1/keys",
+        headers={"Idempotency-Key": "mint-1"},
+        json={"name": "idempotent", "role": "read"},
+    )
+    assert r.status_code == 201, r.text
+    idem = r.json()
+    dump = _db_dump(settings)
+    assert dump, "no database file found"
+    in_clear = {
+        name: secret.encode() in dump
+        for name, secret in (("admin", ADMIN_KEY), ("plain", plain["key"]), ("idem", idem["key"]))
+    }
+    # "idem" is the secret of a key created with an Idempotency-Key: its stored answer must not
+    # keep the secret in clear either.
+    assert in_clear == {"admin": False, "plain": False, "idem": False}

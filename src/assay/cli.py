@@ -12,6 +12,7 @@ from rich.table import Table
 
 from assay.auth import service as auth_service
 from assay.config import Settings
+from assay.errors import AppError
 from assay.kit.db import Database
 from assay.main import create_app
 from assay.migrations.runner import upgrade_to_head
@@ -88,8 +89,8 @@ def keys_create(
         key, secret = db.write_sync(
             lambda s: auth_service.create_key(s, name=name, role=role, namespaces=namespace or None)  # type: ignore[arg-type]
         )
-    except Exception as exc:
-        console.print(f"[red]error:[/] {getattr(exc, 'message', exc)}")
+    except AppError as exc:
+        console.print(f"[red]error:[/] {exc.message}")
         raise typer.Exit(1) from exc
     finally:
         db.close()
@@ -105,7 +106,10 @@ def keys_list(data_dir: DataDir = None) -> None:
         keys = db.read_sync(auth_service.list_keys)
     finally:
         db.close()
-    table = Table("key_id", "name", "role", "namespaces", "preview", "revoked")
+    table = Table()
+    table.add_column("key_id", no_wrap=True, min_width=23)  # whole: `keys revoke` needs it
+    for column in ("name", "role", "namespaces", "preview", "revoked"):
+        table.add_column(column, overflow="ellipsis")
     for k in keys:
         table.add_row(
             k.key_id,
@@ -124,6 +128,9 @@ def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
     db = _database(data_dir)
     try:
         db.write_sync(lambda s: auth_service.revoke_key(s, key_id))
+    except AppError as exc:
+        console.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(1) from exc
     finally:
         db.close()
     console.print(f"revoked {key_id}")

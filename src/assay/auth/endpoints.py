@@ -17,20 +17,19 @@ async def create_key(body: KeyCreate, ctx: Ctx, principal: CurrentPrincipal) -> 
     """Create an API key; its secret is in this response only."""
     principal.require("admin")
 
-    def run(s: object) -> KeyCreated:
-        key, secret = service.create_key(
-            s, name=body.name, role=body.role, namespaces=body.namespaces
-        )  # type: ignore[arg-type]
-        return KeyCreated(**KeyOut.model_validate(key).model_dump(), key=secret)
-
-    return await ctx.db.write(run)
+    key, secret = await ctx.db.write(
+        lambda s: service.create_key(
+            s, name=body.name, role=body.role, namespaces=body.namespaces, creator=principal
+        )
+    )
+    return KeyCreated(**KeyOut.model_validate(key).model_dump(), key=secret)
 
 
 @router.get("", response_model=Page[KeyOut])
 async def list_keys(ctx: Ctx, principal: CurrentPrincipal) -> Page[KeyOut]:
     """Every key (secrets are never shown again)."""
     principal.require("admin")
-    keys = await ctx.db.read(service.list_keys)
+    keys = await ctx.db.read(lambda s: service.list_keys(s, principal))
     results = [KeyOut.model_validate(k) for k in keys]
     return Page(
         results=results, pagination=Pagination(limit=len(results)), total_count=len(results)
@@ -41,6 +40,6 @@ async def list_keys(ctx: Ctx, principal: CurrentPrincipal) -> Page[KeyOut]:
 async def revoke_key(key_id: str, ctx: Ctx, principal: CurrentPrincipal) -> KeyOut:
     """Revoke a key at once."""
     principal.require("admin")
-    key = await ctx.db.write(lambda s: service.revoke_key(s, key_id))
+    key = await ctx.db.write(lambda s: service.revoke_key(s, key_id, principal))
     ctx.keys.clear()
     return KeyOut.model_validate(key)

@@ -35,9 +35,17 @@ def create_key(
     role: Role,
     namespaces: Iterable[str] | None = None,
     secret: str | None = None,
+    creator: Principal | None = None,
 ) -> tuple[ApiKey, str]:
-    """A new key and its secret (the only time the secret is available)."""
-    ns_ids = None if namespaces is None else _resolve_namespaces(session, list(namespaces))
+    """A new key and its secret (the only time the secret is available).
+
+    A `creator` limited to some namespaces can only hand out keys inside them: omitted
+    namespaces default to its own, and others are refused like nonexistent ones.
+    """
+    visible = creator.namespaces if creator else None
+    if namespaces is None and visible is not None:
+        namespaces = sorted(visible)
+    ns_ids = None if namespaces is None else _resolve_namespaces(session, list(namespaces), visible)
     secret = secret or new_secret()
     key = ApiKey(
         key_id=new_id("sk"),
@@ -50,11 +58,13 @@ def create_key(
     return KeyRepository(session).add(key), secret
 
 
-def _resolve_namespaces(session: Session, idents: list[str]) -> list[str]:
+def _resolve_namespaces(
+    session: Session, idents: list[str], visible: frozenset[str] | None
+) -> list[str]:
     repo = NamespaceRepository(session)
     ids: list[str] = []
     for i, ident in enumerate(idents):
-        ns = repo.get_by_ident(ident)
+        ns = repo.get_by_ident(ident, visible)
         if ns is None:
             raise ValidationFailed.at(["namespaces", i], f"namespace '{ident}' does not exist")
         ids.append(ns.namespace_id)
@@ -79,13 +89,20 @@ def ensure_admin_key(session: Session, env_secret: str | None) -> str | None:
     return secret
 
 
-def list_keys(session: Session) -> list[ApiKey]:
-    return KeyRepository(session).list()
+def _manages(viewer: Principal | None, key: ApiKey) -> bool:
+    """Whether `viewer` may see and revoke `key`: unlimited viewers all, others their own scope."""
+    if viewer is None or viewer.namespaces is None:
+        return True
+    return key.namespaces is not None and set(key.namespaces) <= viewer.namespaces
 
 
-def revoke_key(session: Session, key_id: str) -> ApiKey:
+def list_keys(session: Session, viewer: Principal | None = None) -> list[ApiKey]:
+    return [k for k in KeyRepository(session).list() if _manages(viewer, k)]
+
+
+def revoke_key(session: Session, key_id: str, viewer: Principal | None = None) -> ApiKey:
     key = KeyRepository(session).get(key_id)
-    if key is None:
+    if key is None or not _manages(viewer, key):
         raise NotFound(f"key '{key_id}' not found")
     if key.revoked_at is None:
         key.revoked_at = utcnow()

@@ -1,7 +1,9 @@
 """`Idempotency-Key` on every POST: the same key and body replay the first answer for 24 h.
 
 The same key with another body is a 409, and so is a key whose first request is still running.
-Only answers below 400 are kept: a refused request may be corrected and sent again.
+Only answers below 400 are kept: a refused request may be corrected and sent again. A stored
+answer is replayed only to a credential that is still valid, and answers carrying secrets (new
+API keys) are never stored: those routes are exempt.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assay.auth.service import hash_secret, lookup_principal, parse_bearer
 from assay.errors import AppError
 from assay.idempotency.repository import IdempotencyRepository
 from assay.kit.db import Database
 from assay.kit.middleware import header, send_error
 
 MAX_KEY_LENGTH = 255
+EXEMPT_PREFIXES = ("/v1/keys",)  # their answers hold secrets, which are never stored
 
 
 class IdempotencyMiddleware:
@@ -31,7 +35,7 @@ class IdempotencyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = header(scope, b"idempotency-key") if scope["type"] == "http" else None
-        if key is None or scope["method"] != "POST":
+        if key is None or scope["method"] != "POST" or scope["path"].startswith(EXEMPT_PREFIXES):
             await self.app(scope, receive, send)
             return
         if not key or len(key) > MAX_KEY_LENGTH:
@@ -46,14 +50,23 @@ class IdempotencyMiddleware:
             return
         credential = header(scope, b"authorization") or ""
         scope_key = _sha(f"{credential}\n{key}".encode())
-        request_hash = _sha(scope["method"].encode() + b" " + scope["path"].encode() + b"\n" + body)
+        namespace = header(scope, b"x-namespace") or ""
+        query = scope.get("query_string", b"").decode()
+        target = f"{scope['method']} {scope['path']}?{query} {namespace}"
+        request_hash = _sha(target.encode() + b"\n" + body)
         try:
-            await self._run(scope, body, send, scope_key, request_hash)
+            await self._run(scope, body, send, scope_key, request_hash, credential)
         except AppError as exc:
             await send_error(send, exc.status, exc.type, exc.message)
 
     async def _run(
-        self, scope: Scope, body: bytes, send: Send, scope_key: str, request_hash: str
+        self,
+        scope: Scope,
+        body: bytes,
+        send: Send,
+        scope_key: str,
+        request_hash: str,
+        credential: str,
     ) -> None:
         db = self.db()
         repo = IdempotencyRepository
@@ -67,7 +80,10 @@ class IdempotencyMiddleware:
             )
             return
         if record is not None and record.status_code:
-            await _replay(send, record.status_code, record.content_type, record.body)
+            if await self._still_valid(credential):
+                await _replay(send, record.status_code, record.content_type, record.body)
+            else:  # a revoked key: let the app answer (401), store nothing
+                await self.app(scope, _replay_receive(body), send)
             return
 
         def claim(s: Any) -> None:
@@ -98,6 +114,14 @@ class IdempotencyMiddleware:
                 )
             else:
                 await db.write(lambda s: repo(s).release(scope_key))
+
+    async def _still_valid(self, credential: str) -> bool:
+        try:
+            credential_hash = hash_secret(parse_bearer(credential))
+        except AppError:
+            return False
+        principal = await self.db().read(lambda s: lookup_principal(s, credential_hash))
+        return principal is not None
 
 
 def _sha(data: bytes) -> str:

@@ -82,8 +82,8 @@ def get(session: Session, principal: Principal, ident: str) -> NamespaceOut:
 
 
 def patch(session: Session, principal: Principal, ident: str, body: NamespacePatch) -> NamespaceOut:
-    principal.require("write")
     ns = resolve(session, principal, ident)
+    principal.require("write")
     if "description" in body.model_fields_set:
         ns.description = body.description
     session.flush()
@@ -92,8 +92,8 @@ def patch(session: Session, principal: Principal, ident: str, body: NamespacePat
 
 def delete(session: Session, principal: Principal, ident: str) -> str:
     """Deletes the namespace and, by cascade, everything in it; returns its id."""
-    principal.require("write")
     ns = resolve(session, principal, ident)
+    principal.require("write")
     NamespaceRepository(session).delete(ns)
     return ns.namespace_id
 
