@@ -11,6 +11,7 @@ from assay.config import Settings
 from assay.extractors.registry import ExtractorRegistry
 from assay.kit.db import Database
 from assay.kit.fetch import FetchPolicy
+from assay.objects.storage import BlobKeeper
 
 
 @dataclass
@@ -21,15 +22,19 @@ class AppContext:
     registry: ExtractorRegistry
     keys: KeyCache
     fetch_policy: FetchPolicy
+    keeper: BlobKeeper
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.database_url, group_max=settings.write_batch_max)
+        blobs = make_blob_store(settings.blob_store)
         return cls(
             settings=settings,
-            db=Database(settings.database_url, group_max=settings.write_batch_max),
-            blobs=make_blob_store(settings.blob_store),
+            db=db,
+            blobs=blobs,
+            keeper=BlobKeeper(blobs, db),
             registry=ExtractorRegistry(),
             keys=KeyCache(settings.key_cache_ttl_s),
             fetch_policy=FetchPolicy(

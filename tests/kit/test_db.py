@@ -50,7 +50,9 @@ async def test_concurrent_writes_commit_and_a_failure_rolls_back_alone(db: Datab
 
 async def test_unique_violation_becomes_conflict_and_spares_the_group(db: Database) -> None:
     await db.write(_add("dup"))
-    results = await asyncio.gather(db.write(_add("dup")), db.write(_add("other")), return_exceptions=True)
+    results = await asyncio.gather(
+        db.write(_add("dup")), db.write(_add("other")), return_exceptions=True
+    )
     assert isinstance(results[0], Conflict)
     assert results[1] == "other"
     assert await db.read(_count) == 2

@@ -65,9 +65,8 @@ async def delete_bucket(
     bucket_identifier: str, ctx: Ctx, principal: CurrentPrincipal, ns: CurrentNamespace
 ) -> BucketDeleted:
     """Delete a bucket with all its objects."""
-    bucket_id, orphans = await ctx.db.write(
+    bucket_id, keys = await ctx.db.write(
         lambda s: service.delete(s, principal, ns.namespace_id, bucket_identifier)
     )
-    for key in orphans:
-        ctx.blobs.delete(key)
+    await ctx.keeper.remove_unreferenced(ns.namespace_id, keys)
     return BucketDeleted(bucket_id=bucket_id)

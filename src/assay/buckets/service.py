@@ -12,7 +12,6 @@ from assay.errors import AlreadyExists, NotFound, ValidationFailed
 from assay.kit.ids import has_prefix, new_id
 from assay.kit.paging import SortKey, paginate
 from assay.models import Blob, Bucket, Object
-from assay.objects.repository import ObjectRepository
 
 
 def get_bucket(session: Session, namespace_id: str, ident: str) -> Bucket:
@@ -65,7 +64,7 @@ def patch(
 def delete(
     session: Session, principal: Principal, namespace_id: str, ident: str
 ) -> tuple[str, set[str]]:
-    """Delete a bucket with its objects; returns its id and the storage keys left unreferenced."""
+    """Delete a bucket with its objects; returns its id and the storage keys its blobs used."""
     principal.require("write")
     bucket = get_bucket(session, namespace_id, ident)
     keys = set(
@@ -76,10 +75,7 @@ def delete(
         )
     )
     BucketRepository(session, namespace_id).delete(bucket)
-    session.flush()
-    return bucket.bucket_id, ObjectRepository(session, namespace_id, bucket.bucket_id).unreferenced(
-        keys
-    )
+    return bucket.bucket_id, keys
 
 
 def list_page(

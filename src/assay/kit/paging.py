@@ -46,7 +46,9 @@ def decode_cursor(cursor: str, *, datetime_first: bool) -> list[Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(values, list) or len(values) != 2:
+        if not isinstance(values, list) or len(values) != 2 or not isinstance(values[1], str):
+            raise ValueError
+        if not isinstance(values[0], str | int | float):
             raise ValueError
         if datetime_first:
             values[0] = dt.datetime.fromisoformat(values[0])

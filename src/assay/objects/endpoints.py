@@ -9,14 +9,13 @@ from fastapi.responses import Response, StreamingResponse
 
 from assay.backends.blob.base import BlobNotFound
 from assay.deps import Ctx, CurrentNamespace, CurrentPrincipal, NamespaceRef, PageQuery
-from assay.errors import AppError, NotFound
+from assay.errors import NotFound
 from assay.kit.ranges import RangeNotSatisfiable, parse_range
 from assay.kit.schemas import ListRequest, Page, Pagination
 from assay.objects import service
 from assay.objects.materialize import Materializer
+from assay.objects.registration import Registrar
 from assay.objects.schemas import (
-    BatchFailure,
-    ErrorBody,
     ObjectBatchCreate,
     ObjectBatchOut,
     ObjectCreate,
@@ -27,8 +26,9 @@ from assay.objects.schemas import (
 router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/objects", tags=["objects"])
 
 
-def _materializer(ctx: Ctx) -> Materializer:
-    return Materializer(ctx.blobs, ctx.fetch_policy, ctx.settings.tmp_dir)
+def _registrar(ctx: Ctx) -> Registrar:
+    materializer = Materializer(ctx.fetch_policy, ctx.settings.tmp_dir)
+    return Registrar(ctx.db, ctx.keeper, materializer)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ObjectOut)
@@ -41,10 +41,9 @@ async def create_object(
 ) -> ObjectOut:
     """Register an object: blobs by URL (fetched through the SSRF guard) or inline content."""
     principal.require("write")
-    bucket = await ctx.db.read(lambda s: service.find_bucket(s, ns.namespace_id, bucket_identifier))
-    prepared = await _materializer(ctx).prepare(ns.namespace_id, bucket.bucket_schema, body)
-    (out,) = await ctx.db.write(lambda s: service.register(s, bucket, [prepared]))
-    return out
+    registrar = _registrar(ctx)
+    bucket = await registrar.bucket(ns.namespace_id, bucket_identifier)
+    return await registrar.register_one(bucket, body)
 
 
 @router.post("/batch", response_model=ObjectBatchOut)
@@ -57,28 +56,14 @@ async def create_objects_batch(
 ) -> ObjectBatchOut:
     """Register up to 100 objects; each succeeds or fails on its own."""
     principal.require("write")
-    bucket = await ctx.db.read(lambda s: service.find_bucket(s, ns.namespace_id, bucket_identifier))
-    materializer = _materializer(ctx)
-    prepared, failed = [], []
-    for index, item in enumerate(body.objects):
-        try:
-            prepared.append(
-                await materializer.prepare(
-                    ns.namespace_id, bucket.bucket_schema, item, ("objects", index)
-                )
-            )
-        except AppError as exc:
-            failed.append(
-                BatchFailure(
-                    index=index,
-                    error=ErrorBody(type=exc.type, message=exc.message, details=exc.details),
-                )
-            )
-    succeeded = (
-        await ctx.db.write(lambda s: service.register(s, bucket, prepared)) if prepared else []
-    )
+    registrar = _registrar(ctx)
+    bucket = await registrar.bucket(ns.namespace_id, bucket_identifier)
+    succeeded, failed = await registrar.register_many(bucket, body.objects)
     return ObjectBatchOut(
-        succeeded=succeeded, failed=failed, succeeded_count=len(succeeded), failed_count=len(failed)
+        succeeded=succeeded,
+        failed=failed,
+        succeeded_count=len(succeeded),
+        failed_count=len(failed),
     )
 
 
@@ -129,11 +114,7 @@ async def delete_object(
 ) -> ObjectDeleted:
     """Delete an object and its blobs."""
     principal.require("write")
-    orphans = await ctx.db.write(
-        lambda s: service.delete(s, ns.namespace_id, bucket_identifier, object_id)
-    )
-    for key in orphans:
-        ctx.blobs.delete(key)
+    await _registrar(ctx).delete(ns.namespace_id, bucket_identifier, object_id)
     return ObjectDeleted(object_id=object_id)
 
 

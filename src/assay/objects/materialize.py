@@ -2,7 +2,7 @@
 
 Inline text and JSON are checked in memory; everything else lands in a temporary file first
 (fetched through the SSRF guard, or decoded from base64), is checked against its type, and is
-then moved into the blob store under `{namespace_id}/{sha[:2]}/{sha}`.
+then moved into the blob store under its content address, through the request's `BlobClaims`.
 """
 
 from __future__ import annotations
@@ -10,20 +10,21 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio.to_thread
 
-from assay.backends.blob.base import BlobStore
 from assay.errors import ValidationFailed
 from assay.kit.fetch import FetchError, FetchPolicy, fetch_to_file
 from assay.objects import media
 from assay.objects.schemas import ObjectCreate
-from assay.objects.sources import InlineBytes, RemoteUrl, ScalarValue, UploadRef, source_of
+from assay.objects.sources import InlineBytes, RemoteUrl, ScalarValue, Source, UploadRef, source_of
+from assay.objects.storage import BlobClaims, storage_key
 from assay.objects.validation import Loc, check_against_schema, check_scalar
 
-# Inline content up to this size is checked on the event loop; larger work goes to a thread.
+# Inline text and JSON up to this size are checked on the event loop; larger work goes to a thread.
 INLINE_FAST_PATH = 64 * 1024
 
 
@@ -49,15 +50,30 @@ class PreparedObject:
     blobs: list[StoredBlob] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def storage_keys(self) -> set[str]:
+        return {b.storage_key for b in self.blobs}
+
+
+@dataclass(frozen=True)
+class _Checked:
+    sha256: str
+    size_bytes: int
+    content_type: str
+    filename: str | None
+
 
 @dataclass(frozen=True)
 class Materializer:
-    blobs: BlobStore
     policy: FetchPolicy
     tmp_dir: Path
 
     async def prepare(
-        self, namespace_id: str, schema: dict[str, Any], body: ObjectCreate, loc: Loc = ()
+        self,
+        claims: BlobClaims,
+        schema: dict[str, Any],
+        body: ObjectCreate,
+        loc: Loc = (),
     ) -> PreparedObject:
         """Check `body` against `schema`, then fetch, check and store each blob."""
         check_against_schema(schema, body, loc)
@@ -67,128 +83,94 @@ class Materializer:
             where = (*loc, "blobs", i)
             source = source_of(blob, where)
             if isinstance(source, ScalarValue):
-                out.properties[blob.property] = check_scalar(
-                    props[blob.property], source.value, where
-                )
+                spec = props[blob.property]
+                out.properties[blob.property] = check_scalar(spec, source.value, where)
                 continue
-            stored = await self._store(namespace_id, blob.type, source, where)
+            checked = await self._store(claims, blob.type, source, where)
             out.blobs.append(
                 StoredBlob(
                     property=blob.property,
                     type=blob.type,
+                    sha256=checked.sha256,
+                    size_bytes=checked.size_bytes,
+                    content_type=checked.content_type,
+                    storage_key=storage_key(claims.namespace_id, checked.sha256),
+                    filename=checked.filename,
                     source_url=source.url if isinstance(source, RemoteUrl) else None,
                     key_prefix=blob.key_prefix,
                     metadata=blob.metadata or {},
-                    **stored,
                 )
             )
         return out
 
     async def _store(
-        self, namespace_id: str, blob_type: str, source: object, where: Loc
-    ) -> dict[str, Any]:
+        self, claims: BlobClaims, blob_type: str, source: Source, where: Loc
+    ) -> _Checked:
         if isinstance(source, UploadRef):
             msg = "direct uploads are not available yet: register the blob by url or content"
             raise ValidationFailed.at((*where, "upload_id"), msg, "not_supported")
         if isinstance(source, InlineBytes):
             if blob_type in ("text", "json") and len(source.data) <= INLINE_FAST_PATH:
-                return self._store_small(namespace_id, blob_type, source, where)
+                return await self._store_small(claims, blob_type, source, where)
             path = await anyio.to_thread.run_sync(self._spill, source.data)
-            declared, filename, url = source.content_type, source.filename, None
+            declared, filename = source.content_type, source.filename
         else:
             assert isinstance(source, RemoteUrl)
-            path, declared, filename, url = await self._fetch(source, where)
+            path, declared = await self._fetch(source, where)
+            filename = source.filename or _name_of(source.url)
         try:
-            return await anyio.to_thread.run_sync(
-                self._check_and_put,
-                namespace_id,
-                blob_type,
-                path,
-                declared,
-                filename or _name_of(url),
-                where,
+            checked = await anyio.to_thread.run_sync(
+                _check_file, blob_type, path, declared, filename, where
             )
+            await claims.put_file(path, storage_key(claims.namespace_id, checked.sha256))
+            return checked
         finally:
             path.unlink(missing_ok=True)
 
-    def _store_small(
-        self, namespace_id: str, blob_type: str, source: InlineBytes, where: Loc
-    ) -> dict[str, Any]:
+    async def _store_small(
+        self, claims: BlobClaims, blob_type: str, source: InlineBytes, where: Loc
+    ) -> _Checked:
         try:
             content_type = media.check_bytes(blob_type, source.data)
         except media.MediaError as exc:
             raise ValidationFailed.at(where, str(exc), "invalid_content") from exc
         sha = hashlib.sha256(source.data).hexdigest()
-        key = storage_key(namespace_id, sha)
-        self.blobs.put_bytes(source.data, key)
-        return _stored(sha, len(source.data), content_type, key, source.filename)
+        await claims.put_bytes(source.data, storage_key(claims.namespace_id, sha))
+        return _Checked(sha, len(source.data), content_type, source.filename)
 
-    async def _fetch(
-        self, source: RemoteUrl, where: Loc
-    ) -> tuple[Path, str | None, str | None, str]:
+    async def _fetch(self, source: RemoteUrl, where: Loc) -> tuple[Path, str | None]:
+        at = (*where, source.field)
         if source.url.lower().startswith("s3://"):
             msg = "s3:// URLs need the S3 blob store, which is not configured"
-            raise ValidationFailed.at((*where, "url"), msg, "not_supported")
+            raise ValidationFailed.at(at, msg, "not_supported")
         try:
             fetched = await fetch_to_file(source.url, self.tmp_dir, self.policy)
         except FetchError as exc:
-            raise ValidationFailed.at(
-                (*where, "url"), f"could not fetch: {exc.message}", "fetch_failed"
-            ) from exc
-        return fetched.path, fetched.content_type, source.filename, fetched.final_url
+            msg = f"could not fetch: {exc.message}"
+            raise ValidationFailed.at(at, msg, "fetch_failed") from exc
+        return fetched.path, fetched.content_type
 
     def _spill(self, data: bytes) -> Path:
         with tempfile.NamedTemporaryFile(dir=self.tmp_dir, delete=False) as fh:
             fh.write(data)
         return Path(fh.name)
 
-    def _check_and_put(
-        self,
-        namespace_id: str,
-        blob_type: str,
-        path: Path,
-        declared: str | None,
-        filename: str | None,
-        where: Loc,
-    ) -> dict[str, Any]:
-        try:
-            content_type = media.check(blob_type, path, declared, filename)
-        except media.MediaError as exc:
-            raise ValidationFailed.at(where, str(exc), "invalid_content") from exc
-        sha, size = _hash_file(path)
-        key = storage_key(namespace_id, sha)
-        self.blobs.put_file(path, key)
-        return _stored(sha, size, content_type, key, filename)
 
-
-def storage_key(namespace_id: str, sha256: str) -> str:
-    """Content address of a blob inside its namespace."""
-    return f"{namespace_id}/{sha256[:2]}/{sha256}"
-
-
-def _stored(
-    sha: str, size: int, content_type: str, key: str, filename: str | None
-) -> dict[str, Any]:
-    return {
-        "sha256": sha,
-        "size_bytes": size,
-        "content_type": content_type,
-        "storage_key": key,
-        "filename": filename,
-    }
-
-
-def _hash_file(path: Path) -> tuple[str, int]:
+def _check_file(
+    blob_type: str, path: Path, declared: str | None, filename: str | None, where: Loc
+) -> _Checked:
+    try:
+        content_type = media.check(blob_type, path, declared, filename)
+    except media.MediaError as exc:
+        raise ValidationFailed.at(where, str(exc), "invalid_content") from exc
     digest, size = hashlib.sha256(), 0
     with path.open("rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
             size += len(chunk)
-    return digest.hexdigest(), size
+    return _Checked(digest.hexdigest(), size, content_type, filename)
 
 
-def _name_of(url: str | None) -> str | None:
-    if not url:
-        return None
-    name = url.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+def _name_of(url: str) -> str | None:
+    name = PurePosixPath(urlsplit(url).path).name
     return name or None

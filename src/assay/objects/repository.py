@@ -44,14 +44,15 @@ class ObjectRepository:
         )
         return self.session.scalar(stmt)
 
-    def unreferenced(self, storage_keys: set[str]) -> set[str]:
-        """Which of these storage keys no blob of the namespace points at any more."""
-        if not storage_keys:
-            return set()
-        stmt = select(Blob.storage_key).where(
-            Blob.namespace_id == self.namespace_id, Blob.storage_key.in_(storage_keys)
-        )
-        return storage_keys - set(self.session.scalars(stmt))
+
+def unreferenced_keys(session: Session, namespace_id: str, storage_keys: set[str]) -> set[str]:
+    """Which of these storage keys no blob of the namespace points at any more."""
+    if not storage_keys:
+        return set()
+    stmt = select(Blob.storage_key).where(
+        Blob.namespace_id == namespace_id, Blob.storage_key.in_(storage_keys)
+    )
+    return storage_keys - set(session.scalars(stmt))
 
 
 def filter_field(name: str) -> ColumnElement[Any] | None:

@@ -93,7 +93,7 @@ def _get(session: Session, bucket: BucketRef, object_id: str) -> Object:
 
 
 def delete(session: Session, namespace_id: str, bucket_ident: str, object_id: str) -> set[str]:
-    """Delete an object; returns the storage keys nothing references any more."""
+    """Delete an object; returns the storage keys its blobs used."""
     bucket = find_bucket(session, namespace_id, bucket_ident)
     repo = ObjectRepository(session, namespace_id, bucket.bucket_id)
     obj = _get(session, bucket, object_id)
@@ -102,7 +102,7 @@ def delete(session: Session, namespace_id: str, bucket_ident: str, object_id: st
     repo.delete(obj)
     session.flush()
     BucketRepository(session, namespace_id).add_stats(bucket.bucket_id, -1, -size)
-    return repo.unreferenced(keys)
+    return keys
 
 
 def list_page(

@@ -31,6 +31,7 @@ class InlineBytes:
 class RemoteUrl:
     url: str
     filename: str | None = None
+    field: str = "url"  # where the request gave it, for error locations
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,13 @@ def _from_content(blob: BlobIn, value: Any, where: tuple[str | int, ...]) -> Sou
 def _from_data(blob: BlobIn, value: Any, where: tuple[str | int, ...]) -> Source:
     """The hosted spec's `data`: URL, data URI, {base64,...}, {url}, {text}, or an inline value."""
     if isinstance(value, str) and _URL.match(value):
-        return RemoteUrl(value, blob.filename)
+        return RemoteUrl(value, blob.filename, "data")
+    if isinstance(value, str) and value.startswith("data:"):
+        return _decode_base64_or_data_uri(value, blob.filename, where)
     if isinstance(value, dict):
         keys = set(value)
         if keys == {"url"}:
-            return RemoteUrl(str(value["url"]), blob.filename)
+            return RemoteUrl(str(value["url"]), blob.filename, "data")
         if "base64" in keys and keys <= {"base64", "mime_type", "filename"}:
             name = value.get("filename") or blob.filename
             src = _decode_base64_or_data_uri(str(value["base64"]), name, where)
@@ -95,8 +98,6 @@ def _from_data(blob: BlobIn, value: Any, where: tuple[str | int, ...]) -> Source
         if keys == {"text"} and blob.type == "text":
             return InlineBytes(str(value["text"]).encode(), "text/plain", blob.filename)
     if blob.type == "text" and isinstance(value, str):
-        if value.startswith("data:"):
-            return _decode_base64_or_data_uri(value, blob.filename, where)
         return InlineBytes(value.encode(), "text/plain", blob.filename)
     if blob.type in _BINARY_TYPES:
         if not isinstance(value, str):

@@ -25,23 +25,25 @@ class LocalBlobStore:
             raise BlobNotFound(key)
         return path
 
-    def put_file(self, src: Path, key: str) -> None:
+    def put_file(self, src: Path, key: str) -> bool:
         dest = self._path(key)
         if dest.exists():
             src.unlink(missing_ok=True)
-            return
+            return False
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dest)
+        return True
 
-    def put_bytes(self, data: bytes, key: str) -> None:
+    def put_bytes(self, data: bytes, key: str) -> bool:
         dest = self._path(key)
         if dest.exists():
-            return
+            return False
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, dest)
+        return True
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

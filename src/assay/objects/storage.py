@@ -1,0 +1,85 @@
+"""Content-addressed blob bytes shared by many objects, written and removed without races.
+
+Bytes are stored once per namespace under their SHA-256. A request that writes a key holds its
+lock until its rows are committed (or it gave up), and removal re-checks, under the same lock,
+that no row points at the key any more. So a delete can never remove bytes that a concurrent
+registration of the same content is about to reference, and bytes written for a registration
+that failed are removed again unless another object uses them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import anyio.to_thread
+
+from assay.backends.blob.base import BlobStore
+from assay.kit.db import Database
+from assay.kit.keylocks import KeyLocks
+from assay.objects.repository import unreferenced_keys
+
+
+def storage_key(namespace_id: str, sha256: str) -> str:
+    """Content address of a blob inside its namespace."""
+    return f"{namespace_id}/{sha256[:2]}/{sha256}"
+
+
+class BlobKeeper:
+    """The process's blob store plus the locks that guard its shared keys."""
+
+    def __init__(self, blobs: BlobStore, db: Database) -> None:
+        self.blobs = blobs
+        self.db = db
+        self.locks = KeyLocks()
+
+    def claims(self, namespace_id: str) -> BlobClaims:
+        return BlobClaims(self, namespace_id)
+
+    async def remove_unreferenced(self, namespace_id: str, keys: Iterable[str]) -> None:
+        """Delete the bytes of keys no blob row references (checked again under each lock)."""
+        for key in sorted(set(keys)):
+            async with self.locks.hold(key):
+                gone = await self.db.read(lambda s, k=key: unreferenced_keys(s, namespace_id, {k}))
+                if gone:
+                    await anyio.to_thread.run_sync(self.blobs.delete, key)
+
+
+class BlobClaims:
+    """The keys one request writes; hold them until its rows are committed, then `release`."""
+
+    def __init__(self, keeper: BlobKeeper, namespace_id: str) -> None:
+        self.keeper = keeper
+        self.namespace_id = namespace_id
+        self.held: set[str] = set()
+        self.created: set[str] = set()
+
+    async def _hold(self, key: str) -> None:
+        if key not in self.held:
+            await self.keeper.locks.acquire(key)
+            self.held.add(key)
+
+    async def put_bytes(self, data: bytes, key: str) -> None:
+        await self._hold(key)
+        if self.keeper.blobs.put_bytes(data, key):
+            self.created.add(key)
+
+    async def put_file(self, path: Path, key: str) -> None:
+        await self._hold(key)
+        if await anyio.to_thread.run_sync(self.keeper.blobs.put_file, path, key):
+            self.created.add(key)
+
+    async def release(self, committed: Iterable[str] = ()) -> None:
+        """Drop bytes this request created that no committed row uses, then unlock."""
+        try:
+            doubtful = self.created - set(committed)
+            if doubtful:
+                gone = await self.keeper.db.read(
+                    lambda s: unreferenced_keys(s, self.namespace_id, doubtful)
+                )
+                for key in gone:
+                    await anyio.to_thread.run_sync(self.keeper.blobs.delete, key)
+        finally:
+            for key in self.held:
+                self.keeper.locks.release(key)
+            self.held.clear()
