@@ -11,7 +11,14 @@ import httpx
 import pytest
 
 from assay.config import Settings
-from tests.conftest import SEED_SCHEMA, b64, make_bucket, make_namespace, png_bytes
+from tests.conftest import ADMIN_KEY, SEED_SCHEMA, b64, make_bucket, make_namespace, png_bytes
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Every blob in the file store: these tests check its files go with their owners."""
+    return Settings(data_dir=tmp_path / "data", admin_key=ADMIN_KEY, small_blob_max_bytes=0)
+
 
 NS_ID = re.compile(r"^ns_[0-9A-Za-z]{20}$")
 BKT_ID = re.compile(r"^bkt_[0-9A-Za-z]{20}$")

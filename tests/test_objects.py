@@ -114,8 +114,13 @@ async def open_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Default settings: private and loopback blob URLs are refused."""
-    return Settings(data_dir=tmp_path_factory.mktemp("objects") / "data", admin_key=ADMIN_KEY)
+    """Private and loopback blob URLs are refused; every blob goes to the file store, whose
+    files these tests inspect (small blobs kept in the database are covered elsewhere)."""
+    return Settings(
+        data_dir=tmp_path_factory.mktemp("objects") / "data",
+        admin_key=ADMIN_KEY,
+        small_blob_max_bytes=0,
+    )
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import FastAPI
 
 from assay import health
 from assay.auth import endpoints as keys
@@ -11,13 +11,17 @@ from assay.kit.openapi import ERROR_RESPONSES
 from assay.namespaces import endpoints as namespaces
 from assay.objects import endpoints as objects
 
-router = APIRouter()
-router.include_router(health.router)
-for domain_router in (
+DOMAIN_ROUTERS = (
     health.catalogue_router,
     keys.router,
     namespaces.router,
     buckets.router,
     objects.router,
-):
-    router.include_router(domain_router, responses=ERROR_RESPONSES)
+)
+
+
+def include_routes(app: FastAPI) -> None:
+    """Mount every router on the app itself (one level: route matching is per request)."""
+    app.include_router(health.router)
+    for router in DOMAIN_ROUTERS:
+        app.include_router(router, responses=ERROR_RESPONSES)

@@ -27,10 +27,13 @@ class Settings(BaseSettings):
     workers: int = 1
 
     max_request_bytes: int = 64 * 1024 * 1024
+    # Blobs up to this size live in the metadata database, larger ones in the blob store.
+    small_blob_max_bytes: int = 64 * 1024
     fetch_max_bytes: int = 512 * 1024 * 1024
     fetch_timeout_s: float = 30.0
     idempotency_ttl_s: int = 24 * 3600
     key_cache_ttl_s: float = 5.0
+    lookup_cache_ttl_s: float = 5.0
     write_batch_max: int = Field(default=256, ge=1)
 
     @model_validator(mode="after")

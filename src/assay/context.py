@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from assay.auth.service import KeyCache
 from assay.backends.blob.base import BlobStore
@@ -11,6 +12,7 @@ from assay.config import Settings
 from assay.extractors.registry import ExtractorRegistry
 from assay.kit.db import Database
 from assay.kit.fetch import FetchPolicy
+from assay.kit.ttlcache import TTLCache
 from assay.objects.storage import BlobKeeper
 
 
@@ -23,6 +25,8 @@ class AppContext:
     keys: KeyCache
     fetch_policy: FetchPolicy
     keeper: BlobKeeper
+    # Names and ids of namespaces and buckets, for a few seconds; cleared on every change.
+    lookups: TTLCache[tuple[str, ...], Any]
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -35,6 +39,7 @@ class AppContext:
             db=db,
             blobs=blobs,
             keeper=BlobKeeper(blobs, db),
+            lookups=TTLCache(settings.lookup_cache_ttl_s),
             registry=ExtractorRegistry(),
             keys=KeyCache(settings.key_cache_ttl_s),
             fetch_policy=FetchPolicy(

@@ -17,7 +17,7 @@ from assay.namespaces import service as namespace_service
 _bearer = HTTPBearer(auto_error=False, description="An Assay API key: `Bearer sk_live_...`")
 
 
-def get_ctx(request: Request) -> AppContext:
+async def get_ctx(request: Request) -> AppContext:
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
@@ -58,8 +58,15 @@ async def get_namespace(
 ) -> NamespaceRef:
     if not x_namespace:
         raise BadRequest("missing X-Namespace header (a namespace id such as ns_... or its name)")
-    ns = await ctx.db.read(lambda s: namespace_service.resolve(s, principal, x_namespace))
-    return NamespaceRef(ns.namespace_id, ns.namespace_name)
+    key = ("namespace", x_namespace)
+    found = ctx.lookups.get(key)
+    if found is None:
+        found = await ctx.db.read(lambda s: namespace_service.find(s, x_namespace))
+        if found is not None:
+            ctx.lookups.put(key, found)
+    if found is None or not principal.can_see(found[0]):
+        raise namespace_service.not_found(x_namespace)
+    return NamespaceRef(*found)
 
 
 CurrentNamespace = Annotated[NamespaceRef, Depends(get_namespace)]
@@ -71,7 +78,7 @@ class PageParams:
     cursor: str | None
 
 
-def get_page_params(
+async def get_page_params(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> PageParams:

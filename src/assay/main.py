@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from assay.api import router
+from assay.api import include_routes
 from assay.auth.service import ensure_admin_key
 from assay.config import Settings
 from assay.context import AppContext
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Self-hosted multimodal data platform (wire-compatible API).",
         lifespan=lifespan,
     )
-    app.include_router(router)
+    include_routes(app)
     _install_error_handlers(app)
     app.add_middleware(
         IdempotencyMiddleware, db=lambda: app.state.ctx.db, ttl_s=settings.idempotency_ttl_s

@@ -29,7 +29,7 @@ async def create_key(body: KeyCreate, ctx: Ctx, principal: CurrentPrincipal) -> 
 async def list_keys(ctx: Ctx, principal: CurrentPrincipal) -> Page[KeyOut]:
     """Every key (secrets are never shown again)."""
     principal.require("admin")
-    keys = await ctx.db.read(lambda s: service.list_keys(s, principal))
+    keys = await ctx.db.read(lambda s: service.list_keys(s, principal), heavy=True)
     results = [KeyOut.model_validate(k) for k in keys]
     return Page(
         results=results, pagination=Pagination(limit=len(results)), total_count=len(results)

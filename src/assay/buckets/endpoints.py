@@ -24,7 +24,8 @@ async def create_bucket(
 async def list_buckets(ctx: Ctx, ns: CurrentNamespace, page: PageQuery) -> Page[BucketOut]:
     """Buckets of the namespace."""
     rows, nxt = await ctx.db.read(
-        lambda s: service.list_page(s, ns.namespace_id, limit=page.limit, cursor=page.cursor)
+        lambda s: service.list_page(s, ns.namespace_id, limit=page.limit, cursor=page.cursor),
+        heavy=True,
     )
     return Page(results=rows, pagination=Pagination(limit=page.limit, next_cursor=nxt))
 
@@ -33,7 +34,8 @@ async def list_buckets(ctx: Ctx, ns: CurrentNamespace, page: PageQuery) -> Page[
 async def list_buckets_post(body: ListRequest, ctx: Ctx, ns: CurrentNamespace) -> Page[BucketOut]:
     """The hosted product's list form."""
     rows, nxt = await ctx.db.read(
-        lambda s: service.list_page(s, ns.namespace_id, limit=body.limit, cursor=body.cursor)
+        lambda s: service.list_page(s, ns.namespace_id, limit=body.limit, cursor=body.cursor),
+        heavy=True,
     )
     return Page(results=rows, pagination=Pagination(limit=body.limit, next_cursor=nxt))
 
@@ -55,9 +57,11 @@ async def patch_bucket(
     ns: CurrentNamespace,
 ) -> BucketOut:
     """Rename a bucket or change its description and metadata."""
-    return await ctx.db.write(
+    out = await ctx.db.write(
         lambda s: service.patch(s, principal, ns.namespace_id, bucket_identifier, body)
     )
+    ctx.lookups.clear()
+    return out
 
 
 @router.delete("/{bucket_identifier}", response_model=BucketDeleted)
@@ -68,5 +72,6 @@ async def delete_bucket(
     bucket_id, keys = await ctx.db.write(
         lambda s: service.delete(s, principal, ns.namespace_id, bucket_identifier)
     )
+    ctx.lookups.clear()
     await ctx.keeper.remove_unreferenced(ns.namespace_id, keys)
     return BucketDeleted(bucket_id=bucket_id)

@@ -32,13 +32,15 @@ class BucketRepository:
     def delete(self, bucket: Bucket) -> None:
         self.session.delete(bucket)
 
-    def add_stats(self, bucket_id: str, objects: int, size_bytes: int) -> None:
-        """Keep object_count and total_size_bytes current in the same transaction."""
-        self.session.execute(
-            update(Bucket)
-            .where(Bucket.bucket_id == bucket_id, Bucket.namespace_id == self.namespace_id)
+    def add_stats(self, bucket_id: str, objects: int, size_bytes: int) -> bool:
+        """Keep object_count and total_size_bytes current; False if the bucket is gone."""
+        table = Bucket.__table__.c
+        result = self.session.execute(
+            update(Bucket.__table__)
+            .where(table.bucket_id == bucket_id, table.namespace_id == self.namespace_id)
             .values(
-                object_count=Bucket.object_count + objects,
-                total_size_bytes=Bucket.total_size_bytes + size_bytes,
+                object_count=table.object_count + objects,
+                total_size_bytes=table.total_size_bytes + size_bytes,
             )
         )
+        return bool(result.rowcount)  # type: ignore[attr-defined]

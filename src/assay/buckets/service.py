@@ -12,6 +12,7 @@ from assay.errors import AlreadyExists, NotFound, ValidationFailed
 from assay.kit.ids import has_prefix, new_id
 from assay.kit.paging import SortKey, paginate
 from assay.models import Blob, Bucket, Object
+from assay.objects.repository import ObjectRepository
 
 
 def get_bucket(session: Session, namespace_id: str, ident: str) -> Bucket:
@@ -75,6 +76,8 @@ def delete(
         )
     )
     BucketRepository(session, namespace_id).delete(bucket)
+    session.flush()
+    ObjectRepository(session, namespace_id, bucket.bucket_id).drop_unreferenced_small_bytes(keys)
     return bucket.bucket_id, keys
 
 

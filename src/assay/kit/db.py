@@ -1,24 +1,25 @@
 """Database kit: declarative base, portable column types, engines, and the unit of work.
 
 Services receive a `Session` and never commit; `Database.write` runs a function inside one
-transaction and commits it. On SQLite every write goes through one writer thread that commits
-several requests' functions together (group commit), each inside its own SAVEPOINT, so a failing
-request rolls back alone while the lock is taken once per group instead of once per request.
+transaction and commits it. On SQLite, statements take microseconds while handing them to
+threads costs far more (GIL hand-offs), so the server runs them on its event loop: writes queued
+during one loop iteration are committed together (group commit), each inside its own SAVEPOINT
+so a failing request rolls back alone. The loop never waits on SQLite's lock: when another
+process holds it, the group is retried a little later. PostgreSQL runs everything in threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import datetime as dt
-import queue
-import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import JSON, DateTime, Engine, MetaData, Table, create_engine, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -62,13 +63,13 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def make_engine(url: str, *, writer: bool = False) -> Engine:
+def make_engine(url: str, *, writer: bool = False, busy_timeout_s: float = 30) -> Engine:
     """An engine; SQLite gets WAL, foreign keys, a busy timeout and explicit BEGINs."""
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
     engine = create_engine(
         url,
-        connect_args={"check_same_thread": False, "timeout": 30},
+        connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
         pool_size=1 if writer else 8,
         max_overflow=0 if writer else 8,
     )
@@ -83,7 +84,7 @@ def make_engine(url: str, *, writer: bool = False) -> Engine:
             "journal_mode=WAL",
             "synchronous=NORMAL",
             "foreign_keys=ON",
-            "busy_timeout=30000",
+            f"busy_timeout={int(busy_timeout_s * 1000)}",
             "temp_store=MEMORY",
         ):
             cur.execute(f"PRAGMA {pragma}")
@@ -96,6 +97,9 @@ def make_engine(url: str, *, writer: bool = False) -> Engine:
     return engine
 
 
+WriteFn = Callable[[Session], Any]
+
+
 class Database:
     """Runs unit-of-work functions: `read` without commit, `write` in one committed transaction."""
 
@@ -103,18 +107,24 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.engine = make_engine(url)
-        self.write_engine = make_engine(url, writer=True) if self.is_sqlite else self.engine
         self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
+        # Blocking writers (threads, command-line tools) wait for SQLite's lock; the loop's
+        # writer never does (busy timeout 0) and retries instead.
+        self.sync_engine = make_engine(url, writer=True) if self.is_sqlite else self.engine
+        self._sync_sessions = sessionmaker(self.sync_engine, expire_on_commit=False)
+        self.loop_engine = (
+            make_engine(url, writer=True, busy_timeout_s=0) if self.is_sqlite else None
+        )
+        self._loop_sessions = sessionmaker(self.loop_engine, expire_on_commit=False)
         self._group_max = group_max
-        self._queue: queue.SimpleQueue[
-            tuple[Callable[[Session], Any], concurrent.futures.Future[Any]] | None
-        ] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._pending: list[tuple[WriteFn, asyncio.Future[Any]]] = []
+        self._flush_scheduled = False
+        self._retry_delay = _MIN_RETRY_S
 
-    async def read(self, fn: Callable[[Session], T]) -> T:
-        """Run `fn(session)` in a worker thread; nothing it does is committed."""
+    async def read(self, fn: Callable[[Session], T], *, heavy: bool = False) -> T:
+        """Run `fn(session)`; nothing it does is committed. `heavy` reads go to a thread."""
+        if self.is_sqlite and not heavy:
+            return self.read_sync(fn)
         return await anyio.to_thread.run_sync(self.read_sync, fn)
 
     def read_sync(self, fn: Callable[[Session], T]) -> T:
@@ -126,77 +136,77 @@ class Database:
         """Run `fn(session)` in a transaction and commit it; errors roll back only this call."""
         if not self.is_sqlite:
             return await anyio.to_thread.run_sync(self.write_sync, fn)
-        return await asyncio.wrap_future(self._submit(fn))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._pending.append((fn, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush, loop)
+        return await future
 
     def write_sync(self, fn: Callable[[Session], T]) -> T:
         """Blocking `write` for threads and command-line tools."""
-        if self.is_sqlite:
-            return self._submit(fn).result()
-        with self._write_sessions() as session, session.begin():
+        with self._sync_sessions() as session, session.begin():
             return _translate_integrity(fn, session)
 
-    def _submit(self, fn: Callable[[Session], T]) -> concurrent.futures.Future[T]:
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._ensure_writer()
-        self._queue.put((fn, future))
-        return future
-
-    def _ensure_writer(self) -> None:
-        if self._writer is not None:
-            return
-        with self._lock:
-            if self._writer is None:
-                self._writer = threading.Thread(
-                    target=self._write_loop, name="db-writer", daemon=True
-                )
-                self._writer.start()
-
-    def _write_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            group = [item]
-            while len(group) < self._group_max:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                group.append(nxt)
-            self._commit_group(group)
-
-    def _commit_group(
-        self, group: list[tuple[Callable[[Session], Any], concurrent.futures.Future[Any]]]
-    ) -> None:
-        done: list[tuple[concurrent.futures.Future[Any], Any]] = []
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        group = [(fn, fut) for fn, fut in self._pending[: self._group_max] if not fut.cancelled()]
+        del self._pending[: self._group_max]
         try:
-            with self._write_sessions() as session, session.begin():
+            self._commit_group(group)
+            self._retry_delay = _MIN_RETRY_S
+        except OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                _fail(group, exc)
+            else:  # another process holds the lock: try again soon, without blocking the loop
+                self._pending[:0] = group
+                loop.call_later(self._retry_delay, self._flush, loop)
+                self._retry_delay = min(self._retry_delay * 2, _MAX_RETRY_S)
+                return
+        except Exception as exc:
+            _fail(group, exc)
+        if self._pending:
+            loop.call_soon(self._flush, loop)
+        else:
+            self._flush_scheduled = False
+
+    def _commit_group(self, group: list[tuple[WriteFn, asyncio.Future[Any]]]) -> None:
+        done: list[tuple[asyncio.Future[Any], Any]] = []
+        with self._loop_sessions() as session:
+            session.begin()
+            session.connection()  # BEGIN IMMEDIATE now, so a busy lock fails before any work
+            try:
                 for fn, future in group:
                     try:
                         with session.begin_nested():
                             result = _translate_integrity(fn, session)
                         done.append((future, result))
-                    except BaseException as exc:
+                    except Exception as exc:  # handed to its caller; the others go on
                         future.set_exception(exc)
-        except BaseException as exc:
-            for future, _ in done:
-                future.set_exception(exc)
-            return
+                session.commit()
+            except Exception as exc:  # the commit itself failed: every survivor fails
+                session.rollback()
+                for future, _ in done:
+                    future.set_exception(exc)
+                return
         for future, result in done:
             future.set_result(result)
 
     def close(self) -> None:
-        """Stop the writer thread and dispose of the engines."""
-        if self._writer is not None:
-            self._queue.put(None)
-            self._writer.join(timeout=10)
-            self._writer = None
-        self.engine.dispose()
-        if self.write_engine is not self.engine:
-            self.write_engine.dispose()
+        """Dispose of the engines."""
+        for engine in {self.engine, self.sync_engine, self.loop_engine}:
+            if engine is not None:
+                engine.dispose()
+
+
+_MIN_RETRY_S = 0.005
+_MAX_RETRY_S = 0.25
+
+
+def _fail(group: list[tuple[WriteFn, asyncio.Future[Any]]], exc: Exception) -> None:
+    for _, future in group:
+        if not future.done():
+            future.set_exception(exc)
 
 
 def _translate_integrity(fn: Callable[[Session], T], session: Session) -> T:
@@ -206,3 +216,14 @@ def _translate_integrity(fn: Callable[[Session], T], session: Session) -> T:
         return result
     except IntegrityError as exc:
         raise Conflict("the change conflicts with existing data") from exc
+
+
+def insert_ignoring_duplicates(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """INSERT rows, skipping those whose primary key exists (content-addressed data)."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "sqlite":
+        stmt: Any = sqlite_insert(table).on_conflict_do_nothing()
+    else:
+        stmt = pg_insert(table).on_conflict_do_nothing()
+    session.execute(stmt, rows)

@@ -26,7 +26,7 @@ async def list_namespaces(
 ) -> Page[NamespaceOut]:
     """Namespaces this key may see."""
     rows, nxt = await ctx.db.read(
-        lambda s: service.list_page(s, principal, limit=page.limit, cursor=page.cursor)
+        lambda s: service.list_page(s, principal, limit=page.limit, cursor=page.cursor), heavy=True
     )
     return Page(results=rows, pagination=Pagination(limit=page.limit, next_cursor=nxt))
 
@@ -37,7 +37,7 @@ async def list_namespaces_post(
 ) -> Page[NamespaceOut]:
     """The hosted product's list form."""
     rows, nxt = await ctx.db.read(
-        lambda s: service.list_page(s, principal, limit=body.limit, cursor=body.cursor)
+        lambda s: service.list_page(s, principal, limit=body.limit, cursor=body.cursor), heavy=True
     )
     return Page(results=rows, pagination=Pagination(limit=body.limit, next_cursor=nxt))
 
@@ -64,5 +64,6 @@ async def delete_namespace(
 ) -> NamespaceDeleted:
     """Delete a namespace and everything in it."""
     ns_id = await ctx.db.write(lambda s: service.delete(s, principal, namespace_identifier))
+    ctx.lookups.clear()
     ctx.blobs.delete_prefix(f"{ns_id}/")
     return NamespaceDeleted(namespace_id=ns_id)

@@ -16,12 +16,23 @@ from assay.namespaces.repository import NamespaceRepository
 from assay.namespaces.schemas import ExtractorRef, NamespaceCreate, NamespaceOut, NamespacePatch
 
 
+def not_found(ident: str) -> NotFound:
+    """The one answer for a namespace that is missing or not visible to the caller."""
+    return NotFound(f"namespace '{ident}' not found")
+
+
 def resolve(session: Session, principal: Principal, ident: str) -> Namespace:
     """The namespace named by id or name, if this key may see it; else 404 (never 403)."""
     ns = NamespaceRepository(session).get_by_ident(ident, principal.namespaces)
     if ns is None:
-        raise NotFound(f"namespace '{ident}' not found")
+        raise not_found(ident)
     return ns
+
+
+def find(session: Session, ident: str) -> tuple[str, str] | None:
+    """(id, name) of the namespace named by id or name, whoever asks (callers check access)."""
+    ns = NamespaceRepository(session).get_by_ident(ident)
+    return None if ns is None else (ns.namespace_id, ns.namespace_name)
 
 
 def check_extractors(registry: ExtractorRegistry, refs: list[ExtractorRef]) -> list[dict[str, Any]]:

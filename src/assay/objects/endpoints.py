@@ -27,8 +27,9 @@ router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/objects", tags=["obje
 
 
 def _registrar(ctx: Ctx) -> Registrar:
-    materializer = Materializer(ctx.fetch_policy, ctx.settings.tmp_dir)
-    return Registrar(ctx.db, ctx.keeper, materializer)
+    settings = ctx.settings
+    materializer = Materializer(ctx.fetch_policy, settings.tmp_dir, settings.small_blob_max_bytes)
+    return Registrar(ctx.db, ctx.keeper, materializer, ctx.lookups)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ObjectOut)
@@ -89,7 +90,7 @@ async def _list(
     ctx: Ctx, ns: NamespaceRef, bucket_identifier: str, req: ListRequest
 ) -> Page[ObjectOut]:
     rows, nxt = await ctx.db.read(
-        lambda s: service.list_page(s, ns.namespace_id, bucket_identifier, req)
+        lambda s: service.list_page(s, ns.namespace_id, bucket_identifier, req), heavy=True
     )
     return Page(results=rows, pagination=Pagination(limit=req.limit, next_cursor=nxt))
 
@@ -148,7 +149,9 @@ async def download_blob(
         return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
     start, end = span if span else (0, size - 1)
     try:
-        chunks = ctx.blobs.read_range(blob.storage_key, start, end if size else None)
+        chunks = await ctx.keeper.read_range(
+            ns.namespace_id, blob.storage_key, start, end if size else None
+        )
     except BlobNotFound as exc:
         raise NotFound(f"the bytes of blob '{blob_id}' are missing from the blob store") from exc
     headers["Content-Length"] = str(end - start + 1 if size else 0)

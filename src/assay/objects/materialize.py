@@ -1,8 +1,9 @@
-"""Turns validated blob inputs into stored, content-addressed bytes (outside any transaction).
+"""Turns validated blob inputs into checked, content-addressed bytes (outside any transaction).
 
 Inline text and JSON are checked in memory; everything else lands in a temporary file first
-(fetched through the SSRF guard, or decoded from base64), is checked against its type, and is
-then moved into the blob store under its content address, through the request's `BlobClaims`.
+(fetched through the SSRF guard, or decoded from base64) and is checked against its type.
+Small blobs are then carried to the transaction, which stores them in the database with their
+rows; larger ones are moved into the blob store through the request's `BlobClaims`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from assay.objects.sources import InlineBytes, RemoteUrl, ScalarValue, Source, U
 from assay.objects.storage import BlobClaims, storage_key
 from assay.objects.validation import Loc, check_against_schema, check_scalar
 
-# Inline text and JSON up to this size are checked on the event loop; larger work goes to a thread.
+# Text and JSON up to this size are checked on the event loop; larger work goes to a thread.
 INLINE_FAST_PATH = 64 * 1024
 
 
@@ -40,6 +41,7 @@ class StoredBlob:
     source_url: str | None
     key_prefix: str | None
     metadata: dict[str, Any]
+    data: bytes | None = None  # the bytes of a small blob, stored with its rows
 
 
 @dataclass
@@ -61,12 +63,14 @@ class _Checked:
     size_bytes: int
     content_type: str
     filename: str | None
+    data: bytes | None = None
 
 
 @dataclass(frozen=True)
 class Materializer:
     policy: FetchPolicy
     tmp_dir: Path
+    small_max_bytes: int = 64 * 1024
 
     async def prepare(
         self,
@@ -94,11 +98,14 @@ class Materializer:
                     sha256=checked.sha256,
                     size_bytes=checked.size_bytes,
                     content_type=checked.content_type,
-                    storage_key=storage_key(claims.namespace_id, checked.sha256),
+                    storage_key=storage_key(
+                        claims.namespace_id, checked.sha256, in_database=checked.data is not None
+                    ),
                     filename=checked.filename,
                     source_url=source.url if isinstance(source, RemoteUrl) else None,
                     key_prefix=blob.key_prefix,
                     metadata=blob.metadata or {},
+                    data=checked.data,
                 )
             )
         return out
@@ -120,9 +127,10 @@ class Materializer:
             filename = source.filename or _name_of(source.url)
         try:
             checked = await anyio.to_thread.run_sync(
-                _check_file, blob_type, path, declared, filename, where
+                _check_file, blob_type, path, declared, filename, where, self.small_max_bytes
             )
-            await claims.put_file(path, storage_key(claims.namespace_id, checked.sha256))
+            if checked.data is None:
+                await claims.put_file(path, storage_key(claims.namespace_id, checked.sha256))
             return checked
         finally:
             path.unlink(missing_ok=True)
@@ -135,8 +143,10 @@ class Materializer:
         except media.MediaError as exc:
             raise ValidationFailed.at(where, str(exc), "invalid_content") from exc
         sha = hashlib.sha256(source.data).hexdigest()
-        await claims.put_bytes(source.data, storage_key(claims.namespace_id, sha))
-        return _Checked(sha, len(source.data), content_type, source.filename)
+        if len(source.data) > self.small_max_bytes:
+            await claims.put_bytes(source.data, storage_key(claims.namespace_id, sha))
+            return _Checked(sha, len(source.data), content_type, source.filename)
+        return _Checked(sha, len(source.data), content_type, source.filename, source.data)
 
     async def _fetch(self, source: RemoteUrl, where: Loc) -> tuple[Path, str | None]:
         at = (*where, source.field)
@@ -157,12 +167,20 @@ class Materializer:
 
 
 def _check_file(
-    blob_type: str, path: Path, declared: str | None, filename: str | None, where: Loc
+    blob_type: str,
+    path: Path,
+    declared: str | None,
+    filename: str | None,
+    where: Loc,
+    small_max_bytes: int,
 ) -> _Checked:
     try:
         content_type = media.check(blob_type, path, declared, filename)
     except media.MediaError as exc:
         raise ValidationFailed.at(where, str(exc), "invalid_content") from exc
+    if path.stat().st_size <= small_max_bytes:
+        data = path.read_bytes()
+        return _Checked(hashlib.sha256(data).hexdigest(), len(data), content_type, filename, data)
     digest, size = hashlib.sha256(), 0
     with path.open("rb") as fh:
         while chunk := fh.read(1 << 20):

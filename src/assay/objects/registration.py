@@ -8,9 +8,11 @@ committed row uses is removed again.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from assay.errors import AppError
 from assay.kit.db import Database
+from assay.kit.ttlcache import TTLCache
 from assay.objects import service
 from assay.objects.materialize import Materializer, PreparedObject
 from assay.objects.schemas import BatchFailure, ErrorBody, ObjectCreate, ObjectOut
@@ -23,9 +25,18 @@ class Registrar:
     db: Database
     keeper: BlobKeeper
     materializer: Materializer
+    lookups: TTLCache[tuple[str, ...], Any]
 
     async def bucket(self, namespace_id: str, bucket_ident: str) -> BucketRef:
-        return await self.db.read(lambda s: service.find_bucket(s, namespace_id, bucket_ident))
+        """The bucket by id or name; cached briefly (registration re-checks it exists)."""
+        key = ("bucket", namespace_id, bucket_ident)
+        bucket: BucketRef | None = self.lookups.get(key)
+        if bucket is None:
+            bucket = await self.db.read(
+                lambda s: service.find_bucket(s, namespace_id, bucket_ident)
+            )
+            self.lookups.put(key, bucket)
+        return bucket
 
     async def register_one(self, bucket: BucketRef, body: ObjectCreate) -> ObjectOut:
         """One object: all of it is registered, or nothing (and no stray bytes) is."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, delete, insert, select
 from sqlalchemy.orm import Session
 
-from assay.models import Blob, Object
+from assay.kit.db import insert_ignoring_duplicates
+from assay.models import Blob, BlobBytes, Object
 
 
 class ObjectRepository:
@@ -24,9 +25,27 @@ class ObjectRepository:
     def get(self, object_id: str) -> Object | None:
         return self.session.scalar(self.scoped().where(Object.object_id == object_id))
 
-    def add_all(self, objects: list[Object]) -> None:
-        self.session.add_all(objects)
-        self.session.flush()
+    def insert_rows(
+        self,
+        objects: list[dict[str, Any]],
+        blobs: list[dict[str, Any]],
+        small_bytes: list[dict[str, Any]],
+    ) -> None:
+        """Plain multi-row INSERTs (column names as keys): the hot path of registration."""
+        self.session.execute(insert(Object.__table__), objects)
+        if blobs:
+            self.session.execute(insert(Blob.__table__), blobs)
+        insert_ignoring_duplicates(self.session, BlobBytes.__table__, small_bytes)
+
+    def drop_unreferenced_small_bytes(self, storage_keys: set[str]) -> None:
+        """Delete database-held bytes that no blob of the namespace references any more."""
+        gone = unreferenced_keys(self.session, self.namespace_id, storage_keys)
+        if gone:
+            self.session.execute(
+                delete(BlobBytes).where(
+                    BlobBytes.namespace_id == self.namespace_id, BlobBytes.storage_key.in_(gone)
+                )
+            )
 
     def delete(self, obj: Object) -> None:
         self.session.delete(obj)
@@ -43,6 +62,14 @@ class ObjectRepository:
             )
         )
         return self.session.scalar(stmt)
+
+
+def small_bytes(session: Session, namespace_id: str, storage_key: str) -> bytes | None:
+    """The bytes of a small blob kept in the database."""
+    stmt = select(BlobBytes.data).where(
+        BlobBytes.namespace_id == namespace_id, BlobBytes.storage_key == storage_key
+    )
+    return session.scalar(stmt)
 
 
 def unreferenced_keys(session: Session, namespace_id: str, storage_keys: set[str]) -> set[str]:

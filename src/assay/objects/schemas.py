@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, computed_field
 
 from assay.buckets.schemas import PropertyType
 from assay.kit.schemas import RequestSchema, Schema
@@ -57,6 +57,10 @@ class BlobDetails(Schema):
     hash: str
 
 
+# Read from ORM rows (`metadata_`, `source_url`) as well as from plain column dicts.
+_METADATA = AliasChoices("metadata_", "metadata")
+
+
 class BlobOut(Schema):
     blob_id: str
     property: str
@@ -64,18 +68,32 @@ class BlobOut(Schema):
     size_bytes: int
     content_type: str
     sha256: str
-    url: str | None = Field(default=None, description="the source URL, for URL blobs")
+    url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("source_url", "url"),
+        description="the source URL, for URL blobs",
+    )
     key_prefix: str | None = None
     filename: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    details: BlobDetails
+    metadata: dict[str, Any] = Field(default_factory=dict, validation_alias=_METADATA)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def details(self) -> BlobDetails:
+        """The hosted product's spelling of the same facts."""
+        return BlobDetails(
+            filename=self.filename,
+            size_bytes=self.size_bytes,
+            mime_type=self.content_type,
+            hash=self.sha256,
+        )
 
 
 class ObjectOut(Schema):
     object_id: str
     bucket_id: str
     key_prefix: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict, validation_alias=_METADATA)
     properties: dict[str, Any] = Field(default_factory=dict)
     blobs: list[BlobOut]
     status: str

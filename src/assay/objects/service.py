@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -12,10 +14,10 @@ from assay.kit.db import utcnow
 from assay.kit.ids import new_id
 from assay.kit.paging import SortKey, build_filter, paginate
 from assay.kit.schemas import ListRequest
-from assay.models import Blob, Bucket, Object
+from assay.models import Blob, Object
 from assay.objects.materialize import PreparedObject
 from assay.objects.repository import ObjectRepository, filter_field
-from assay.objects.schemas import BlobDetails, BlobOut, ObjectOut
+from assay.objects.schemas import ObjectOut
 
 
 @dataclass(frozen=True)
@@ -36,48 +38,66 @@ def register(
     session: Session, bucket: BucketRef, prepared: list[PreparedObject]
 ) -> list[ObjectOut]:
     """Insert prepared objects and their blobs, and update the bucket's counters."""
-    if session.get(Bucket, bucket.bucket_id) is None:
+    size = sum(b.size_bytes for p in prepared for b in p.blobs)
+    buckets = BucketRepository(session, bucket.namespace_id)
+    if not buckets.add_stats(bucket.bucket_id, len(prepared), size):
         raise NotFound("bucket was deleted while its objects were being registered")
     now = utcnow()
-    rows = [_object_row(bucket, p, now) for p in prepared]
-    ObjectRepository(session, bucket.namespace_id, bucket.bucket_id).add_all(rows)
-    size = sum(b.size_bytes for r in rows for b in r.blobs)
-    BucketRepository(session, bucket.namespace_id).add_stats(bucket.bucket_id, len(rows), size)
-    return [to_out(r, p.warnings) for r, p in zip(rows, prepared, strict=True)]
+    objects = [_object_row(bucket, p, now) for p in prepared]
+    blobs = [
+        _blob_rows(bucket, o["object_id"], p, now) for o, p in zip(objects, prepared, strict=True)
+    ]
+    small = [
+        {"storage_key": b.storage_key, "namespace_id": bucket.namespace_id, "data": b.data}
+        for p in prepared
+        for b in p.blobs
+        if b.data is not None
+    ]
+    repo = ObjectRepository(session, bucket.namespace_id, bucket.bucket_id)
+    repo.insert_rows(objects, [row for rows in blobs for row in rows], small)
+    return [
+        ObjectOut.model_validate({**o, "blobs": b, "warnings": p.warnings})
+        for o, b, p in zip(objects, blobs, prepared, strict=True)
+    ]
 
 
-def _object_row(bucket: BucketRef, p: PreparedObject, now: object) -> Object:
-    obj = Object(
-        object_id=new_id("obj"),
-        namespace_id=bucket.namespace_id,
-        bucket_id=bucket.bucket_id,
-        key_prefix=p.key_prefix,
-        metadata_=p.metadata,
-        properties=p.properties,
-        status="DRAFT",
-        created_at=now,
-        updated_at=now,
-    )
-    obj.blobs = [
-        Blob(
-            blob_id=new_id("blob"),
-            namespace_id=bucket.namespace_id,
-            position=i,
-            property=b.property,
-            type=b.type,
-            sha256=b.sha256,
-            size_bytes=b.size_bytes,
-            content_type=b.content_type,
-            storage_key=b.storage_key,
-            filename=b.filename,
-            source_url=b.source_url,
-            key_prefix=b.key_prefix,
-            metadata_=b.metadata,
-            created_at=now,
-        )
+def _object_row(bucket: BucketRef, p: PreparedObject, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "object_id": new_id("obj"),
+        "namespace_id": bucket.namespace_id,
+        "bucket_id": bucket.bucket_id,
+        "key_prefix": p.key_prefix,
+        "metadata": p.metadata,
+        "properties": p.properties,
+        "status": "DRAFT",
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _blob_rows(
+    bucket: BucketRef, object_id: str, p: PreparedObject, now: dt.datetime
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "blob_id": new_id("blob"),
+            "object_id": object_id,
+            "namespace_id": bucket.namespace_id,
+            "position": i,
+            "property": b.property,
+            "type": b.type,
+            "sha256": b.sha256,
+            "size_bytes": b.size_bytes,
+            "content_type": b.content_type,
+            "storage_key": b.storage_key,
+            "filename": b.filename,
+            "source_url": b.source_url,
+            "key_prefix": b.key_prefix,
+            "metadata": b.metadata,
+            "created_at": now,
+        }
         for i, b in enumerate(p.blobs)
     ]
-    return obj
 
 
 def get(session: Session, namespace_id: str, bucket_ident: str, object_id: str) -> ObjectOut:
@@ -101,6 +121,7 @@ def delete(session: Session, namespace_id: str, bucket_ident: str, object_id: st
     size = sum(b.size_bytes for b in obj.blobs)
     repo.delete(obj)
     session.flush()
+    repo.drop_unreferenced_small_bytes(keys)
     BucketRepository(session, namespace_id).add_stats(bucket.bucket_id, -1, -size)
     return keys
 
@@ -141,34 +162,5 @@ def blob_for_download(
     return blob
 
 
-def to_out(obj: Object, warnings: list[str] | None = None) -> ObjectOut:
-    return ObjectOut(
-        object_id=obj.object_id,
-        bucket_id=obj.bucket_id,
-        key_prefix=obj.key_prefix,
-        metadata=obj.metadata_,
-        properties=obj.properties,
-        status=obj.status,
-        created_at=obj.created_at,
-        updated_at=obj.updated_at,
-        blobs=[_blob_out(b) for b in obj.blobs],
-        warnings=warnings or [],
-    )
-
-
-def _blob_out(b: Blob) -> BlobOut:
-    return BlobOut(
-        blob_id=b.blob_id,
-        property=b.property,
-        type=b.type,
-        size_bytes=b.size_bytes,
-        content_type=b.content_type,
-        sha256=b.sha256,
-        url=b.source_url,
-        key_prefix=b.key_prefix,
-        filename=b.filename,
-        metadata=b.metadata_,
-        details=BlobDetails(
-            filename=b.filename, size_bytes=b.size_bytes, mime_type=b.content_type, hash=b.sha256
-        ),
-    )
+def to_out(obj: Object) -> ObjectOut:
+    return ObjectOut.model_validate(obj)

@@ -9,20 +9,28 @@ that failed are removed again unless another object uses them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import anyio.to_thread
 
-from assay.backends.blob.base import BlobStore
+from assay.backends.blob.base import BlobNotFound, BlobStore
 from assay.kit.db import Database
 from assay.kit.keylocks import KeyLocks
-from assay.objects.repository import unreferenced_keys
+from assay.objects.repository import small_bytes, unreferenced_keys
+
+IN_DATABASE = "db:"
 
 
-def storage_key(namespace_id: str, sha256: str) -> str:
-    """Content address of a blob inside its namespace."""
+def storage_key(namespace_id: str, sha256: str, *, in_database: bool = False) -> str:
+    """Content address of a blob inside its namespace (`db:` for bytes kept in the database)."""
+    if in_database:
+        return f"{IN_DATABASE}{namespace_id}/{sha256}"
     return f"{namespace_id}/{sha256[:2]}/{sha256}"
+
+
+def in_database(key: str) -> bool:
+    return key.startswith(IN_DATABASE)
 
 
 class BlobKeeper:
@@ -37,12 +45,26 @@ class BlobKeeper:
         return BlobClaims(self, namespace_id)
 
     async def remove_unreferenced(self, namespace_id: str, keys: Iterable[str]) -> None:
-        """Delete the bytes of keys no blob row references (checked again under each lock)."""
-        for key in sorted(set(keys)):
+        """Delete the bytes of keys no blob row references (checked again under each lock).
+
+        Bytes kept in the database are removed by the deleting transaction itself.
+        """
+        for key in sorted(k for k in set(keys) if not in_database(k)):
             async with self.locks.hold(key):
                 gone = await self.db.read(lambda s, k=key: unreferenced_keys(s, namespace_id, {k}))
                 if gone:
                     await anyio.to_thread.run_sync(self.blobs.delete, key)
+
+    async def read_range(
+        self, namespace_id: str, key: str, start: int, end: int | None
+    ) -> Iterator[bytes]:
+        """Bytes `[start, end]` of a blob, wherever they are kept."""
+        if not in_database(key):
+            return self.blobs.read_range(key, start, end)
+        data = await self.db.read(lambda s: small_bytes(s, namespace_id, key))
+        if data is None:
+            raise BlobNotFound(key)
+        return iter([data[start : None if end is None else end + 1]])
 
 
 class BlobClaims:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,34 +16,50 @@ CHUNK = 256 * 1024
 
 class LocalBlobStore:
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root.resolve()
+        self._prefix = str(self.root) + os.sep
+        self._made_dirs: set[Path] = set()
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        # String normalisation, not resolve(): no syscalls, and keys cannot climb out.
+        path = os.path.normpath(os.path.join(self._prefix, key))
+        if not path.startswith(self._prefix):
             raise BlobNotFound(key)
-        return path
+        return Path(path)
 
     def put_file(self, src: Path, key: str) -> bool:
         dest = self._path(key)
         if dest.exists():
             src.unlink(missing_ok=True)
             return False
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src, dest)
+        self._in_dir(dest.parent, lambda: os.replace(src, dest))
         return True
 
     def put_bytes(self, data: bytes, key: str) -> bool:
         dest = self._path(key)
         if dest.exists():
             return False
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, dest)
+
+        def write() -> None:
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, dest)
+
+        self._in_dir(dest.parent, write)
         return True
+
+    def _in_dir(self, folder: Path, action: Callable[[], None]) -> None:
+        """Run a file operation in `folder`, creating it first (again, if someone removed it)."""
+        if folder not in self._made_dirs:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(folder)
+        try:
+            action()
+        except FileNotFoundError:
+            folder.mkdir(parents=True, exist_ok=True)
+            action()
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -66,8 +82,9 @@ class LocalBlobStore:
 
     def delete_prefix(self, prefix: str) -> None:
         folder = self._path(prefix.rstrip("/"))
-        if folder != self.root.resolve() and folder.is_dir():
+        if folder != self.root and folder.is_dir():
             shutil.rmtree(folder, ignore_errors=True)
+        self._made_dirs = {d for d in self._made_dirs if not d.is_relative_to(folder)}
 
     def check(self) -> None:
         if not os.access(self.root, os.W_OK):
