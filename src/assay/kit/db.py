@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -98,6 +99,16 @@ def make_engine(url: str, *, writer: bool = False, busy_timeout_s: float = 30) -
 
 
 WriteFn = Callable[[Session], Any]
+ManyFn = Callable[[Session, list[Any]], list[Any]]  # items in, one result per item out
+
+
+@dataclass
+class _Job:
+    """Queued work: `run` applied to `items`, each item's result going to its future."""
+
+    run: ManyFn
+    items: list[Any]
+    futures: list[asyncio.Future[Any]]
 
 
 class Database:
@@ -117,7 +128,7 @@ class Database:
         )
         self._loop_sessions = sessionmaker(self.loop_engine, expire_on_commit=False)
         self._group_max = group_max
-        self._pending: list[tuple[WriteFn, asyncio.Future[Any]]] = []
+        self._pending: list[_Job] = []
         self._flush_scheduled = False
         self._retry_delay = _MIN_RETRY_S
 
@@ -136,13 +147,33 @@ class Database:
         """Run `fn(session)` in a transaction and commit it; errors roll back only this call."""
         if not self.is_sqlite:
             return await anyio.to_thread.run_sync(self.write_sync, fn)
+        future = self._enqueue(lambda s, _: [fn(s)], None, coalesce=False)
+        return await future
+
+    async def write_many(self, run: Callable[[Session, list[Any]], list[T]], item: Any) -> T:
+        """Like `write`, but concurrent calls with the same `run` share one call of it.
+
+        `run(session, items)` returns one result per item. Coalescing turns many small
+        requests' statements into a few multi-row ones; if the shared call fails, each item
+        is retried alone, so one bad item still fails alone.
+        """
+        if not self.is_sqlite:
+            return await anyio.to_thread.run_sync(self.write_sync, lambda s: run(s, [item])[0])
+        return await self._enqueue(run, item, coalesce=True)
+
+    def _enqueue(self, run: ManyFn, item: Any, *, coalesce: bool) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._pending.append((fn, future))
+        future: asyncio.Future[Any] = loop.create_future()
+        job = next((j for j in self._pending if j.run is run), None) if coalesce else None
+        if job is None:
+            self._pending.append(_Job(run, [item], [future]))
+        else:
+            job.items.append(item)
+            job.futures.append(future)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush, loop)
-        return await future
+        return future
 
     def write_sync(self, fn: Callable[[Session], T]) -> T:
         """Blocking `write` for threads and command-line tools."""
@@ -150,7 +181,7 @@ class Database:
             return _translate_integrity(fn, session)
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        group = [(fn, fut) for fn, fut in self._pending[: self._group_max] if not fut.cancelled()]
+        group = self._pending[: self._group_max]
         del self._pending[: self._group_max]
         try:
             self._commit_group(group)
@@ -170,19 +201,14 @@ class Database:
         else:
             self._flush_scheduled = False
 
-    def _commit_group(self, group: list[tuple[WriteFn, asyncio.Future[Any]]]) -> None:
+    def _commit_group(self, group: list[_Job]) -> None:
         done: list[tuple[asyncio.Future[Any], Any]] = []
         with self._loop_sessions() as session:
             session.begin()
             session.connection()  # BEGIN IMMEDIATE now, so a busy lock fails before any work
             try:
-                for fn, future in group:
-                    try:
-                        with session.begin_nested():
-                            result = _translate_integrity(fn, session)
-                        done.append((future, result))
-                    except Exception as exc:  # handed to its caller; the others go on
-                        future.set_exception(exc)
+                for job in group:
+                    done += _run_job(session, job)
                 session.commit()
             except Exception as exc:  # the commit itself failed: every survivor fails
                 session.rollback()
@@ -190,7 +216,8 @@ class Database:
                     future.set_exception(exc)
                 return
         for future, result in done:
-            future.set_result(result)
+            if not future.done():
+                future.set_result(result)
 
     def close(self) -> None:
         """Dispose of the engines."""
@@ -203,10 +230,35 @@ _MIN_RETRY_S = 0.005
 _MAX_RETRY_S = 0.25
 
 
-def _fail(group: list[tuple[WriteFn, asyncio.Future[Any]]], exc: Exception) -> None:
-    for _, future in group:
-        if not future.done():
+def _fail(group: list[_Job], exc: Exception) -> None:
+    for job in group:
+        for future in job.futures:
+            if not future.done():
+                future.set_exception(exc)
+
+
+def _run_job(session: Session, job: _Job) -> list[tuple[asyncio.Future[Any], Any]]:
+    """Run a job in a savepoint; if a shared run fails, run each item in its own."""
+    live = [(item, fut) for item, fut in zip(job.items, job.futures, strict=True) if not fut.done()]
+    if not live:
+        return []
+    try:
+        with session.begin_nested():
+            results = _translate_integrity(lambda s: job.run(s, [i for i, _ in live]), session)
+        return [(fut, result) for (_, fut), result in zip(live, results, strict=True)]
+    except Exception as exc:
+        if len(live) == 1:
+            live[0][1].set_exception(exc)
+            return []
+    done = []
+    for item, future in live:
+        try:
+            with session.begin_nested():
+                (result,) = _translate_integrity(lambda s, i=item: job.run(s, [i]), session)
+            done.append((future, result))
+        except Exception as exc:  # handed to its caller; the others go on
             future.set_exception(exc)
+    return done
 
 
 def _translate_integrity(fn: Callable[[Session], T], session: Session) -> T:

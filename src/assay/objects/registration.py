@@ -44,7 +44,7 @@ class Registrar:
         committed: set[str] = set()
         try:
             prepared = await self.materializer.prepare(claims, bucket.bucket_schema, body)
-            (out,) = await self.db.write(lambda s: service.register(s, bucket, [prepared]))
+            (out,) = await self.db.write_many(service.register_many, (bucket, [prepared]))
             committed = prepared.storage_keys
             return out
         finally:
@@ -70,7 +70,7 @@ class Registrar:
                     failed.append(BatchFailure(index=index, error=error))
             succeeded: list[ObjectOut] = []
             if prepared:
-                succeeded = await self.db.write(lambda s: service.register(s, bucket, prepared))
+                succeeded = await self.db.write_many(service.register_many, (bucket, prepared))
                 committed = set().union(*(p.storage_keys for p in prepared))
             return succeeded, failed
         finally:

@@ -25,18 +25,6 @@ class ObjectRepository:
     def get(self, object_id: str) -> Object | None:
         return self.session.scalar(self.scoped().where(Object.object_id == object_id))
 
-    def insert_rows(
-        self,
-        objects: list[dict[str, Any]],
-        blobs: list[dict[str, Any]],
-        small_bytes: list[dict[str, Any]],
-    ) -> None:
-        """Plain multi-row INSERTs (column names as keys): the hot path of registration."""
-        self.session.execute(insert(Object.__table__), objects)
-        if blobs:
-            self.session.execute(insert(Blob.__table__), blobs)
-        insert_ignoring_duplicates(self.session, BlobBytes.__table__, small_bytes)
-
     def drop_unreferenced_small_bytes(self, storage_keys: set[str]) -> None:
         """Delete database-held bytes that no blob of the namespace references any more."""
         gone = unreferenced_keys(self.session, self.namespace_id, storage_keys)
@@ -62,6 +50,23 @@ class ObjectRepository:
             )
         )
         return self.session.scalar(stmt)
+
+
+def insert_object_rows(
+    session: Session,
+    objects: list[dict[str, Any]],
+    blobs: list[dict[str, Any]],
+    small_bytes: list[dict[str, Any]],
+) -> None:
+    """Plain multi-row INSERTs (column names as keys): the hot path of registration.
+
+    Rows carry their namespace and bucket ids, set by the caller from scoped lookups.
+    """
+    if objects:
+        session.execute(insert(Object.__table__), objects)
+    if blobs:
+        session.execute(insert(Blob.__table__), blobs)
+    insert_ignoring_duplicates(session, BlobBytes.__table__, small_bytes)
 
 
 def small_bytes(session: Session, namespace_id: str, storage_key: str) -> bytes | None:
