@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from assay.deps import Ctx, CurrentPrincipal
+from assay.deps import Ctx, CurrentCaller
 from assay.kit.schemas import Schema
 
 router = APIRouter(tags=["operations"])
@@ -64,6 +64,6 @@ class ExtractorOut(Schema):
 
 @catalogue_router.get("/v1/feature-extractors", response_model=list[ExtractorOut])
 @catalogue_router.get("/v1/collections/features/extractors", response_model=list[ExtractorOut])
-async def list_feature_extractors(ctx: Ctx, _: CurrentPrincipal) -> list[ExtractorOut]:
+async def list_feature_extractors(caller: CurrentCaller) -> list[ExtractorOut]:
     """The extractor catalogue."""
-    return [ExtractorOut.model_validate(spec.describe()) for spec in ctx.registry.all()]
+    return [ExtractorOut.model_validate(spec.describe()) for spec in caller.ctx.registry.all()]

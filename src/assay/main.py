@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     include_routes(app)
+    _document_bearer_auth(app)
     _install_error_handlers(app)
     app.add_middleware(
         IdempotencyMiddleware, db=lambda: app.state.ctx.db, ttl_s=settings.idempotency_ttl_s
@@ -65,6 +66,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimitMiddleware, max_bytes=settings.max_request_bytes, exempt_prefixes=("/v1/uploads/",)
     )
     return app
+
+
+_PUBLIC_PATHS = ("/healthz", "/readyz")
+
+
+def _document_bearer_auth(app: FastAPI) -> None:
+    """Declare the bearer key in OpenAPI (checked by one dependency, not per-route security)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any] | None:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "sk_live_... key"}
+            }
+            for path, operations in schema["paths"].items():
+                if path not in _PUBLIC_PATHS:
+                    for operation in operations.values():
+                        operation["security"] = [{"bearer": []}]
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def prepare(settings: Settings) -> AppContext:

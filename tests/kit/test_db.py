@@ -62,3 +62,22 @@ def test_write_sync_and_wal_mode(db: Database) -> None:
     assert db.write_sync(_add("sync")) == "sync"
     assert db.read_sync(lambda s: s.execute(text("PRAGMA journal_mode")).scalar()) == "wal"
     assert db.read_sync(lambda s: s.execute(text("PRAGMA foreign_keys")).scalar()) == 1
+
+
+async def test_write_many_shares_one_call_and_isolates_a_bad_item(db: Database) -> None:
+    calls: list[int] = []
+
+    def add_all(session, names: list[str]) -> list[str]:
+        calls.append(len(names))
+        for name in names:
+            _add(name, fail=name == "bad")(session)
+        return names
+
+    names = ["a", "b", "bad", "c"]
+    results = await asyncio.gather(
+        *(db.write_many(add_all, n) for n in names), return_exceptions=True
+    )
+    assert results[:2] == ["a", "b"] and results[3] == "c"
+    assert isinstance(results[2], NotFound)
+    assert calls[0] == 4  # one shared call first, then one per item after it failed
+    assert await db.read(_count) == 3

@@ -6,30 +6,30 @@ from fastapi import APIRouter, status
 
 from assay.auth import service
 from assay.auth.schemas import KeyCreate, KeyCreated, KeyOut
-from assay.deps import Ctx, CurrentPrincipal
+from assay.deps import CurrentCaller
 from assay.kit.schemas import Page, Pagination
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=KeyCreated)
-async def create_key(body: KeyCreate, ctx: Ctx, principal: CurrentPrincipal) -> KeyCreated:
+async def create_key(body: KeyCreate, caller: CurrentCaller) -> KeyCreated:
     """Create an API key; its secret is in this response only."""
-    principal.require("admin")
+    caller.principal.require("admin")
 
-    key, secret = await ctx.db.write(
+    key, secret = await caller.ctx.db.write(
         lambda s: service.create_key(
-            s, name=body.name, role=body.role, namespaces=body.namespaces, creator=principal
+            s, name=body.name, role=body.role, namespaces=body.namespaces, creator=caller.principal
         )
     )
     return KeyCreated(**KeyOut.model_validate(key).model_dump(), key=secret)
 
 
 @router.get("", response_model=Page[KeyOut])
-async def list_keys(ctx: Ctx, principal: CurrentPrincipal) -> Page[KeyOut]:
+async def list_keys(caller: CurrentCaller) -> Page[KeyOut]:
     """Every key (secrets are never shown again)."""
-    principal.require("admin")
-    keys = await ctx.db.read(lambda s: service.list_keys(s, principal), heavy=True)
+    caller.principal.require("admin")
+    keys = await caller.ctx.db.read(lambda s: service.list_keys(s, caller.principal), heavy=True)
     results = [KeyOut.model_validate(k) for k in keys]
     return Page(
         results=results, pagination=Pagination(limit=len(results)), total_count=len(results)
@@ -37,9 +37,9 @@ async def list_keys(ctx: Ctx, principal: CurrentPrincipal) -> Page[KeyOut]:
 
 
 @router.delete("/{key_id}", response_model=KeyOut)
-async def revoke_key(key_id: str, ctx: Ctx, principal: CurrentPrincipal) -> KeyOut:
+async def revoke_key(key_id: str, caller: CurrentCaller) -> KeyOut:
     """Revoke a key at once."""
-    principal.require("admin")
-    key = await ctx.db.write(lambda s: service.revoke_key(s, key_id, principal))
-    ctx.keys.clear()
+    caller.principal.require("admin")
+    key = await caller.ctx.db.write(lambda s: service.revoke_key(s, key_id, caller.principal))
+    caller.ctx.keys.clear()
     return KeyOut.model_validate(key)

@@ -6,45 +6,45 @@ from fastapi import APIRouter, status
 
 from assay.buckets import service
 from assay.buckets.schemas import BucketCreate, BucketDeleted, BucketOut, BucketPatch
-from assay.deps import Ctx, CurrentNamespace, CurrentPrincipal, PageQuery
+from assay.deps import CurrentScope, PageQuery
 from assay.kit.schemas import ListRequest, Page, Pagination
 
 router = APIRouter(prefix="/v1/buckets", tags=["buckets"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=BucketOut)
-async def create_bucket(
-    body: BucketCreate, ctx: Ctx, principal: CurrentPrincipal, ns: CurrentNamespace
-) -> BucketOut:
+async def create_bucket(body: BucketCreate, scope: CurrentScope) -> BucketOut:
     """Create a schema-validated bucket."""
-    return await ctx.db.write(lambda s: service.create(s, principal, ns.namespace_id, body))
+    return await scope.ctx.db.write(
+        lambda s: service.create(s, scope.principal, scope.namespace_id, body)
+    )
 
 
 @router.get("", response_model=Page[BucketOut])
-async def list_buckets(ctx: Ctx, ns: CurrentNamespace, page: PageQuery) -> Page[BucketOut]:
+async def list_buckets(scope: CurrentScope, page: PageQuery) -> Page[BucketOut]:
     """Buckets of the namespace."""
-    rows, nxt = await ctx.db.read(
-        lambda s: service.list_page(s, ns.namespace_id, limit=page.limit, cursor=page.cursor),
+    rows, nxt = await scope.ctx.db.read(
+        lambda s: service.list_page(s, scope.namespace_id, limit=page.limit, cursor=page.cursor),
         heavy=True,
     )
     return Page(results=rows, pagination=Pagination(limit=page.limit, next_cursor=nxt))
 
 
 @router.post("/list", response_model=Page[BucketOut])
-async def list_buckets_post(body: ListRequest, ctx: Ctx, ns: CurrentNamespace) -> Page[BucketOut]:
+async def list_buckets_post(body: ListRequest, scope: CurrentScope) -> Page[BucketOut]:
     """The hosted product's list form."""
-    rows, nxt = await ctx.db.read(
-        lambda s: service.list_page(s, ns.namespace_id, limit=body.limit, cursor=body.cursor),
+    rows, nxt = await scope.ctx.db.read(
+        lambda s: service.list_page(s, scope.namespace_id, limit=body.limit, cursor=body.cursor),
         heavy=True,
     )
     return Page(results=rows, pagination=Pagination(limit=body.limit, next_cursor=nxt))
 
 
 @router.get("/{bucket_identifier}", response_model=BucketOut)
-async def get_bucket(bucket_identifier: str, ctx: Ctx, ns: CurrentNamespace) -> BucketOut:
+async def get_bucket(bucket_identifier: str, scope: CurrentScope) -> BucketOut:
     """One bucket, by id or name."""
-    return await ctx.db.read(
-        lambda s: service.to_out(service.get_bucket(s, ns.namespace_id, bucket_identifier))
+    return await scope.ctx.db.read(
+        lambda s: service.to_out(service.get_bucket(s, scope.namespace_id, bucket_identifier))
     )
 
 
@@ -52,26 +52,22 @@ async def get_bucket(bucket_identifier: str, ctx: Ctx, ns: CurrentNamespace) -> 
 async def patch_bucket(
     bucket_identifier: str,
     body: BucketPatch,
-    ctx: Ctx,
-    principal: CurrentPrincipal,
-    ns: CurrentNamespace,
+    scope: CurrentScope,
 ) -> BucketOut:
     """Rename a bucket or change its description and metadata."""
-    out = await ctx.db.write(
-        lambda s: service.patch(s, principal, ns.namespace_id, bucket_identifier, body)
+    out = await scope.ctx.db.write(
+        lambda s: service.patch(s, scope.principal, scope.namespace_id, bucket_identifier, body)
     )
-    ctx.lookups.clear()
+    scope.ctx.lookups.clear()
     return out
 
 
 @router.delete("/{bucket_identifier}", response_model=BucketDeleted)
-async def delete_bucket(
-    bucket_identifier: str, ctx: Ctx, principal: CurrentPrincipal, ns: CurrentNamespace
-) -> BucketDeleted:
+async def delete_bucket(bucket_identifier: str, scope: CurrentScope) -> BucketDeleted:
     """Delete a bucket with all its objects."""
-    bucket_id, keys = await ctx.db.write(
-        lambda s: service.delete(s, principal, ns.namespace_id, bucket_identifier)
+    bucket_id, keys = await scope.ctx.db.write(
+        lambda s: service.delete(s, scope.principal, scope.namespace_id, bucket_identifier)
     )
-    ctx.lookups.clear()
-    await ctx.keeper.remove_unreferenced(ns.namespace_id, keys)
+    scope.ctx.lookups.clear()
+    await scope.ctx.keeper.remove_unreferenced(scope.namespace_id, keys)
     return BucketDeleted(bucket_id=bucket_id)

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Header, status
 from fastapi.responses import Response, StreamingResponse
 
 from assay.backends.blob.base import BlobNotFound
-from assay.deps import Ctx, CurrentNamespace, CurrentPrincipal, NamespaceRef, PageQuery
+from assay.context import AppContext
+from assay.deps import CurrentScope, NamespaceScope, PageQuery
 from assay.errors import NotFound
 from assay.kit.ranges import RangeNotSatisfiable, parse_range
 from assay.kit.schemas import ListRequest, Page, Pagination
@@ -26,7 +27,7 @@ from assay.objects.schemas import (
 router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/objects", tags=["objects"])
 
 
-def _registrar(ctx: Ctx) -> Registrar:
+def _registrar(ctx: AppContext) -> Registrar:
     settings = ctx.settings
     materializer = Materializer(ctx.fetch_policy, settings.tmp_dir, settings.small_blob_max_bytes)
     return Registrar(ctx.db, ctx.keeper, materializer, ctx.lookups)
@@ -36,14 +37,12 @@ def _registrar(ctx: Ctx) -> Registrar:
 async def create_object(
     bucket_identifier: str,
     body: ObjectCreate,
-    ctx: Ctx,
-    principal: CurrentPrincipal,
-    ns: CurrentNamespace,
+    scope: CurrentScope,
 ) -> ObjectOut:
     """Register an object: blobs by URL (fetched through the SSRF guard) or inline content."""
-    principal.require("write")
-    registrar = _registrar(ctx)
-    bucket = await registrar.bucket(ns.namespace_id, bucket_identifier)
+    scope.principal.require("write")
+    registrar = _registrar(scope.ctx)
+    bucket = await registrar.bucket(scope.namespace_id, bucket_identifier)
     return await registrar.register_one(bucket, body)
 
 
@@ -51,14 +50,12 @@ async def create_object(
 async def create_objects_batch(
     bucket_identifier: str,
     body: ObjectBatchCreate,
-    ctx: Ctx,
-    principal: CurrentPrincipal,
-    ns: CurrentNamespace,
+    scope: CurrentScope,
 ) -> ObjectBatchOut:
     """Register up to 100 objects; each succeeds or fails on its own."""
-    principal.require("write")
-    registrar = _registrar(ctx)
-    bucket = await registrar.bucket(ns.namespace_id, bucket_identifier)
+    scope.principal.require("write")
+    registrar = _registrar(scope.ctx)
+    bucket = await registrar.bucket(scope.namespace_id, bucket_identifier)
     succeeded, failed = await registrar.register_many(bucket, body.objects)
     return ObjectBatchOut(
         succeeded=succeeded,
@@ -70,38 +67,32 @@ async def create_objects_batch(
 
 @router.get("", response_model=Page[ObjectOut])
 async def list_objects(
-    bucket_identifier: str, ctx: Ctx, ns: CurrentNamespace, page: PageQuery
+    bucket_identifier: str, scope: CurrentScope, page: PageQuery
 ) -> Page[ObjectOut]:
     """Objects of a bucket, newest first."""
-    return await _list(
-        ctx, ns, bucket_identifier, ListRequest(limit=page.limit, cursor=page.cursor)
-    )
+    return await _list(scope, bucket_identifier, ListRequest(limit=page.limit, cursor=page.cursor))
 
 
 @router.post("/list", response_model=Page[ObjectOut])
 async def list_objects_post(
-    bucket_identifier: str, body: ListRequest, ctx: Ctx, ns: CurrentNamespace
+    bucket_identifier: str, body: ListRequest, scope: CurrentScope
 ) -> Page[ObjectOut]:
     """Objects of a bucket with filters and sort."""
-    return await _list(ctx, ns, bucket_identifier, body)
+    return await _list(scope, bucket_identifier, body)
 
 
-async def _list(
-    ctx: Ctx, ns: NamespaceRef, bucket_identifier: str, req: ListRequest
-) -> Page[ObjectOut]:
-    rows, nxt = await ctx.db.read(
-        lambda s: service.list_page(s, ns.namespace_id, bucket_identifier, req), heavy=True
+async def _list(scope: NamespaceScope, bucket_identifier: str, req: ListRequest) -> Page[ObjectOut]:
+    rows, nxt = await scope.ctx.db.read(
+        lambda s: service.list_page(s, scope.namespace_id, bucket_identifier, req), heavy=True
     )
     return Page(results=rows, pagination=Pagination(limit=req.limit, next_cursor=nxt))
 
 
 @router.get("/{object_id}", response_model=ObjectOut)
-async def get_object(
-    bucket_identifier: str, object_id: str, ctx: Ctx, ns: CurrentNamespace
-) -> ObjectOut:
+async def get_object(bucket_identifier: str, object_id: str, scope: CurrentScope) -> ObjectOut:
     """One object with its blobs."""
-    return await ctx.db.read(
-        lambda s: service.get(s, ns.namespace_id, bucket_identifier, object_id)
+    return await scope.ctx.db.read(
+        lambda s: service.get(s, scope.namespace_id, bucket_identifier, object_id)
     )
 
 
@@ -109,13 +100,11 @@ async def get_object(
 async def delete_object(
     bucket_identifier: str,
     object_id: str,
-    ctx: Ctx,
-    principal: CurrentPrincipal,
-    ns: CurrentNamespace,
+    scope: CurrentScope,
 ) -> ObjectDeleted:
     """Delete an object and its blobs."""
-    principal.require("write")
-    await _registrar(ctx).delete(ns.namespace_id, bucket_identifier, object_id)
+    scope.principal.require("write")
+    await _registrar(scope.ctx).delete(scope.namespace_id, bucket_identifier, object_id)
     return ObjectDeleted(object_id=object_id)
 
 
@@ -131,14 +120,13 @@ async def download_blob(
     bucket_identifier: str,
     object_id: str,
     blob_id: str,
-    ctx: Ctx,
-    ns: CurrentNamespace,
+    scope: CurrentScope,
     range_: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:
     """A blob's bytes; honours a single `Range: bytes=...`."""
-    blob = await ctx.db.read(
+    blob = await scope.ctx.db.read(
         lambda s: service.blob_for_download(
-            s, ns.namespace_id, bucket_identifier, object_id, blob_id
+            s, scope.namespace_id, bucket_identifier, object_id, blob_id
         )
     )
     size = blob.size_bytes
@@ -149,8 +137,8 @@ async def download_blob(
         return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
     start, end = span if span else (0, size - 1)
     try:
-        chunks = await ctx.keeper.read_range(
-            ns.namespace_id, blob.storage_key, start, end if size else None
+        chunks = await scope.ctx.keeper.read_range(
+            scope.namespace_id, blob.storage_key, start, end if size else None
         )
     except BlobNotFound as exc:
         raise NotFound(f"the bytes of blob '{blob_id}' are missing from the blob store") from exc
