@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
 import shlex
 import socket
 import subprocess
@@ -31,28 +32,22 @@ BUCKET = "b"
 NAMESPACE = "bench"
 RATIO_TARGET = 0.50
 BATCH_TARGET = 5_000.0
-console = Console()
+console = Console(width=120)
 
 
 class MiniBlob(BaseModel):
-    """A blob, as in an object registration."""
-
     property: str = Field(min_length=1, max_length=100)
     type: str
     content: Any = None
 
 
 class MiniObject(BaseModel):
-    """An object registration body."""
-
     key_prefix: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     blobs: list[MiniBlob] = Field(default_factory=list, max_length=100)
 
 
 class MiniOut(BaseModel):
-    """The small answer."""
-
     object_id: str
     bucket_id: str
     blob_count: int
@@ -64,12 +59,10 @@ def _minimal_app() -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
-        """Liveness."""
         return {"status": "ok"}
 
     @app.post("/v1/buckets/{bucket}/objects", status_code=201, response_model=MiniOut)
     async def create(bucket: str, body: MiniObject) -> MiniOut:
-        """Parse the body and answer a small JSON document."""
         return MiniOut(object_id="obj_0", bucket_id=bucket, blob_count=len(body.blobs))
 
     return app
@@ -115,6 +108,14 @@ class Server:
         self.__exit__()
         raise RuntimeError(f"server on port {self.port} did not become healthy")
 
+    def cpu_s(self) -> float:
+        """CPU seconds used so far by the server process, all threads (Linux /proc)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def __exit__(self, *_: Any) -> None:
         self.proc.terminate()
         self.proc.join(timeout=10)
@@ -155,7 +156,7 @@ class RawConn:
             raise
 
     async def close(self) -> None:
-        """Close the connection (it reopens on the next request)."""
+        """Close the connection; the next request reopens it."""
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -191,6 +192,13 @@ class Result:
     errors: int = 0
     object_errors: int = 0
     samples: list[str] = field(default_factory=list)
+    server_cpu: float = 0.0
+    client_cpu: float = 0.0
+
+    def note(self, sample: str) -> None:
+        """Keep up to three distinct error samples."""
+        if len(self.samples) < 3 and sample not in self.samples:
+            self.samples.append(sample)
 
     def pct(self, q: float) -> float:
         """The q-quantile latency in ms."""
@@ -206,18 +214,29 @@ class Result:
 
     @property
     def ops(self) -> float:
-        """Successfully registered objects per second."""
+        """Registered objects per second."""
         return self.objects / self.seconds
 
 
 Body = Callable[[int, int], bytes]
 
 
+@dataclass(frozen=True)
+class Scenario:
+    """One load: route, body factory, expected status and whether it is a batch."""
+
+    name: str
+    path: str
+    body: Body
+    expect: int = 201
+    batch: bool = False
+
+
 def _object(worker: int, seq: int) -> dict[str, Any]:
     """One object with a unique inline text blob."""
     text = f"bench product w{worker} n{seq} {time.time_ns()} lightweight trail running shoe"
-    return {"key_prefix": "/p", "blobs": [
-        {"property": "product_text", "type": "text", "content": text}]}
+    blob = {"property": "product_text", "type": "text", "content": text}
+    return {"key_prefix": "/p", "blobs": [blob]}
 
 
 def single_body(worker: int, seq: int) -> bytes:
@@ -232,8 +251,8 @@ def batch_body(size: int) -> Body:
     return make
 
 
-async def load(port: int, path: str, headers: dict[str, str], body: Body, expect: int,
-               batch: bool, args: argparse.Namespace, result: Result) -> None:
+async def load(port: int, scn: Scenario, headers: dict[str, str], args: argparse.Namespace,
+               result: Result) -> None:
     """Drive `concurrency` clients; record requests finishing inside the measured window."""
     t0 = time.perf_counter() + args.warmup
     t1 = t0 + args.seconds
@@ -242,26 +261,25 @@ async def load(port: int, path: str, headers: dict[str, str], body: Body, expect
     async def worker(w: int) -> None:
         conn, seq = conn_cls(port, headers), 0
         while (start := time.perf_counter()) < t1:
-            payload, seq = body(w, seq), seq + 1
+            payload, seq = scn.body(w, seq), seq + 1
             try:
-                status, data = await conn.post(path, payload)
+                status, data = await conn.post(scn.path, payload)
             except Exception as exc:  # counted, never ignored
                 status, data = -1, repr(exc).encode()
             end = time.perf_counter()
             if not t0 <= end <= t1:
                 continue
-            if status != expect:
+            if status != scn.expect:
                 result.errors += 1
-                if len(result.samples) < 3:
-                    result.samples.append(f"HTTP {status}: {data[:400].decode(errors='replace')}")
+                result.note(f"HTTP {status}: {data[:400].decode(errors='replace')}")
                 continue
             result.latencies.append(end - start)
-            if batch:
+            if scn.batch:
                 answer = orjson.loads(data)
                 result.objects += answer["succeeded_count"]
                 result.object_errors += answer["failed_count"]
-                if answer["failed"] and len(result.samples) < 3:
-                    result.samples.append(f"batch failure: {answer['failed'][0]}")
+                if answer["failed"]:
+                    result.note(f"batch failure: {answer['failed'][0]}")
             else:
                 result.objects += 1
         await conn.close()
@@ -270,13 +288,17 @@ async def load(port: int, path: str, headers: dict[str, str], body: Body, expect
     await asyncio.wait_for(workers, args.warmup + args.seconds + 120)
 
 
-def measure(name: str, client: str, server: Server, path: str, headers: dict[str, str],
-            body: Body, expect: int, batch: bool, args: argparse.Namespace) -> Result:
+def measure(scn: Scenario, client: str, server: Server, headers: dict[str, str],
+            args: argparse.Namespace) -> Result:
     """Run one scenario against a started server."""
-    result = Result(name, client, args.seconds)
+    result = Result(scn.name, client, args.seconds)
+    wall, cpu, srv = time.perf_counter(), time.process_time(), server.cpu_s()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(load(server.port, path, headers, body, expect, batch, args, result))
-    console.print(f"  {name} [{client}]: {result.rps:,.0f} req/s, {result.errors} errors")
+        runner.run(load(server.port, scn, headers, args, result))
+    wall = time.perf_counter() - wall
+    result.server_cpu = (server.cpu_s() - srv) / wall
+    result.client_cpu = (time.process_time() - cpu) / wall
+    console.print(f"  {scn.name} ({client}): {result.rps:,.0f} req/s, {result.errors} errors")
     return result
 
 
@@ -306,12 +328,15 @@ def git_hash() -> str:
 def report(results: list[Result], single: Result, minimal: Result, batch: Result) -> None:
     """Print the table, error samples and the targets."""
     table = Table(title="Ingest over HTTP (127.0.0.1)")
-    for col in ("scenario", "client", "req/s", "objects/s", "p50 ms", "p99 ms", "errors"):
+    cols = ("scenario", "client", "req/s", "objects/s", "p50 ms", "p99 ms", "errors",
+            "server CPU", "client CPU")
+    for col in cols:
         table.add_column(col, justify="left" if col in ("scenario", "client") else "right")
     for r in results:
         errors = f"{r.errors}" + (f" (+{r.object_errors} obj)" if r.object_errors else "")
         table.add_row(r.name, r.client, f"{r.rps:,.0f}", f"{r.ops:,.0f}",
-                      f"{r.pct(0.50):.2f}", f"{r.pct(0.99):.2f}", errors)
+                      f"{r.pct(0.50):.2f}", f"{r.pct(0.99):.2f}", errors,
+                      f"{r.server_cpu:.0%}", f"{r.client_cpu:.0%}")
     console.print(table)
     for r in results:
         for s in r.samples:
@@ -340,22 +365,20 @@ def main() -> None:
     console.print(f"{args.concurrency} clients, {args.warmup:g}s warm-up + {args.seconds:g}s "
                   f"measured per scenario, client={args.client}")
     path = f"/v1/buckets/{BUCKET}/objects"
-    results: list[Result] = []
+    mini = Scenario("minimal endpoint", path, single_body)
     with Server("minimal") as srv:
-        minimal = measure("minimal endpoint", args.client, srv, path, {}, single_body, 201,
-                          False, args)
-        results.append(minimal)
+        results = [measure(mini, args.client, srv, {}, args)]
         if args.client == "raw" and not args.no_httpx_check:
-            results.append(measure("minimal endpoint", "httpx", srv, path, {}, single_body, 201,
-                                   False, args))
+            results.append(measure(mini, "httpx", srv, {}, args))
     with tempfile.TemporaryDirectory(prefix="assay-bench-") as tmp, Server("assay", tmp) as srv:
         headers = setup_assay(srv.url)
-        single = measure("assay single object", args.client, srv, path, headers, single_body,
-                         201, False, args)
-        batch = measure(f"assay batch x{args.batch_size}", args.client, srv, f"{path}/batch",
-                        headers, batch_body(args.batch_size), 200, True, args)
+        single = measure(Scenario("assay single object", path, single_body), args.client, srv,
+                         headers, args)
+        batch = measure(Scenario(f"assay batch x{args.batch_size}", f"{path}/batch",
+                                 batch_body(args.batch_size), 200, True), args.client, srv,
+                        headers, args)
         results += [single, batch]
-    report(results, single, minimal, batch)
+    report(results, single, results[0], batch)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,13 @@ from assay.kit.openapi import ERROR_RESPONSES
 from assay.namespaces import endpoints as namespaces
 from assay.objects import endpoints as objects
 
+# Routes are matched in order: the busiest (object registration) come first.
 DOMAIN_ROUTERS = (
-    health.catalogue_router,
-    keys.router,
-    namespaces.router,
-    buckets.router,
     objects.router,
+    buckets.router,
+    namespaces.router,
+    keys.router,
+    health.catalogue_router,
 )
 
 

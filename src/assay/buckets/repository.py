@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from assay.kit.ids import has_prefix
@@ -34,13 +34,18 @@ class BucketRepository:
 
     def add_stats(self, bucket_id: str, objects: int, size_bytes: int) -> bool:
         """Keep object_count and total_size_bytes current; False if the bucket is gone."""
-        table = Bucket.__table__.c
-        result = self.session.execute(
-            update(Bucket.__table__)
-            .where(table.bucket_id == bucket_id, table.namespace_id == self.namespace_id)
-            .values(
-                object_count=table.object_count + objects,
-                total_size_bytes=table.total_size_bytes + size_bytes,
-            )
-        )
+        params = {"b_id": bucket_id, "ns_id": self.namespace_id, "n": objects, "size": size_bytes}
+        result = self.session.execute(_ADD_STATS, params)
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+_columns = Bucket.__table__.c
+# Built once: registration runs it for every group commit.
+_ADD_STATS = (
+    update(Bucket.__table__)
+    .where(_columns.bucket_id == bindparam("b_id"), _columns.namespace_id == bindparam("ns_id"))
+    .values(
+        object_count=_columns.object_count + bindparam("n"),
+        total_size_bytes=_columns.total_size_bytes + bindparam("size"),
+    )
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -30,11 +31,9 @@ class RequestSchema(BaseModel):
     @classmethod
     def _refuse_unknown_keys(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            accepted = set(cls.model_fields) | {
-                f.alias for f in cls.model_fields.values() if f.alias
-            }
-            unknown = sorted(str(k) for k in data if k not in accepted)
-            if unknown:
+            accepted = _accepted_keys(cls)
+            if not accepted.issuperset(data):
+                unknown = sorted(str(k) for k in data if k not in accepted)
                 raise PydanticCustomError(
                     "unknown_field",
                     "unknown field(s) {unknown}; accepted: {accepted}",
@@ -48,6 +47,12 @@ class RequestSchema(BaseModel):
             f"field '{name}' is accepted for compatibility but not implemented; it was ignored"
             for name in sorted(self.unimplemented & self.model_fields_set)
         ]
+
+
+@cache
+def _accepted_keys(model: type[BaseModel]) -> frozenset[str]:
+    fields = model.model_fields
+    return frozenset(fields) | {f.alias for f in fields.values() if f.alias}
 
 
 class Pagination(Schema):

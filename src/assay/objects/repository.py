@@ -63,10 +63,14 @@ def insert_object_rows(
     Rows carry their namespace and bucket ids, set by the caller from scoped lookups.
     """
     if objects:
-        session.execute(insert(Object.__table__), objects)
+        session.execute(_INSERT_OBJECTS, objects)
     if blobs:
-        session.execute(insert(Blob.__table__), blobs)
+        session.execute(_INSERT_BLOBS, blobs)
     insert_ignoring_duplicates(session, BlobBytes.__table__, small_bytes)
+
+
+_INSERT_OBJECTS = insert(Object.__table__)
+_INSERT_BLOBS = insert(Blob.__table__)
 
 
 def small_bytes(session: Session, namespace_id: str, storage_key: str) -> bytes | None:
