@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,19 @@ async def test_write_many_shares_one_call_and_isolates_a_bad_item(db: Database) 
     assert isinstance(results[2], NotFound)
     assert calls[0] == 4  # one shared call first, then one per item after it failed
     assert await db.read(_count) == 3
+
+
+async def test_a_lock_held_by_another_process_never_blocks_the_loop(db: Database, tmp_path) -> None:
+    other = sqlite3.connect(tmp_path / "a.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds SQLite's lock
+    try:
+        pending = asyncio.ensure_future(db.write(_add("waits")))
+        started = time.perf_counter()
+        await asyncio.sleep(0.2)
+        assert time.perf_counter() - started < 0.5  # the loop kept running
+        assert not pending.done()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert await asyncio.wait_for(pending, 5) == "waits"
+    assert await db.read(_count) == 1

@@ -98,7 +98,6 @@ def make_engine(url: str, *, writer: bool = False, busy_timeout_s: float = 30) -
     return engine
 
 
-WriteFn = Callable[[Session], Any]
 ManyFn = Callable[[Session, list[Any]], list[Any]]  # items in, one result per item out
 
 
