@@ -6,15 +6,19 @@ from fastapi import FastAPI
 
 from assay import health
 from assay.auth import endpoints as keys
+from assay.batches import endpoints as batches
 from assay.buckets import endpoints as buckets
 from assay.kit.openapi import ERROR_RESPONSES
 from assay.namespaces import endpoints as namespaces
 from assay.objects import endpoints as objects
+from assay.tasks import endpoints as tasks
 
 # Routes are matched in order: the busiest (object registration) come first.
 DOMAIN_ROUTERS = (
     objects.router,
+    batches.router,
     buckets.router,
+    tasks.router,
     namespaces.router,
     keys.router,
     health.catalogue_router,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,8 +16,9 @@ from assay.auth import service as auth_service
 from assay.config import Settings
 from assay.errors import AppError
 from assay.kit.db import Database
-from assay.main import create_app
+from assay.main import create_app, prepare
 from assay.migrations.runner import upgrade_to_head
+from assay.workers import make_workers
 
 app = typer.Typer(help="Assay: a self-hosted multimodal data platform.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys (same data dir as the server).", no_args_is_help=True)
@@ -54,6 +57,32 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=5,
     )
+
+
+@app.command()
+def worker(
+    data_dir: DataDir = None,
+    concurrency: Annotated[int, typer.Option(help="jobs run at once in this process")] = 1,
+) -> None:
+    """Run background jobs (batch extraction) against the same database as the server."""
+    settings = _settings(data_dir)
+    ctx = prepare(settings)
+    console.print(f"[bold]Assay worker[/] x{concurrency}  data: {settings.data_dir}")
+
+    async def run() -> None:
+        workers = make_workers(ctx, concurrency)
+        workers.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await workers.stop()
+
+    try:
+        asyncio.run(run())
+    finally:
+        ctx.close()
 
 
 @app.command()

@@ -24,7 +24,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
-    workers: int = 1
+    workers: int = Field(default=1, ge=0, le=64)  # in-server job workers (0: none)
+    job_lease_s: float = 30.0
 
     max_request_bytes: int = 64 * 1024 * 1024
     # Blobs up to this size live in the metadata database, larger ones in the blob store.

@@ -20,6 +20,7 @@ from assay.errors import AppError
 from assay.idempotency.middleware import IdempotencyMiddleware
 from assay.kit.middleware import BodyLimitMiddleware
 from assay.migrations.runner import upgrade_to_head
+from assay.workers import make_workers
 
 log = logging.getLogger("assay")
 
@@ -45,9 +46,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = prepare(settings)
         app.state.ctx = ctx
+        workers = make_workers(ctx, settings.workers)
+        if settings.workers:
+            workers.start()
         try:
             yield
         finally:
+            await workers.stop()
             ctx.close()
 
     app = FastAPI(

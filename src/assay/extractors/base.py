@@ -6,6 +6,7 @@ extractors so that namespaces and collections can be checked against the catalog
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -62,3 +63,69 @@ class ExtractorSpec:
             ],
             "params_schema": self.params_model.model_json_schema(),
         }
+
+
+@dataclass(frozen=True)
+class BlobInput:
+    """One blob of the object being extracted; `data` is loaded only for types the
+    extractor reads (see `Extractor.reads`)."""
+
+    blob_id: str
+    property: str
+    type: str
+    content_type: str
+    metadata: dict[str, Any]
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ObjectInput:
+    object_id: str
+    metadata: dict[str, Any]
+    properties: dict[str, Any]
+    blobs: tuple[BlobInput, ...]
+
+
+@dataclass(frozen=True)
+class DocumentDraft:
+    """A document before it is stored: lineage to its blob (and segment), and content."""
+
+    blob_id: str
+    property: str
+    content: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    segment: dict[str, int] | None = None
+
+    @property
+    def segment_key(self) -> str:
+        s = self.segment or {}
+        return ":".join(f"{k}={s[k]}" for k in sorted(s))
+
+
+class ExtractorError(Exception):
+    """This object cannot be extracted (bad media, ...): the object fails, the batch goes on."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+class RetriableExtractorError(ExtractorError):
+    """A passing failure (a model still loading, a full disk): the work is tried again."""
+
+
+class Extractor(ABC):
+    """Turns an object's blobs into documents.
+
+    Implementations load their models lazily and once per process, keep heavy imports inside
+    methods, and may be called from worker threads. `reads` names the blob types whose bytes
+    `extract` needs; other blobs arrive without `data`.
+    """
+
+    spec: ExtractorSpec
+    reads: frozenset[str] = frozenset()
+
+    @abstractmethod
+    def extract(self, obj: ObjectInput, params: dict[str, Any]) -> list[DocumentDraft]:
+        """Documents for every blob of `obj` this extractor handles."""

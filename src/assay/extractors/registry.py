@@ -7,8 +7,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from assay.extractors.base import ExtractorSpec
+from assay.extractors.base import Extractor, ExtractorSpec
 from assay.extractors.builtin.catalogue import BUILTIN_SPECS
+from assay.extractors.builtin.passthrough import PassthroughExtractor
 
 
 class UnknownExtractor(LookupError):
@@ -27,11 +28,28 @@ class InvalidParams(ValueError):
         self.errors = errors
 
 
-class ExtractorRegistry:
-    """Extractors by (name, version)."""
+class ExtractorUnavailable(LookupError):
+    """The catalogue declares the extractor but this build has no implementation of it."""
 
-    def __init__(self, specs: Iterable[ExtractorSpec] = BUILTIN_SPECS) -> None:
+
+class ExtractorRegistry:
+    """Extractors by (name, version): their declarations, and implementations where present."""
+
+    def __init__(
+        self,
+        specs: Iterable[ExtractorSpec] = BUILTIN_SPECS,
+        implementations: Iterable[Extractor] | None = None,
+    ) -> None:
         self._specs = {(s.name, s.version): s for s in specs}
+        impls = [PassthroughExtractor()] if implementations is None else implementations
+        self._impls = {(e.spec.name, e.spec.version): e for e in impls}
+
+    def implementation(self, name: str, version: str) -> Extractor:
+        """The code behind an extractor; instances are shared (models load once per process)."""
+        impl = self._impls.get((name, version))
+        if impl is None:
+            raise ExtractorUnavailable(f"{name}@{version} is declared but not available yet")
+        return impl
 
     def all(self) -> list[ExtractorSpec]:
         return sorted(self._specs.values(), key=lambda s: (s.name, s.version))

@@ -1,10 +1,29 @@
 """Every ORM table; importing this package registers them all on `Base.metadata`."""
 
 from assay.models.api_key import ApiKey
+from assay.models.batch import Batch, BatchItem
 from assay.models.blob_bytes import BlobBytes
 from assay.models.bucket import Bucket
+from assay.models.document import Document
+from assay.models.event import Event
 from assay.models.idempotency import IdempotencyRecord
+from assay.models.job import Job
 from assay.models.namespace import Namespace
 from assay.models.object import Blob, Object
+from assay.models.task import Task
 
-__all__ = ["ApiKey", "Blob", "BlobBytes", "Bucket", "IdempotencyRecord", "Namespace", "Object"]
+__all__ = [
+    "ApiKey",
+    "Batch",
+    "BatchItem",
+    "Blob",
+    "BlobBytes",
+    "Bucket",
+    "Document",
+    "Event",
+    "IdempotencyRecord",
+    "Job",
+    "Namespace",
+    "Object",
+    "Task",
+]

@@ -69,7 +69,7 @@ BUILTIN_SPECS: tuple[ExtractorSpec, ...] = (
         ),
         params_model=MultimodalParams,
     ),
-    ExtractorSpec(
+    PASSTHROUGH := ExtractorSpec(
         name="passthrough_extractor",
         version="v1",
         description="Copies text and metadata into documents without a model.",

@@ -1,0 +1,113 @@
+"""Batches over HTTP: create, add objects, submit, follow, cancel, failures, retry."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from assay.batches import service
+from assay.batches.schemas import (
+    BatchAddObjects,
+    BatchCreate,
+    BatchListItem,
+    BatchOut,
+    FailuresOut,
+    TaskRef,
+)
+from assay.deps import CurrentScope, PageQuery
+from assay.kit.schemas import ListRequest, Page, Pagination
+
+router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/batches", tags=["batches"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=BatchOut)
+async def create_batch(bucket_identifier: str, body: BatchCreate, scope: CurrentScope) -> BatchOut:
+    """Group objects of the bucket into a DRAFT batch."""
+    return await scope.ctx.db.write(
+        lambda s: service.create(
+            s, scope.principal, scope.namespace_id, bucket_identifier, body.object_ids
+        )
+    )
+
+
+@router.get("", response_model=Page[BatchListItem])
+async def list_batches(
+    bucket_identifier: str, scope: CurrentScope, page: PageQuery
+) -> Page[BatchListItem]:
+    """Batches of the bucket, newest first."""
+    rows, nxt = await scope.ctx.db.read(
+        lambda s: service.list_page(
+            s, scope.namespace_id, bucket_identifier, limit=page.limit, cursor=page.cursor
+        ),
+        heavy=True,
+    )
+    return Page(results=rows, pagination=Pagination(limit=page.limit, next_cursor=nxt))
+
+
+@router.post("/list", response_model=Page[BatchListItem])
+async def list_batches_post(
+    bucket_identifier: str, body: ListRequest, scope: CurrentScope
+) -> Page[BatchListItem]:
+    """The hosted product's list form."""
+    rows, nxt = await scope.ctx.db.read(
+        lambda s: service.list_page(
+            s, scope.namespace_id, bucket_identifier, limit=body.limit, cursor=body.cursor
+        ),
+        heavy=True,
+    )
+    return Page(results=rows, pagination=Pagination(limit=body.limit, next_cursor=nxt))
+
+
+@router.get("/{batch_id}", response_model=BatchOut)
+async def get_batch(bucket_identifier: str, batch_id: str, scope: CurrentScope) -> BatchOut:
+    """Status and live progress."""
+    return await scope.ctx.db.read(
+        lambda s: service.get(s, scope.namespace_id, bucket_identifier, batch_id)
+    )
+
+
+@router.post("/{batch_id}/objects", response_model=BatchOut)
+async def add_batch_objects(
+    bucket_identifier: str, batch_id: str, body: BatchAddObjects, scope: CurrentScope
+) -> BatchOut:
+    """Add objects while the batch is DRAFT."""
+    return await scope.ctx.db.write(
+        lambda s: service.add_objects(
+            s, scope.principal, scope.namespace_id, bucket_identifier, batch_id, body.object_ids
+        )
+    )
+
+
+@router.post("/{batch_id}/submit", status_code=status.HTTP_202_ACCEPTED, response_model=TaskRef)
+async def submit_batch(bucket_identifier: str, batch_id: str, scope: CurrentScope) -> TaskRef:
+    """Queue the batch for extraction; poll the batch or its task."""
+    return await scope.ctx.db.write(
+        lambda s: service.submit(
+            s, scope.principal, scope.namespace_id, bucket_identifier, batch_id
+        )
+    )
+
+
+@router.post("/{batch_id}/cancel", response_model=BatchOut)
+async def cancel_batch(bucket_identifier: str, batch_id: str, scope: CurrentScope) -> BatchOut:
+    """Stop a QUEUED or PROCESSING batch."""
+    return await scope.ctx.db.write(
+        lambda s: service.cancel(
+            s, scope.principal, scope.namespace_id, bucket_identifier, batch_id
+        )
+    )
+
+
+@router.get("/{batch_id}/failures", response_model=FailuresOut)
+async def batch_failures(bucket_identifier: str, batch_id: str, scope: CurrentScope) -> FailuresOut:
+    """Each failed object with its error type, message and attempts."""
+    return await scope.ctx.db.read(
+        lambda s: service.failures(s, scope.namespace_id, bucket_identifier, batch_id), heavy=True
+    )
+
+
+@router.post("/{batch_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=TaskRef)
+async def retry_batch(bucket_identifier: str, batch_id: str, scope: CurrentScope) -> TaskRef:
+    """Reprocess only the failed objects."""
+    return await scope.ctx.db.write(
+        lambda s: service.retry(s, scope.principal, scope.namespace_id, bucket_identifier, batch_id)
+    )

@@ -1,0 +1,101 @@
+"""SQL for batches and their items; every query is scoped to a namespace and bucket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from assay.kit.db import utcnow
+from assay.models import Batch, BatchItem, Document, Object
+
+
+class BatchRepository:
+    def __init__(self, session: Session, namespace_id: str, bucket_id: str) -> None:
+        self.session = session
+        self.namespace_id = namespace_id
+        self.bucket_id = bucket_id
+
+    def scoped(self) -> Select[tuple[Batch]]:
+        return select(Batch).where(
+            Batch.namespace_id == self.namespace_id, Batch.bucket_id == self.bucket_id
+        )
+
+    def get(self, batch_id: str) -> Batch | None:
+        return self.session.scalar(self.scoped().where(Batch.batch_id == batch_id))
+
+    def missing_objects(self, object_ids: list[str]) -> list[str]:
+        """The ids among these that are not objects of this bucket."""
+        found: set[str] = set()
+        for i in range(0, len(object_ids), 500):
+            chunk = object_ids[i : i + 500]
+            found |= set(
+                self.session.scalars(
+                    select(Object.object_id).where(
+                        Object.namespace_id == self.namespace_id,
+                        Object.bucket_id == self.bucket_id,
+                        Object.object_id.in_(chunk),
+                    )
+                )
+            )
+        return [i for i in object_ids if i not in found]
+
+    def add_items(self, batch_id: str, object_ids: list[str]) -> None:
+        existing = set(self.object_ids(batch_id))
+        rows = [
+            {"batch_id": batch_id, "object_id": o, "status": "PENDING", "attempts": 0}
+            for o in dict.fromkeys(object_ids)
+            if o not in existing
+        ]
+        if rows:
+            now = utcnow()
+            self.session.execute(insert(BatchItem), [{**r, "updated_at": now} for r in rows])
+
+    def object_ids(self, batch_id: str, status: str | None = None) -> list[str]:
+        stmt = select(BatchItem.object_id).where(BatchItem.batch_id == batch_id)
+        if status is not None:
+            stmt = stmt.where(BatchItem.status == status)
+        return list(self.session.scalars(stmt.order_by(BatchItem.object_id)))
+
+    def counts(self, batch_id: str) -> dict[str, int]:
+        stmt = (
+            select(BatchItem.status, func.count())
+            .where(BatchItem.batch_id == batch_id)
+            .group_by(BatchItem.status)
+        )
+        return {status: n for status, n in self.session.execute(stmt)}
+
+    def error_summary(self, batch_id: str) -> dict[str, int]:
+        stmt = (
+            select(BatchItem.error_type, func.count())
+            .where(BatchItem.batch_id == batch_id, BatchItem.status == "FAILED")
+            .group_by(BatchItem.error_type)
+        )
+        return {str(kind): n for kind, n in self.session.execute(stmt)}
+
+    def failures(self, batch_id: str) -> list[BatchItem]:
+        stmt = select(BatchItem).where(BatchItem.batch_id == batch_id, BatchItem.status == "FAILED")
+        return list(self.session.scalars(stmt.order_by(BatchItem.object_id)))
+
+    def set_items(self, batch_id: str, object_ids: list[str], **values: Any) -> None:
+        self.session.execute(
+            update(BatchItem)
+            .where(BatchItem.batch_id == batch_id, BatchItem.object_id.in_(object_ids))
+            .values(updated_at=utcnow(), **values)
+        )
+
+    def replace_documents(
+        self, object_ids: list[str], extractor: str, version: str, rows: list[dict[str, Any]]
+    ) -> None:
+        """Documents of these objects by this extractor: the old ones go, the new ones come."""
+        self.session.execute(
+            delete(Document).where(
+                Document.namespace_id == self.namespace_id,
+                Document.object_id.in_(object_ids),
+                Document.extractor == extractor,
+                Document.extractor_version == version,
+            )
+        )
+        if rows:
+            self.session.execute(insert(Document.__table__), rows)

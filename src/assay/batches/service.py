@@ -1,0 +1,204 @@
+"""Batch use-cases: group objects, submit them for extraction, follow and retry them."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from assay.auth.principal import Principal
+from assay.batches import states
+from assay.batches.repository import BatchRepository
+from assay.batches.schemas import (
+    BatchListItem,
+    BatchOut,
+    FailureOut,
+    FailuresOut,
+    TaskRef,
+    progress_of,
+)
+from assay.errors import Conflict, NotFound, ValidationFailed
+from assay.jobs import repository as jobs
+from assay.kit.ids import new_id
+from assay.kit.paging import SortKey, paginate
+from assay.models import Batch, Namespace, Task
+from assay.objects.service import find_bucket
+
+CHUNK = 25  # objects per job: small enough for progress to move, big enough to amortise
+JOB_KIND = "batch.extract"
+TASK_TYPE = "api_buckets_batches_submit"
+
+
+def _repo(session: Session, namespace_id: str, bucket_ident: str) -> BatchRepository:
+    bucket = find_bucket(session, namespace_id, bucket_ident)
+    return BatchRepository(session, namespace_id, bucket.bucket_id)
+
+
+def _batch(repo: BatchRepository, batch_id: str) -> Batch:
+    batch = repo.get(batch_id)
+    if batch is None:
+        raise NotFound(f"batch '{batch_id}' not found")
+    return batch
+
+
+def _check_objects(repo: BatchRepository, object_ids: list[str]) -> None:
+    missing = repo.missing_objects(object_ids)
+    if missing:
+        shown = ", ".join(missing[:20]) + (" …" if len(missing) > 20 else "")
+        raise ValidationFailed(
+            f"unknown object ids in this bucket: {shown}",
+            [{"loc": ["object_ids"], "msg": "unknown object ids", "type": "unknown_objects"}],
+            unknown_object_ids=missing,
+        )
+
+
+def create(
+    session: Session,
+    principal: Principal,
+    namespace_id: str,
+    bucket_ident: str,
+    object_ids: list[str],
+) -> BatchOut:
+    principal.require("write")
+    repo = _repo(session, namespace_id, bucket_ident)
+    _check_objects(repo, object_ids)
+    batch = Batch(batch_id=new_id("btch"), namespace_id=namespace_id, bucket_id=repo.bucket_id)
+    session.add(batch)
+    session.flush()
+    repo.add_items(batch.batch_id, object_ids)
+    return to_out(repo, batch)
+
+
+def add_objects(
+    session: Session,
+    principal: Principal,
+    namespace_id: str,
+    bucket_ident: str,
+    batch_id: str,
+    object_ids: list[str],
+) -> BatchOut:
+    principal.require("write")
+    repo = _repo(session, namespace_id, bucket_ident)
+    batch = _batch(repo, batch_id)
+    if batch.status != "DRAFT":
+        raise Conflict(f"objects can only be added while the batch is DRAFT (it is {batch.status})")
+    _check_objects(repo, object_ids)
+    repo.add_items(batch_id, object_ids)
+    return to_out(repo, batch)
+
+
+def submit(
+    session: Session, principal: Principal, namespace_id: str, bucket_ident: str, batch_id: str
+) -> TaskRef:
+    """DRAFT → QUEUED: a task to poll, and one job per chunk of objects."""
+    principal.require("write")
+    repo = _repo(session, namespace_id, bucket_ident)
+    batch = _batch(repo, batch_id)
+    if batch.status != "DRAFT":
+        raise Conflict(f"batch {batch_id} was already submitted (it is {batch.status})")
+    object_ids = repo.object_ids(batch_id)
+    if not object_ids:
+        raise ValidationFailed.at(["object_ids"], "the batch has no objects to process")
+    namespace = session.get(Namespace, namespace_id)
+    batch.extractors = list(namespace.feature_extractors if namespace else [])
+    task = Task(
+        task_id=new_id("task"), namespace_id=namespace_id, task_type=TASK_TYPE, subject_id=batch_id
+    )
+    session.add(task)
+    batch.task_id = task.task_id
+    states.move(session, batch, "QUEUED")
+    _enqueue(session, batch, object_ids)
+    return TaskRef(
+        task_id=task.task_id,
+        task_type=TASK_TYPE,
+        status="QUEUED",
+        batch_id=batch_id,
+        estimated_wait_minutes=0,
+    )
+
+
+def _enqueue(session: Session, batch: Batch, object_ids: list[str]) -> None:
+    for i in range(0, len(object_ids), CHUNK):
+        payload = {
+            "batch_id": batch.batch_id,
+            "bucket_id": batch.bucket_id,
+            "object_ids": object_ids[i : i + CHUNK],
+        }
+        jobs.enqueue(session, batch.namespace_id, JOB_KIND, payload)
+
+
+def cancel(
+    session: Session, principal: Principal, namespace_id: str, bucket_ident: str, batch_id: str
+) -> BatchOut:
+    principal.require("write")
+    repo = _repo(session, namespace_id, bucket_ident)
+    batch = _batch(repo, batch_id)
+    states.move(session, batch, "CANCELED", reason="canceled by request")
+    jobs.cancel_for(session, namespace_id, batch_id)
+    return to_out(repo, batch)
+
+
+def retry(
+    session: Session, principal: Principal, namespace_id: str, bucket_ident: str, batch_id: str
+) -> TaskRef:
+    """Reprocess only the failed objects of a finished batch."""
+    principal.require("write")
+    repo = _repo(session, namespace_id, bucket_ident)
+    batch = _batch(repo, batch_id)
+    failed = repo.object_ids(batch_id, "FAILED")
+    if not failed:
+        raise Conflict(f"batch {batch_id} has no failed objects to retry")
+    states.move(session, batch, "QUEUED")
+    repo.set_items(batch_id, failed, status="PENDING", error_type=None, message=None, attempts=0)
+    _enqueue(session, batch, failed)
+    return TaskRef(
+        task_id=batch.task_id or "",
+        task_type=TASK_TYPE,
+        status="QUEUED",
+        batch_id=batch_id,
+        estimated_wait_minutes=0,
+    )
+
+
+def get(session: Session, namespace_id: str, bucket_ident: str, batch_id: str) -> BatchOut:
+    repo = _repo(session, namespace_id, bucket_ident)
+    return to_out(repo, _batch(repo, batch_id))
+
+
+def failures(session: Session, namespace_id: str, bucket_ident: str, batch_id: str) -> FailuresOut:
+    repo = _repo(session, namespace_id, bucket_ident)
+    _batch(repo, batch_id)
+    rows = [
+        FailureOut(
+            object_id=i.object_id, error_type=i.error_type, message=i.message, attempts=i.attempts
+        )
+        for i in repo.failures(batch_id)
+    ]
+    return FailuresOut(batch_id=batch_id, results=rows, total_count=len(rows))
+
+
+def list_page(
+    session: Session, namespace_id: str, bucket_ident: str, *, limit: int, cursor: str | None
+) -> tuple[list[BatchListItem], str | None]:
+    repo = _repo(session, namespace_id, bucket_ident)
+    rows, nxt = paginate(
+        session, repo.scoped(), SortKey(Batch.batch_id, Batch.batch_id), limit=limit, cursor=cursor
+    )
+    return [BatchListItem.model_validate(b) for b in rows], nxt
+
+
+def to_out(repo: BatchRepository, batch: Batch) -> BatchOut:
+    counts = repo.counts(batch.batch_id)
+    return BatchOut(
+        batch_id=batch.batch_id,
+        bucket_id=batch.bucket_id,
+        status=batch.status,
+        object_ids=repo.object_ids(batch.batch_id),
+        task_id=batch.task_id,
+        progress=progress_of(counts),
+        error_summary=repo.error_summary(batch.batch_id) if counts.get("FAILED") else {},
+        error=batch.error,
+        collections=[f"{e['feature_extractor_name']}@{e['version']}" for e in batch.extractors],
+        created_at=batch.created_at,
+        started_at=batch.started_at,
+        completed_at=batch.completed_at,
+        lifecycle_reason=batch.error,
+    )

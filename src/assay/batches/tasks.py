@@ -1,0 +1,170 @@
+"""The job body of a submitted batch: extract one chunk of objects into documents.
+
+Every step is idempotent, so a chunk that runs twice (its worker died mid-way, its lease
+ran out) leaves exactly one set of documents per object: documents are replaced by their
+lineage key, and item statuses are set, never incremented.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from assay.batches import states
+from assay.batches.repository import BatchRepository
+from assay.events.outbox import emit
+from assay.extractors.base import BlobInput, DocumentDraft, ExtractorError, ObjectInput
+from assay.extractors.registry import ExtractorRegistry, ExtractorUnavailable
+from assay.kit.db import Database, utcnow
+from assay.kit.ids import new_id
+from assay.models import Batch, Job, Object
+from assay.objects.storage import BlobKeeper
+
+
+@dataclass
+class _Outcome:
+    docs: dict[tuple[str, str], list[dict[str, Any]]]  # (extractor, version) → rows
+    succeeded: list[str]
+    failed: dict[str, tuple[str, str]]  # object_id → (error_type, message)
+
+
+class BatchExtraction:
+    """Runs `batch.extract` jobs."""
+
+    def __init__(self, db: Database, keeper: BlobKeeper, registry: ExtractorRegistry) -> None:
+        self.db = db
+        self.keeper = keeper
+        self.registry = registry
+
+    async def run(self, job: Job) -> None:
+        batch_id, bucket_id = job.payload["batch_id"], job.payload["bucket_id"]
+        ns = job.namespace_id
+        object_ids: list[str] = job.payload["object_ids"]
+        extractors = await self.db.write(
+            lambda s: _start(s, ns, bucket_id, batch_id, object_ids, job.attempts)
+        )
+        if extractors is None:  # canceled or gone
+            return
+        objects = await self.db.read(lambda s: _load(s, ns, object_ids))
+        outcome = _Outcome({}, [], {})
+        for object_id in object_ids:
+            obj = objects.get(object_id)
+            if obj is None:
+                outcome.failed[object_id] = ("ObjectDeleted", "the object was deleted")
+                continue
+            await self._extract(obj, extractors, outcome)
+        await self.db.write(lambda s: _record(s, ns, bucket_id, batch_id, outcome))
+
+    async def give_up(self, job: Job, error: str) -> None:
+        """The job failed every attempt: its objects fail, the batch may finish."""
+        ids: list[str] = job.payload["object_ids"]
+        outcome = _Outcome({}, [], {o: ("WorkerError", error[:500]) for o in ids})
+        p = job.payload
+        await self.db.write(
+            lambda s: _record(s, job.namespace_id, p["bucket_id"], p["batch_id"], outcome)
+        )
+
+    async def _extract(
+        self, obj: Object, extractors: list[dict[str, Any]], outcome: _Outcome
+    ) -> None:
+        drafts: dict[tuple[str, str], list[DocumentDraft]] = {}
+        try:
+            for ref in extractors:
+                impl = self.registry.implementation(ref["feature_extractor_name"], ref["version"])
+                item = await self._input(obj, impl.reads)
+                found = await anyio.to_thread.run_sync(impl.extract, item, ref.get("params") or {})
+                drafts[(impl.spec.name, impl.spec.version)] = found
+        except ExtractorUnavailable as exc:
+            outcome.failed[obj.object_id] = ("ExtractorUnavailable", str(exc))
+            return
+        except ExtractorError as exc:
+            outcome.failed[obj.object_id] = (exc.error_type, exc.message)
+            return
+        for (name, version), found in drafts.items():
+            rows = outcome.docs.setdefault((name, version), [])
+            rows += [_row(obj, name, version, d) for d in found]
+        outcome.succeeded.append(obj.object_id)
+
+    async def _input(self, obj: Object, reads: frozenset[str]) -> ObjectInput:
+        blobs = []
+        for b in obj.blobs:
+            data = None
+            if b.type in reads:
+                chunks = await self.keeper.read_range(obj.namespace_id, b.storage_key, 0, None)
+                data = b"".join(chunks)
+            blobs.append(
+                BlobInput(b.blob_id, b.property, b.type, b.content_type, b.metadata_, data)
+            )
+        return ObjectInput(obj.object_id, obj.metadata_, obj.properties, tuple(blobs))
+
+
+def _start(
+    session: Session, ns: str, bucket_id: str, batch_id: str, object_ids: list[str], attempt: int
+) -> list[dict[str, Any]] | None:
+    repo = BatchRepository(session, ns, bucket_id)
+    batch = repo.get(batch_id)
+    if batch is None or batch.status not in ("QUEUED", "PROCESSING"):
+        return None
+    if batch.status == "QUEUED":
+        states.move(session, batch, "PROCESSING")
+    repo.set_items(batch_id, object_ids, status="PROCESSING", attempts=attempt)
+    return list(batch.extractors)
+
+
+def _load(session: Session, ns: str, object_ids: list[str]) -> dict[str, Object]:
+    stmt = select(Object).where(Object.namespace_id == ns, Object.object_id.in_(object_ids))
+    return {o.object_id: o for o in session.scalars(stmt)}
+
+
+def _row(obj: Object, name: str, version: str, d: DocumentDraft) -> dict[str, Any]:
+    return {
+        "document_id": new_id("doc"),
+        "namespace_id": obj.namespace_id,
+        "collection_key": f"{name}@{version}",
+        "object_id": obj.object_id,
+        "blob_id": d.blob_id,
+        "property": d.property,
+        "segment_key": d.segment_key,
+        "segment": d.segment,
+        "extractor": name,
+        "extractor_version": version,
+        "content": d.content,
+        "metadata": d.metadata,
+        "created_at": utcnow(),
+    }
+
+
+def _record(session: Session, ns: str, bucket_id: str, batch_id: str, outcome: _Outcome) -> None:
+    """Store a chunk's documents and item statuses; finish the batch when nothing is left."""
+    repo = BatchRepository(session, ns, bucket_id)
+    batch = repo.get(batch_id)
+    if batch is None or batch.status != "PROCESSING":
+        return
+    for (name, version), rows in outcome.docs.items():
+        repo.replace_documents(outcome.succeeded, name, version, rows)
+        if rows:
+            data = {"batch_id": batch_id, "collection": f"{name}@{version}", "count": len(rows)}
+            emit(session, ns, "collection.documents.written", ("batch", batch_id), data)
+    if outcome.succeeded:
+        repo.set_items(
+            batch_id, outcome.succeeded, status="SUCCEEDED", error_type=None, message=None
+        )
+    for object_id, (error_type, message) in outcome.failed.items():
+        repo.set_items(
+            batch_id, [object_id], status="FAILED", error_type=error_type, message=message
+        )
+    _finish_if_done(session, repo, batch)
+
+
+def _finish_if_done(session: Session, repo: BatchRepository, batch: Batch) -> None:
+    counts = repo.counts(batch.batch_id)
+    if counts.get("PENDING", 0) or counts.get("PROCESSING", 0):
+        return
+    if counts.get("SUCCEEDED", 0):
+        states.move(session, batch, "COMPLETED")
+    else:
+        states.move(session, batch, "FAILED", reason="no object could be processed")

@@ -1,0 +1,117 @@
+"""In-process workers: claim jobs from the metadata database and run them.
+
+They run inside `assay serve` (`--workers N`) or alone as `assay worker`; any number of
+processes may share one database, since a job is claimed under a lease that a heartbeat
+extends while it runs. A worker that dies stops heartbeating and its job is claimed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+
+from sqlalchemy.orm import Session
+
+from assay.engine.base import JobBody
+from assay.jobs import repository as jobs
+from assay.kit.db import Database
+from assay.models import Job
+
+log = logging.getLogger("assay.engine")
+
+
+class LocalWorkers:
+    def __init__(
+        self,
+        db: Database,
+        bodies: Mapping[str, JobBody],
+        count: int = 1,
+        lease_s: float = 30.0,
+        idle_s: float = 0.2,
+    ) -> None:
+        self.db = db
+        self.bodies = bodies
+        self.count = count
+        self.lease_s = lease_s
+        self.idle_s = idle_s
+        self.owner = f"{os.getpid()}-{secrets.token_hex(3)}"
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._tasks = [
+            asyncio.create_task(self._loop(f"{self.owner}-{i}")) for i in range(self.count)
+        ]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def run_until_idle(self, owner: str = "inline") -> int:
+        """Run due jobs until none is left (tests and one-shot runs); returns how many ran."""
+        ran = 0
+        while job := await self._claim(owner):
+            await self._run(job, owner)
+            ran += 1
+        return ran
+
+    async def _loop(self, owner: str) -> None:
+        while not self._stop.is_set():
+            try:
+                job = await self._claim(owner)
+            except Exception:  # the database hiccuped: log, wait, go on
+                log.exception("claiming a job failed")
+                job = None
+            if job is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.idle_s)
+                continue
+            await self._run(job, owner)
+
+    async def _claim(self, owner: str) -> Job | None:
+        if not await self.db.read(jobs.any_due):
+            return None
+        claimed = await self.db.write(lambda s: jobs.claim(s, owner, self.lease_s, limit=1))
+        return claimed[0] if claimed else None
+
+    async def _run(self, job: Job, owner: str) -> None:
+        body = self.bodies.get(job.kind)
+        heartbeat = asyncio.create_task(self._heartbeat(job.job_id, owner))
+        try:
+            if body is None:
+                raise LookupError(f"no job body for kind {job.kind!r}")
+            if job.attempts > job.max_attempts:  # its workers kept dying: stop trying
+                await body.give_up(job, "the job's workers stopped responding too often")
+            else:
+                await body.run(job)
+            await self.db.write(lambda s: jobs.finish(s, job.job_id, owner))
+        except asyncio.CancelledError:
+            raise  # shutting down: the lease runs out and another worker takes the job
+        except Exception as exc:
+            log.exception("job %s (%s) failed", job.job_id, job.kind)
+            error = f"{type(exc).__name__}: {exc}"
+            again = await self.db.write(lambda s: _retry(s, job.job_id, error))
+            if not again and body is not None:
+                await body.give_up(job, error)
+        finally:
+            heartbeat.cancel()
+
+    async def _heartbeat(self, job_id: str, owner: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            await self.db.write(lambda s: jobs.heartbeat(s, job_id, owner, self.lease_s))
+
+
+def _retry(session: Session, job_id: str, error: str) -> bool:
+    job = session.get(Job, job_id)
+    return job is not None and jobs.retry_later(session, job, error)

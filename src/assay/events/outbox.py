@@ -1,0 +1,48 @@
+"""Recording events: call `emit` inside the transaction that makes the change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from assay.kit.db import utcnow
+from assay.kit.ids import new_id
+from assay.models.event import Event
+
+EVENT_TYPES = frozenset(
+    {
+        "batch.queued",
+        "batch.processing",
+        "batch.completed",
+        "batch.failed",
+        "batch.canceled",
+        "object.created",
+        "object.deleted",
+        "upload.confirmed",
+        "collection.documents.written",
+        "webhook.test",
+    }
+)
+
+
+def emit(
+    session: Session,
+    namespace_id: str,
+    event_type: str,
+    subject: tuple[str, str],
+    data: dict[str, Any] | None = None,
+) -> Event:
+    """Add an event to the outbox; it commits or rolls back with the caller's change."""
+    assert event_type in EVENT_TYPES, event_type
+    event = Event(
+        event_id=new_id("evt"),
+        namespace_id=namespace_id,
+        event_type=event_type,
+        subject_type=subject[0],
+        subject_id=subject[1],
+        data=data or {},
+        occurred_at=utcnow(),
+    )
+    session.add(event)
+    return event
