@@ -18,6 +18,7 @@ from assay.config import Settings
 from assay.context import AppContext
 from assay.errors import AppError
 from assay.idempotency.middleware import IdempotencyMiddleware
+from assay.kit.ids import new_id
 from assay.kit.middleware import BodyLimitMiddleware
 from assay.migrations.runner import upgrade_to_head
 from assay.workers import make_workers
@@ -147,7 +148,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        request_id = request.scope.get("state", {}).get("request_id", "unknown")
+        request_id = new_id("req")  # made only here: it ties the answer to this log line
         log.exception("unhandled error in %s %s (%s)", request.method, request.url.path, request_id)
         return _envelope(500, "InternalError", "internal error", {"request_id": request_id})
 

@@ -1,9 +1,8 @@
-"""Pure ASGI middleware: request ids and the request-body size limit (413 before reading whole)."""
+"""Pure ASGI middleware: the request-body size limit (413 before the body is read whole)."""
 
 from __future__ import annotations
 
 import json
-import secrets
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -40,7 +39,6 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(self.exempt_prefixes):
             await self.app(scope, receive, send)
             return
-        scope.setdefault("state", {})["request_id"] = "req_" + secrets.token_hex(8)
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
             await send_error(send, 413, "PayloadTooLargeError", self._message())
