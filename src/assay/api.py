@@ -12,6 +12,7 @@ from assay.kit.openapi import ERROR_RESPONSES
 from assay.namespaces import endpoints as namespaces
 from assay.objects import endpoints as objects
 from assay.tasks import endpoints as tasks
+from assay.webhooks import endpoints as webhooks
 
 # Routes are matched in order: the busiest (object registration) come first.
 DOMAIN_ROUTERS = (
@@ -19,6 +20,7 @@ DOMAIN_ROUTERS = (
     batches.router,
     buckets.router,
     tasks.router,
+    webhooks.router,
     namespaces.router,
     keys.router,
     health.catalogue_router,

@@ -18,7 +18,7 @@ from assay.errors import AppError
 from assay.kit.db import Database
 from assay.main import create_app, prepare
 from assay.migrations.runner import upgrade_to_head
-from assay.workers import make_workers
+from assay.workers import Background
 
 app = typer.Typer(help="Assay: a self-hosted multimodal data platform.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys (same data dir as the server).", no_args_is_help=True)
@@ -70,14 +70,14 @@ def worker(
     console.print(f"[bold]Assay worker[/] x{concurrency}  data: {settings.data_dir}")
 
     async def run() -> None:
-        workers = make_workers(ctx, concurrency)
-        workers.start()
+        background = Background(ctx, concurrency)
+        background.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        await workers.stop()
+        await background.stop()
 
     try:
         asyncio.run(run())

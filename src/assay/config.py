@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     port: int = 8000
     workers: int = Field(default=1, ge=0, le=64)  # in-server job workers (0: none)
     job_lease_s: float = 30.0
+    webhook_timeout_s: float = 10.0
+    webhook_retry_horizon_s: float = 24 * 3600
 
     max_request_bytes: int = 64 * 1024 * 1024
     # Blobs up to this size live in the metadata database, larger ones in the blob store.

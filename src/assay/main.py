@@ -21,7 +21,7 @@ from assay.idempotency.middleware import IdempotencyMiddleware
 from assay.kit.ids import new_id
 from assay.kit.middleware import BodyLimitMiddleware
 from assay.migrations.runner import upgrade_to_head
-from assay.workers import make_workers
+from assay.workers import Background
 
 log = logging.getLogger("assay")
 
@@ -47,13 +47,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = prepare(settings)
         app.state.ctx = ctx
-        workers = make_workers(ctx, settings.workers)
-        if settings.workers:
-            workers.start()
+        background = Background(ctx, settings.workers) if settings.workers else None
+        if background is not None:
+            background.start()
         try:
             yield
         finally:
-            await workers.stop()
+            if background is not None:
+                await background.stop()
             ctx.close()
 
     app = FastAPI(

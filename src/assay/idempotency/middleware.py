@@ -23,7 +23,8 @@ from assay.kit.db import Database
 from assay.kit.middleware import header, send_error
 
 MAX_KEY_LENGTH = 255
-EXEMPT_PREFIXES = ("/v1/keys",)  # their answers hold secrets, which are never stored
+# Their answers hold secrets (API keys, webhook signing secrets), which are never stored.
+EXEMPT_PREFIXES = ("/v1/keys", "/v1/webhooks", "/v1/organizations/webhooks")
 
 
 class IdempotencyMiddleware:

@@ -1,0 +1,1 @@
+"""Webhooks: signed, retried deliveries of outbox events to subscribers' URLs."""

@@ -1,0 +1,248 @@
+"""Webhook delivery: fan events out of the outbox into deliveries, then send the due ones.
+
+At-least-once: a delivery is leased while it is sent and its outcome recorded afterwards, so a
+dispatcher that dies mid-send leaves a lease that expires and the delivery is sent again.
+Receivers deduplicate on `Assay-Event-Id`. Every connection goes through the SSRF-guarded
+transport of `kit.fetch`, which resolves the host, checks every address and dials the checked
+one, so a webhook whose DNS has since moved to a private address is refused at send time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import random
+import time
+from collections import defaultdict
+from typing import Any, Protocol
+
+import anyio
+import httpx
+from sqlalchemy.orm import Session
+
+from assay.kit.db import Database, utcnow
+from assay.kit.fetch import FetchError, _checked_url, _GuardedTransport
+from assay.kit.ids import new_id
+from assay.models import Webhook
+from assay.webhooks import signing
+from assay.webhooks.repository import Claimed, DispatchRepository
+from assay.webhooks.schemas import ALL_EVENTS, DELIVERED, FAILED, PENDING
+
+log = logging.getLogger("assay.webhooks")
+
+USER_AGENT = "Assay-Webhooks/0.1"
+
+
+class SendPolicy(Protocol):
+    """What sending needs of a `FetchPolicy`: whether private hosts are allowed, the timeout."""
+
+    @property
+    def allow_private(self) -> bool: ...
+
+    @property
+    def timeout_s(self) -> float: ...
+
+
+class WebhookDispatcher:
+    """Runs delivery rounds; several may run at once, in one process or many."""
+
+    def __init__(
+        self,
+        db: Database,
+        policy: SendPolicy,
+        retry_horizon_s: float = 24 * 3600,
+        base_delay_s: float = 1.0,
+        max_delay_s: float = 600,
+        *,
+        batch_size: int = 100,
+        fan_out_batch: int = 500,
+        concurrency: int = 16,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.policy = policy
+        self.retry_horizon = dt.timedelta(seconds=retry_horizon_s)
+        self.base_delay_s = base_delay_s
+        self.max_delay_s = max_delay_s
+        self.batch_size = batch_size
+        self.fan_out_batch = fan_out_batch
+        self.concurrency = concurrency
+        self.rng = rng or random.Random()
+        # Longer than any send can take (fail_after bounds it), so a live lease is never stolen.
+        self.lease = dt.timedelta(seconds=2 * policy.timeout_s + 30)
+        self._client: httpx.AsyncClient | None = None
+        self._backlog = False
+
+    async def run_once(self) -> int:
+        """One round: fan out new events, then send the due deliveries; returns the sends."""
+        # Read first: an idle round then costs two indexed lookups and never takes the write lock.
+        now = utcnow()
+        events, due = await self.db.read(lambda s: DispatchRepository(s).work_waiting(now))
+        self._backlog = False
+        if events:
+            await self.fan_out()
+        return await self.send_due() if events or due else 0
+
+    async def run_forever(self, stop: asyncio.Event, idle_s: float = 0.5) -> None:
+        """Run rounds until `stop` is set, resting `idle_s` whenever a round finds no work."""
+        try:
+            while not stop.is_set():
+                try:
+                    sent = await self.run_once()
+                except Exception:  # a database hiccup must not end delivery for good
+                    log.exception("webhook dispatch round failed")
+                    sent = 0
+                if sent == 0 and not self._backlog:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), idle_s)
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    async def fan_out(self) -> int:
+        """Turn outbox events into deliveries; returns how many events were handled."""
+        events = await self.db.write(self._fan_out_batch)
+        self._backlog = events >= self.fan_out_batch
+        return events
+
+    def _fan_out_batch(self, session: Session) -> int:
+        # One transaction: deliveries exist exactly when the event is marked dispatched.
+        repo = DispatchRepository(session)
+        events = repo.undispatched_events(self.fan_out_batch)
+        if not events:
+            return 0
+        hooks: defaultdict[str, list[Webhook]] = defaultdict(list)
+        for hook in repo.active_webhooks(sorted({e.namespace_id for e in events})):
+            hooks[hook.namespace_id].append(hook)
+        now = utcnow()
+        rows = [
+            {
+                "delivery_id": new_id("whd"),
+                "webhook_id": hook.webhook_id,
+                "namespace_id": event.namespace_id,
+                "event_id": event.event_id,
+                "event_type": event.event_type,
+                "status": PENDING,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for event in events
+            for hook in hooks[event.namespace_id]
+            # A webhook hears only what happened after it was created.
+            if hook.created_at <= event.occurred_at
+            and (ALL_EVENTS in hook.event_types or event.event_type in hook.event_types)
+        ]
+        repo.insert_deliveries(rows)
+        repo.mark_dispatched([e.event_id for e in events], now)
+        return len(events)
+
+    async def send_due(self) -> int:
+        """Lease the due deliveries and send them; returns how many were sent."""
+        now = utcnow()
+        lease_until = now + self.lease
+        claimed = await self.db.write(
+            lambda s: DispatchRepository(s).claim_due(now, lease_until, self.batch_size)
+        )
+        if not claimed:
+            return 0
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(delivery: Claimed) -> None:
+            async with gate:
+                await self._deliver(delivery, lease_until)
+
+        await asyncio.gather(*(one(c) for c in claimed))
+        return len(claimed)
+
+    async def _deliver(self, delivery: Claimed, lease_until: dt.datetime) -> None:
+        status_code, error, duration_ms = await self._send(delivery)
+        values = self._outcome(delivery, status_code, error, duration_ms)
+        try:
+            await self.db.write(
+                lambda s: DispatchRepository(s).record_attempt(
+                    delivery.delivery_id, lease_until, values
+                )
+            )
+        except Exception:  # the lease expires and the delivery is sent again
+            log.exception("could not record webhook delivery %s", delivery.delivery_id)
+
+    async def _send(self, delivery: Claimed) -> tuple[int | None, str | None, float]:
+        body = payload(delivery)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "Assay-Event-Id": delivery.event_id,
+            "Assay-Delivery-Id": delivery.delivery_id,
+            signing.HEADER: signing.sign(delivery.secret, body, int(time.time())),
+        }
+        timeout = self.policy.timeout_s
+        started = time.perf_counter()
+        status_code: int | None = None
+        error: str | None = None
+        try:
+            url = _checked_url(delivery.url)
+            with anyio.fail_after(timeout):
+                # Streamed and never read: a receiver cannot make us download a large answer.
+                async with self._http().stream("POST", url, content=body, headers=headers) as r:
+                    status_code = r.status_code
+        except TimeoutError:
+            error = f"timed out after {timeout:g}s"
+        except FetchError as exc:
+            error = exc.message
+        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        if error is None and not 200 <= (status_code or 0) < 300:
+            error = f"HTTP {status_code}"
+        return status_code, error, (time.perf_counter() - started) * 1000
+
+    def _outcome(
+        self, delivery: Claimed, status_code: int | None, error: str | None, duration_ms: float
+    ) -> dict[str, Any]:
+        now = utcnow()
+        attempts = delivery.attempts + 1
+        values: dict[str, Any] = {
+            "attempts": attempts,
+            "last_status_code": status_code,
+            "last_error": error,
+            "last_duration_ms": duration_ms,
+            "last_attempt_at": now,
+        }
+        if error is None:
+            return values | {"status": DELIVERED, "delivered_at": now, "next_attempt_at": None}
+        delay = min(self.max_delay_s, self.base_delay_s * 2 ** (attempts - 1))
+        next_at = now + dt.timedelta(seconds=delay * self.rng.uniform(0.5, 1.5))
+        if next_at > delivery.created_at + self.retry_horizon:
+            return values | {"status": FAILED, "next_attempt_at": None}
+        return values | {"next_attempt_at": next_at}
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                transport=_GuardedTransport(self.policy.allow_private),
+                follow_redirects=False,  # a redirect is a failed delivery, never a new target
+                trust_env=False,  # an environment proxy would bypass the address pinning
+                timeout=self.policy.timeout_s,
+            )
+        return self._client
+
+
+def payload(delivery: Claimed) -> bytes:
+    """The JSON body of a delivery."""
+    doc = {
+        "event_id": delivery.event_id,
+        "event_type": delivery.event_type,
+        "occurred_at": delivery.occurred_at.isoformat().replace("+00:00", "Z"),
+        "namespace_id": delivery.namespace_id,
+        "subject": {"type": delivery.subject_type, "id": delivery.subject_id},
+        "data": delivery.data,
+    }
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
