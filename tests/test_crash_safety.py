@@ -1,28 +1,65 @@
-"""SIGKILL `assay serve` mid-batch, restart it: the batch completes, nothing is duplicated."""
+"""SIGKILL `assay serve` mid-batch, restart it: the batch completes, nothing is duplicated, and
+every webhook event arrives (at least once, signed)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 
+from assay.webhooks.signing import verify
 from tests.conftest import ADMIN_KEY, free_port
 
 pytestmark = pytest.mark.slow
 SERVE = "from assay.cli import app; app()"
 NS = {"Authorization": f"Bearer {ADMIN_KEY}", "X-Namespace": "crash"}
 OBJECTS = 600
+SECRET = "whsec_crash_test_secret"
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[dict[str, Any], bool]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        ok = verify(SECRET, body, self.headers["Assay-Signature"])
+        self.received.append((json.loads(body), ok))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    _Receiver.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
 
 
 def _start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "ASSAY_ADMIN_KEY": ADMIN_KEY, "ASSAY_JOB_LEASE_S": "1.5"}
+    env = {
+        **os.environ,
+        "ASSAY_ADMIN_KEY": ADMIN_KEY,
+        "ASSAY_JOB_LEASE_S": "1.5",
+        "ASSAY_ALLOW_PRIVATE_URLS": "1",  # the webhook receiver is on loopback
+        "ASSAY_WEBHOOK_TIMEOUT_S": "2",
+    }
     args = ["serve", "--port", str(port), "--data-dir", str(data_dir), "--workers", "1"]
     proc = subprocess.Popen([sys.executable, "-c", SERVE, *args], env=env)
     deadline = time.monotonic() + 30
@@ -54,7 +91,9 @@ def _setup(c: httpx.Client) -> list[str]:
     return ids
 
 
-def test_sigkill_mid_processing_then_restart_completes_exactly_once(tmp_path: Path) -> None:
+def test_sigkill_mid_processing_then_restart_completes_exactly_once(
+    tmp_path: Path, receiver: str
+) -> None:
     data_dir, port = tmp_path / "data", free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _start(data_dir, port)
@@ -62,6 +101,8 @@ def test_sigkill_mid_processing_then_restart_completes_exactly_once(tmp_path: Pa
     try:
         with httpx.Client(base_url=base, headers=NS, timeout=10) as c:
             ids = _setup(c)
+            hook = {"url": receiver, "event_types": ["*"], "secret": SECRET}
+            assert c.post("/v1/webhooks", json=hook).status_code == 201
             batch_id = c.post("/v1/buckets/b/batches", json={"object_ids": ids}).json()["batch_id"]
             assert c.post(f"/v1/buckets/b/batches/{batch_id}/submit").status_code == 202
             while True:
@@ -84,6 +125,11 @@ def test_sigkill_mid_processing_then_restart_completes_exactly_once(tmp_path: Pa
                 assert time.monotonic() < deadline, batch
                 time.sleep(0.1)
         assert batch["progress"]["succeeded"] == OBJECTS and batch["progress"]["failed"] == 0
+        # A delivery in flight at the kill is sent again once its lease (2 x timeout + 30 s) ends.
+        deadline = time.monotonic() + 90
+        while not _batch_events(data_dir, batch_id) <= _delivered(batch_id):
+            assert time.monotonic() < deadline, _Receiver.received
+            time.sleep(0.2)
     finally:
         proc.kill()
         proc.wait()
@@ -98,3 +144,15 @@ def test_sigkill_mid_processing_then_restart_completes_exactly_once(tmp_path: Pa
         ]
     assert len(per_object) == OBJECTS and {n for _, n in per_object} == {1}
     assert events.count("batch.queued") == 1 and events.count("batch.completed") == 1
+    assert _batch_events(data_dir, batch_id) == _delivered(batch_id)  # every one arrived
+    assert all(ok for _, ok in _Receiver.received)
+
+
+def _batch_events(data_dir: Path, batch_id: str) -> set[str]:
+    with sqlite3.connect(data_dir / "assay.db") as db:
+        query = "SELECT event_id FROM events WHERE subject_id = ?"
+        return {r[0] for r in db.execute(query, (batch_id,))}
+
+
+def _delivered(batch_id: str) -> set[str]:
+    return {e["event_id"] for e, _ in _Receiver.received if e["subject"]["id"] == batch_id}

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from assay.buckets.repository import BucketRepository
 from assay.errors import NotFound, ValidationFailed
+from assay.events.outbox import emit
 from assay.kit.db import utcnow
 from assay.kit.ids import new_id
 from assay.kit.paging import SortKey, build_filter, paginate
@@ -62,6 +63,9 @@ def register_many(session: Session, registrations: list[Registration]) -> list[l
             outs.append(ObjectOut.model_validate({**obj, "blobs": rows, "warnings": p.warnings}))
         answers.append(outs)
     insert_object_rows(session, objects, blobs, small)
+    for obj in objects:
+        data = {"object_id": obj["object_id"], "bucket_id": obj["bucket_id"]}
+        emit(session, obj["namespace_id"], "object.created", ("object", obj["object_id"]), data)
     return answers
 
 
@@ -133,6 +137,8 @@ def delete(session: Session, namespace_id: str, bucket_ident: str, object_id: st
     keys = {b.storage_key for b in obj.blobs}
     size = sum(b.size_bytes for b in obj.blobs)
     repo.delete(obj)
+    data = {"object_id": object_id, "bucket_id": bucket.bucket_id}
+    emit(session, namespace_id, "object.deleted", ("object", object_id), data)
     session.flush()
     repo.drop_unreferenced_small_bytes(keys)
     BucketRepository(session, namespace_id).add_stats(bucket.bucket_id, -1, -size)
