@@ -22,7 +22,7 @@ from assay.kit.paging import SortKey, paginate
 from assay.models import Batch, Namespace, Task
 from assay.objects.service import find_bucket
 
-CHUNK = 25  # objects per job: small enough for progress to move, big enough to amortise
+CHUNK = 50  # objects per job: small enough for progress to move, big enough to amortise
 JOB_KIND = "batch.extract"
 TASK_TYPE = "api_buckets_batches_submit"
 
