@@ -115,13 +115,12 @@ def _measure(url: str, n: int, hook_url: str) -> dict[str, Any]:
             ]
         batch_id = c.post("/v1/buckets/b/batches", json={"object_ids": ids}).json()["batch_id"]
         t0 = time.perf_counter()
-        c.post(f"/v1/buckets/b/batches/{batch_id}/submit").raise_for_status()
-        while (batch := c.get(f"/v1/buckets/b/batches/{batch_id}").json())["status"] not in (
-            "COMPLETED",
-            "FAILED",
-        ):
+        task_id = c.post(f"/v1/buckets/b/batches/{batch_id}/submit").json()["task_id"]
+        # Poll the task (status and counts), as a client would; the batch itself lists ids.
+        while c.get(f"/v1/tasks/{task_id}").json()["status"] not in ("COMPLETED", "FAILED"):
             time.sleep(0.02)
         elapsed = time.perf_counter() - t0
+        batch = c.get(f"/v1/buckets/b/batches/{batch_id}").json()
         deadline = time.monotonic() + 30
         while batch_id not in _Hook.arrivals and time.monotonic() < deadline:
             time.sleep(0.01)
