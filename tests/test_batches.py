@@ -223,3 +223,26 @@ async def test_an_unavailable_extractor_fails_the_batch_clearly(client: httpx.As
     ).run_until_idle()
     batch = (await client.get(f"/v1/buckets/b/batches/{batch_id}", headers=NS)).json()
     assert batch["status"] == "FAILED" and batch["error_summary"] == {"ExtractorUnavailable": 2}
+
+
+async def test_cancel_stops_queued_work_and_the_task_says_so(client: httpx.AsyncClient) -> None:
+    await _setup(client)
+    ids = await _objects(client, 100) + await _objects(client, 20)
+    ctx = client._transport.app.state.ctx  # type: ignore[attr-defined]
+    r = await client.post("/v1/buckets/b/batches", headers=NS, json={"object_ids": ids})
+    batch_id = r.json()["batch_id"]
+    task_id = (await client.post(f"/v1/buckets/b/batches/{batch_id}/submit", headers=NS)).json()[
+        "task_id"
+    ]
+    r = await client.post(f"/v1/buckets/b/batches/{batch_id}/cancel", headers=NS)
+    assert r.status_code == 200 and r.json()["status"] == "CANCELED"
+    body = BatchExtraction(ctx.db, ctx.keeper, ctx.registry)
+    assert await LocalWorkers(ctx.db, {JOB_KIND: body}).run_until_idle() == 0
+    count = await ctx.db.read(lambda s: s.scalar(select(func.count()).select_from(Document)))
+    assert count == 0
+    task = (await client.get(f"/v1/tasks/{task_id}", headers=NS)).json()
+    assert task["status"] == "CANCELED" and task["progress"]["pending"] == 120
+    again = await client.post(f"/v1/buckets/b/batches/{batch_id}/cancel", headers=NS)
+    assert again.status_code == 409
+    other = await client.get(f"/v1/tasks/{task_id}", headers={"X-Namespace": "production"})
+    assert other.status_code == 404  # no such namespace for this caller: nothing leaks
