@@ -102,7 +102,7 @@ def is_blocked_address(ip: IPAddress) -> bool:
     )
 
 
-async def _resolve_checked(host: str, port: int, allow_private: bool) -> list[str]:
+async def resolve_checked(host: str, port: int, allow_private: bool) -> list[str]:
     """Resolve ``host`` and return its addresses, refusing if any of them is blocked."""
     try:
         infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -133,7 +133,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = await _resolve_checked(host, port, self._allow_private)
+        addresses = await resolve_checked(host, port, self._allow_private)
         last_error: Exception | None = None
         for address in addresses:
             try:
@@ -174,7 +174,7 @@ class _ResponseStream(httpx.AsyncByteStream):
         await self._response.aclose()
 
 
-class _GuardedTransport(httpx.AsyncBaseTransport):
+class GuardedTransport(httpx.AsyncBaseTransport):
     """httpx transport over a pool using ``_GuardedBackend``.
 
     httpx 0.28's AsyncHTTPTransport cannot take a custom network backend, hence this.
@@ -213,7 +213,7 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
         await self._pool.aclose()
 
 
-def _checked_url(raw: str | httpx.URL) -> httpx.URL:
+def checked_url(raw: str | httpx.URL) -> httpx.URL:
     """Parse ``raw`` and apply the scheme/credential rules (addresses are checked on connect)."""
     try:
         url = httpx.URL(raw)
@@ -267,7 +267,7 @@ async def _follow(
                     target = url.join(response.headers["location"])
                 except httpx.InvalidURL as exc:
                     raise UrlNotAllowed("redirect to an invalid URL") from exc
-                url = _checked_url(target)
+                url = checked_url(target)
                 continue
             if not response.is_success:
                 raise FetchFailed(f"{url.host} answered HTTP {response.status_code}")
@@ -277,9 +277,9 @@ async def _follow(
 
 async def fetch_to_file(url: str, dest_dir: Path, policy: FetchPolicy) -> FetchedFile:
     """Download ``url`` into a new temp file in ``dest_dir`` under ``policy``'s limits."""
-    checked = _checked_url(url)
+    checked = checked_url(url)
     client = httpx.AsyncClient(
-        transport=_GuardedTransport(policy.allow_private),
+        transport=GuardedTransport(policy.allow_private),
         follow_redirects=False,  # each hop must be re-validated by _follow
         trust_env=False,  # an env proxy would bypass the address pinning
         timeout=policy.timeout_s,

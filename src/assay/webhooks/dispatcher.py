@@ -24,7 +24,7 @@ import httpx
 from sqlalchemy.orm import Session
 
 from assay.kit.db import Database, utcnow
-from assay.kit.fetch import FetchError, _checked_url, _GuardedTransport
+from assay.kit.fetch import FetchError, GuardedTransport, checked_url
 from assay.kit.ids import new_id
 from assay.models import Webhook
 from assay.webhooks import signing
@@ -189,7 +189,7 @@ class WebhookDispatcher:
         status_code: int | None = None
         error: str | None = None
         try:
-            url = _checked_url(delivery.url)
+            url = checked_url(delivery.url)
             with anyio.fail_after(timeout):
                 # Streamed and never read: a receiver cannot make us download a large answer.
                 async with self._http().stream("POST", url, content=body, headers=headers) as r:
@@ -227,7 +227,7 @@ class WebhookDispatcher:
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = httpx.AsyncClient(
-                transport=_GuardedTransport(self.policy.allow_private),
+                transport=GuardedTransport(self.policy.allow_private),
                 follow_redirects=False,  # a redirect is a failed delivery, never a new target
                 trust_env=False,  # an environment proxy would bypass the address pinning
                 timeout=self.policy.timeout_s,

@@ -9,7 +9,7 @@ from assay.auth.principal import Principal
 from assay.errors import NotFound, ValidationFailed
 from assay.events.outbox import emit
 from assay.kit.db import utcnow
-from assay.kit.fetch import FetchError, _checked_url, _resolve_checked
+from assay.kit.fetch import FetchError, checked_url, resolve_checked
 from assay.kit.ids import new_id, random_base62
 from assay.kit.paging import SortKey, paginate
 from assay.models import Webhook, WebhookDelivery
@@ -29,13 +29,13 @@ RESOLVE_TIMEOUT_S = 5.0
 async def check_url(url: str, allow_private: bool) -> str:
     """The URL if it is http(s) to a host the SSRF guard allows; else 422 on `url`."""
     try:
-        checked = _checked_url(url)
+        checked = checked_url(url)
         if not allow_private:
             # The same rule the sender applies on every connection; checking here as well
             # turns an unreachable-by-policy URL into an error its author sees at once.
             port = checked.port or (443 if checked.scheme == "https" else 80)
             with anyio.fail_after(RESOLVE_TIMEOUT_S):
-                await _resolve_checked(checked.host, port, allow_private=False)
+                await resolve_checked(checked.host, port, allow_private=False)
     except FetchError as exc:
         raise ValidationFailed.at(["url"], exc.message, "url_not_allowed") from exc
     except TimeoutError as exc:
