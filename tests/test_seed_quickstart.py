@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from assay.config import Settings
 from tests.conftest import ADMIN_KEY, LiveServer, png_bytes
@@ -55,6 +56,12 @@ curl -X POST "https://api.mixpeek.com/v1/buckets/$BUCKET_ID/objects" \
       { "property": "product_text", "type": "text", "content": "Wireless headphones" }
     ]
   }'
+---
+curl -X POST "https://api.mixpeek.com/v1/buckets/$BUCKET_ID/uploads" \
+  -H "Authorization: Bearer $MIXPEEK_API_KEY" \
+  -H "X-Namespace: $NAMESPACE_ID" \
+  -H "Content-Type: application/json" \
+  -d '{ "filename": "photo.jpg", "content_type": "image/jpeg" }'
 """
 
 PHOTO = png_bytes("PHOTO", (64, 64))
@@ -119,3 +126,19 @@ def test_seed_commands_work_with_only_the_host_changed(tmp_path: Path, photo_hos
         assert blobs["hero_image"]["size_bytes"] == len(PHOTO)
         assert blobs["product_text"]["size_bytes"] == len("Wireless headphones")
         assert obj["status"] == "DRAFT"
+
+        # "Then PUT the file to the returned presigned_url and confirm with POST .../confirm."
+        status, upload = _curl(commands[3], env)
+        assert status == 201 and upload["status"] == "PENDING", upload
+        jpeg = tmp_path / "photo.jpg"
+        Image.new("RGB", (40, 30), "blue").save(jpeg)
+        put = f"curl -X PUT --data-binary @{jpeg} '{upload['presigned_url']}'"
+        status, _ = _curl(put, env)
+        assert status == 200
+        path = f"/v1/buckets/$BUCKET_ID/uploads/{upload['upload_id']}/confirm"
+        confirm = (
+            f'curl -X POST "{server.url}{path}"'
+            ' -H "Authorization: Bearer $MIXPEEK_API_KEY" -H "X-Namespace: $NAMESPACE_ID"'
+        )
+        status, confirmed = _curl(confirm, env)
+        assert status == 200 and confirmed["status"] == "CONFIRMED" and confirmed["object_id"]

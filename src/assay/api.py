@@ -12,11 +12,14 @@ from assay.kit.openapi import ERROR_RESPONSES
 from assay.namespaces import endpoints as namespaces
 from assay.objects import endpoints as objects
 from assay.tasks import endpoints as tasks
+from assay.uploads import endpoints as uploads
 from assay.webhooks import endpoints as webhooks
 
 # Routes are matched in order: the busiest (object registration) come first.
 DOMAIN_ROUTERS = (
     objects.router,
+    uploads.router,
+    uploads.transfer_router,
     batches.router,
     buckets.router,
     tasks.router,

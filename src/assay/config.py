@@ -19,6 +19,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".assay")
     database_url: str = ""
     blob_store: str = ""
+    # For an `s3://` blob store; None leaves boto3's defaults (AWS endpoint, env or role creds).
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
     admin_key: str | None = None
     allow_private_urls: bool = False
 
@@ -32,6 +37,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = 64 * 1024 * 1024
     # Blobs up to this size live in the metadata database, larger ones in the blob store.
     small_blob_max_bytes: int = 64 * 1024
+    max_upload_bytes: int = 64 * 1024**3
+    # Base of signed upload URLs; empty: the address the client used to reach the API.
+    public_url: str = ""
     fetch_max_bytes: int = 512 * 1024 * 1024
     fetch_timeout_s: float = 30.0
     idempotency_ttl_s: int = 24 * 3600

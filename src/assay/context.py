@@ -12,6 +12,7 @@ from assay.config import Settings
 from assay.extractors.registry import ExtractorRegistry
 from assay.kit.db import Database
 from assay.kit.fetch import FetchPolicy
+from assay.kit.signing import load_or_create_key
 from assay.kit.ttlcache import TTLCache
 from assay.objects.storage import BlobKeeper
 
@@ -25,6 +26,7 @@ class AppContext:
     keys: KeyCache
     fetch_policy: FetchPolicy
     keeper: BlobKeeper
+    signing_key: bytes
     # Names and ids of namespaces and buckets, for a few seconds; cleared on every change.
     lookups: TTLCache[tuple[str, ...], Any]
 
@@ -39,6 +41,7 @@ class AppContext:
             db=db,
             blobs=blobs,
             keeper=BlobKeeper(blobs, db),
+            signing_key=load_or_create_key(settings.data_dir / "signing.key"),
             lookups=TTLCache(settings.lookup_cache_ttl_s),
             registry=ExtractorRegistry(),
             keys=KeyCache(settings.key_cache_ttl_s),

@@ -11,6 +11,7 @@ from assay.models.job import Job
 from assay.models.namespace import Namespace
 from assay.models.object import Blob, Object
 from assay.models.task import Task
+from assay.models.upload import Upload
 from assay.models.webhook import Webhook, WebhookDelivery
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Namespace",
     "Object",
     "Task",
+    "Upload",
     "Webhook",
     "WebhookDelivery",
 ]

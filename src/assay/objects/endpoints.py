@@ -27,7 +27,8 @@ from assay.objects.schemas import (
 router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/objects", tags=["objects"])
 
 
-def _registrar(ctx: AppContext) -> Registrar:
+def registrar_for(ctx: AppContext) -> Registrar:
+    """The registration pipeline on this process's backends."""
     settings = ctx.settings
     materializer = Materializer(ctx.fetch_policy, settings.tmp_dir, settings.small_blob_max_bytes)
     return Registrar(ctx.db, ctx.keeper, materializer, ctx.lookups)
@@ -41,7 +42,7 @@ async def create_object(
 ) -> ObjectOut:
     """Register an object: blobs by URL (fetched through the SSRF guard) or inline content."""
     scope.principal.require("write")
-    registrar = _registrar(scope.ctx)
+    registrar = registrar_for(scope.ctx)
     bucket = await registrar.bucket(scope.namespace_id, bucket_identifier)
     return await registrar.register_one(bucket, body)
 
@@ -54,7 +55,7 @@ async def create_objects_batch(
 ) -> ObjectBatchOut:
     """Register up to 100 objects; each succeeds or fails on its own."""
     scope.principal.require("write")
-    registrar = _registrar(scope.ctx)
+    registrar = registrar_for(scope.ctx)
     bucket = await registrar.bucket(scope.namespace_id, bucket_identifier)
     succeeded, failed = await registrar.register_many(bucket, body.objects)
     return ObjectBatchOut(
@@ -104,7 +105,7 @@ async def delete_object(
 ) -> ObjectDeleted:
     """Delete an object and its blobs."""
     scope.principal.require("write")
-    await _registrar(scope.ctx).delete(scope.namespace_id, bucket_identifier, object_id)
+    await registrar_for(scope.ctx).delete(scope.namespace_id, bucket_identifier, object_id)
     return ObjectDeleted(object_id=object_id)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -21,7 +22,15 @@ from assay.errors import ValidationFailed
 from assay.kit.fetch import FetchError, FetchPolicy, fetch_to_file
 from assay.objects import media
 from assay.objects.schemas import ObjectCreate
-from assay.objects.sources import InlineBytes, RemoteUrl, ScalarValue, Source, UploadRef, source_of
+from assay.objects.sources import (
+    InlineBytes,
+    LocalFile,
+    RemoteUrl,
+    ScalarValue,
+    Source,
+    UploadRef,
+    source_of,
+)
 from assay.objects.storage import BlobClaims, storage_key
 from assay.objects.validation import Loc, check_against_schema, check_scalar
 
@@ -78,9 +87,15 @@ class Materializer:
         schema: dict[str, Any],
         body: ObjectCreate,
         loc: Loc = (),
+        files: Mapping[str, LocalFile] | None = None,
     ) -> PreparedObject:
-        """Check `body` against `schema`, then fetch, check and store each blob."""
-        check_against_schema(schema, body, loc)
+        """Check `body` against `schema`, then fetch, check and store each blob.
+
+        `files` holds the bytes of direct uploads that `upload_id` blobs refer to; an object
+        made from one upload carries that one blob, so the other required properties are not
+        asked of it (as with the hosted product's uploads).
+        """
+        check_against_schema(schema, body, loc, partial=bool(files))
         props = schema.get("properties", {})
         out = PreparedObject(body.key_prefix, body.metadata, warnings=body.all_warnings())
         for i, blob in enumerate(body.blobs):
@@ -90,6 +105,8 @@ class Materializer:
                 spec = props[blob.property]
                 out.properties[blob.property] = check_scalar(spec, source.value, where)
                 continue
+            if isinstance(source, UploadRef) and files and source.upload_id in files:
+                source = files[source.upload_id]
             checked = await self._store(claims, blob.type, source, where)
             out.blobs.append(
                 StoredBlob(
@@ -114,9 +131,11 @@ class Materializer:
         self, claims: BlobClaims, blob_type: str, source: Source, where: Loc
     ) -> _Checked:
         if isinstance(source, UploadRef):
-            msg = "direct uploads are not available yet: register the blob by url or content"
+            msg = "an upload becomes an object through POST .../uploads/{upload_id}/confirm"
             raise ValidationFailed.at((*where, "upload_id"), msg, "not_supported")
-        if isinstance(source, InlineBytes):
+        if isinstance(source, LocalFile):
+            path, declared, filename = source.path, source.content_type, source.filename
+        elif isinstance(source, InlineBytes):
             if blob_type in ("text", "json") and len(source.data) <= INLINE_FAST_PATH:
                 return await self._store_small(claims, blob_type, source, where)
             path = await anyio.to_thread.run_sync(self._spill, source.data)

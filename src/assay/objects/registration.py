@@ -7,6 +7,7 @@ committed row uses is removed again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from assay.objects import service
 from assay.objects.materialize import Materializer, PreparedObject
 from assay.objects.schemas import BatchFailure, ErrorBody, ObjectCreate, ObjectOut
 from assay.objects.service import BucketRef
+from assay.objects.sources import LocalFile
 from assay.objects.storage import BlobKeeper
 
 
@@ -38,12 +40,15 @@ class Registrar:
             self.lookups.put(key, bucket)
         return bucket
 
-    async def register_one(self, bucket: BucketRef, body: ObjectCreate) -> ObjectOut:
+    async def register_one(
+        self, bucket: BucketRef, body: ObjectCreate, files: Mapping[str, LocalFile] | None = None
+    ) -> ObjectOut:
         """One object: all of it is registered, or nothing (and no stray bytes) is."""
         claims = self.keeper.claims(bucket.namespace_id)
         committed: set[str] = set()
         try:
-            prepared = await self.materializer.prepare(claims, bucket.bucket_schema, body)
+            schema = bucket.bucket_schema
+            prepared = await self.materializer.prepare(claims, schema, body, files=files)
             (out,) = await self.db.write_many(service.register_many, (bucket, [prepared]))
             committed = prepared.storage_keys
             return out

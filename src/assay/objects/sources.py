@@ -7,6 +7,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from assay.buckets.schemas import SCALAR_TYPES
@@ -40,11 +41,20 @@ class UploadRef:
 
 
 @dataclass(frozen=True)
+class LocalFile:
+    """Bytes already on this machine (a confirmed direct upload); consumed when stored."""
+
+    path: Path
+    content_type: str | None
+    filename: str | None
+
+
+@dataclass(frozen=True)
 class ScalarValue:
     value: Any
 
 
-Source = InlineBytes | RemoteUrl | UploadRef | ScalarValue
+Source = InlineBytes | RemoteUrl | UploadRef | ScalarValue | LocalFile
 
 
 def source_of(blob: BlobIn, loc: tuple[str | int, ...]) -> Source:

@@ -12,8 +12,10 @@ from assay.objects.schemas import ObjectCreate
 Loc = tuple[str | int, ...]
 
 
-def check_against_schema(schema: dict[str, Any], body: ObjectCreate, loc: Loc = ()) -> None:
-    """Unknown property, wrong type, duplicate or missing required property → 422."""
+def check_against_schema(
+    schema: dict[str, Any], body: ObjectCreate, loc: Loc = (), *, partial: bool = False
+) -> None:
+    """Unknown property, wrong type, duplicate or (unless `partial`) missing required → 422."""
     props: dict[str, Any] = schema.get("properties", {})
     seen: set[str] = set()
     for i, blob in enumerate(body.blobs):
@@ -31,7 +33,7 @@ def check_against_schema(schema: dict[str, Any], body: ObjectCreate, loc: Loc = 
             raise ValidationFailed.at((*where, "property"), msg, "duplicate_property")
         seen.add(blob.property)
     for name, spec in props.items():
-        if spec.get("required") and name not in seen:
+        if spec.get("required") and name not in seen and not partial:
             msg = f"missing required property '{name}'"
             raise ValidationFailed.at((*loc, "blobs"), msg, "missing_property")
 
