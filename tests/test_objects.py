@@ -391,11 +391,11 @@ async def test_blob_needs_exactly_one_source(
     assert await api.listed_ids() == []
 
 
-async def test_upload_id_is_refused_until_direct_uploads_exist(api: Api) -> None:
+async def test_upload_id_points_to_the_confirm_route(api: Api) -> None:
     r = await api.create(
         {"blobs": [{"property": "hero_image", "type": "image", "upload_id": "upl_x"}, text_blob()]}
     )
-    err = assert_422(r, ["blobs", 0, "upload_id"], "not available")
+    err = assert_422(r, ["blobs", 0, "upload_id"], "/confirm")
     assert err["type"] == "not_supported"
     assert await api.listed_ids() == []
 
