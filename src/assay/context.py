@@ -35,7 +35,13 @@ class AppContext:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.tmp_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.database_url, group_max=settings.write_batch_max)
-        blobs = make_blob_store(settings.blob_store)
+        blobs = make_blob_store(
+            settings.blob_store,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=settings.s3_secret_access_key,
+        )
         return cls(
             settings=settings,
             db=db,

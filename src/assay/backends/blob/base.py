@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class BlobNotFound(LookupError):
     """No blob under that key."""
+
+
+class UploadRejected(OSError):
+    """The store refused to assemble a direct upload (missing, too small or misordered parts)."""
 
 
 class BlobStore(Protocol):
@@ -18,6 +22,8 @@ class BlobStore(Protocol):
     allows); writing a key that already exists is a no-op, since keys are content hashes.
     Both `put_*` return whether they created the key.
     `read_range` streams bytes `[start, end]` inclusive; `end=None` means to the last byte.
+    Failures other than a missing key surface as `OSError` (never a client library's own
+    exception type), so callers need no knowledge of the backend.
     """
 
     def put_file(self, src: Path, key: str) -> bool: ...
@@ -37,3 +43,35 @@ class BlobStore(Protocol):
     def check(self) -> None:
         """Raise if the store cannot be reached (used by /readyz)."""
         ...
+
+
+@runtime_checkable
+class PresigningStore(Protocol):
+    """A store that lets clients send bytes to it directly, bypassing Assay (S3 does).
+
+    Optional next to `BlobStore`: test with `isinstance(store, PresigningStore)` and fall back
+    to Assay's own signed upload URLs otherwise. URLs are plain HTTP `PUT` targets valid for
+    `expires_s` seconds; a `content_length` given to `presigned_put_url` is signed, so the
+    store refuses a body of any other size. A multipart upload is `create_multipart`, one
+    `PUT` per part to `presigned_part_url` (parts numbered from 1, each but the last at least
+    5 MiB, re-sendable), then `complete_multipart` with each part's number and the `ETag`
+    header its `PUT` returned, or `abort_multipart` to discard the parts. Completing an unknown
+    upload raises `BlobNotFound`; bad parts raise `UploadRejected`; aborting is idempotent.
+    The assembled object lands under `key` like any other blob.
+    """
+
+    def presigned_put_url(
+        self, key: str, expires_s: int, content_length: int | None = None
+    ) -> str: ...
+
+    def create_multipart(self, key: str) -> str: ...
+
+    def presigned_part_url(
+        self, key: str, upload_id: str, part_number: int, expires_s: int
+    ) -> str: ...
+
+    def complete_multipart(
+        self, key: str, upload_id: str, parts: list[tuple[int, str]]
+    ) -> None: ...
+
+    def abort_multipart(self, key: str, upload_id: str) -> None: ...
