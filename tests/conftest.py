@@ -85,6 +85,43 @@ def live_server(settings: Settings) -> Iterator[LiveServer]:
         yield server
 
 
+S3_BUCKET = "assay-contract"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 (one per test run) with a test bucket created."""
+    from moto.server import ThreadedMotoServer  # heavy: only for the S3 tests
+
+    with pytest.MonkeyPatch.context() as mp:
+        # Nothing below may pick up a developer's real AWS identity.
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            mp.setenv(name, "testing")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.delenv("AWS_PROFILE", raising=False)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        try:
+            host, port = server.get_host_and_port()
+            endpoint = f"http://{host}:{port}"
+            raw_s3_client(endpoint).create_bucket(Bucket=S3_BUCKET)
+            yield endpoint
+        finally:
+            server.stop()
+
+
+def raw_s3_client(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
 def png_bytes(text: str = "HELLO", size: tuple[int, int] = (96, 48)) -> bytes:
     """A small PNG with a word drawn on it."""
     img = Image.new("RGB", size, "white")

@@ -5,54 +5,21 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 from assay.backends.blob.base import BlobNotFound, BlobStore, PresigningStore, UploadRejected
 from assay.backends.blob.factory import make_blob_store
 from assay.backends.blob.local import LocalBlobStore
 from assay.backends.blob.s3 import S3BlobStore
+from tests.conftest import raw_s3_client as raw_client
 
 MIB = 1024 * 1024
 BUCKET = "assay-contract"
 # Dummy credentials: moto accepts anything, and explicit ones keep boto3 off any real profile.
 CREDS = {"access_key_id": "testing", "secret_access_key": "testing", "region": "us-east-1"}
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1 with the test bucket created."""
-    with pytest.MonkeyPatch.context() as mp:
-        # Belt and braces: nothing below may pick up a developer's real AWS identity.
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            mp.setenv(name, "testing")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.delenv("AWS_PROFILE", raising=False)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        try:
-            host, port = server.get_host_and_port()
-            endpoint = f"http://{host}:{port}"
-            raw_client(endpoint).create_bucket(Bucket=BUCKET)
-            yield endpoint
-        finally:
-            server.stop()
-
-
-def raw_client(endpoint: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def s3_store(endpoint: str, bucket: str = BUCKET) -> S3BlobStore:

@@ -31,6 +31,9 @@ class Upload(Base):
     skip_duplicates: Mapped[bool] = mapped_column(default=True)
     multipart: Mapped[bool] = mapped_column(default=False)
     part_size_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # With an S3 blob store the client sends bytes to S3 itself, under this staging key.
+    staging_key: Mapped[str | None] = mapped_column(Text, default=None)
+    s3_upload_id: Mapped[str | None] = mapped_column(Text, default=None)
     status: Mapped[str] = mapped_column(String(16), default="PENDING")
     received_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     received_sha256: Mapped[str | None] = mapped_column(String(64), default=None)

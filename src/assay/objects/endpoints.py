@@ -30,7 +30,12 @@ router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/objects", tags=["obje
 def registrar_for(ctx: AppContext) -> Registrar:
     """The registration pipeline on this process's backends."""
     settings = ctx.settings
-    materializer = Materializer(ctx.fetch_policy, settings.tmp_dir, settings.small_blob_max_bytes)
+    materializer = Materializer(
+        ctx.fetch_policy,
+        settings.tmp_dir,
+        settings.small_blob_max_bytes,
+        s3_download=getattr(ctx.blobs, "download", None),  # only the S3 store has one
+    )
     return Registrar(ctx.db, ctx.keeper, materializer, ctx.lookups)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,8 +18,10 @@ from urllib.parse import urlsplit
 
 import anyio.to_thread
 
+from assay.backends.blob.base import BlobNotFound
 from assay.errors import ValidationFailed
 from assay.kit.fetch import FetchError, FetchPolicy, fetch_to_file
+from assay.kit.ids import new_id
 from assay.objects import media
 from assay.objects.schemas import ObjectCreate
 from assay.objects.sources import (
@@ -75,11 +77,15 @@ class _Checked:
     data: bytes | None = None
 
 
+S3Download = Callable[[str, Path, int], "str | None"]  # (s3 url, dest, max bytes) → content type
+
+
 @dataclass(frozen=True)
 class Materializer:
     policy: FetchPolicy
     tmp_dir: Path
     small_max_bytes: int = 64 * 1024
+    s3_download: S3Download | None = None  # present when the blob store is S3
 
     async def prepare(
         self,
@@ -170,14 +176,30 @@ class Materializer:
     async def _fetch(self, source: RemoteUrl, where: Loc) -> tuple[Path, str | None]:
         at = (*where, source.field)
         if source.url.lower().startswith("s3://"):
-            msg = "s3:// URLs need the S3 blob store, which is not configured"
-            raise ValidationFailed.at(at, msg, "not_supported")
+            return await self._fetch_s3(source.url, at)
         try:
             fetched = await fetch_to_file(source.url, self.tmp_dir, self.policy)
         except FetchError as exc:
             msg = f"could not fetch: {exc.message}"
             raise ValidationFailed.at(at, msg, "fetch_failed") from exc
         return fetched.path, fetched.content_type
+
+    async def _fetch_s3(self, url: str, at: Loc) -> tuple[Path, str | None]:
+        if self.s3_download is None:
+            msg = "s3:// URLs need the S3 blob store, which is not configured"
+            raise ValidationFailed.at(at, msg, "not_supported")
+        dest = self.tmp_dir / f"s3-{new_id('tmp')}"
+        try:
+            content_type = await anyio.to_thread.run_sync(
+                self.s3_download, url, dest, self.policy.max_bytes
+            )
+        except BlobNotFound as exc:
+            raise ValidationFailed.at(
+                at, f"could not fetch: {url} does not exist", "fetch_failed"
+            ) from exc
+        except OSError as exc:
+            raise ValidationFailed.at(at, f"could not fetch: {exc}", "fetch_failed") from exc
+        return dest, content_type
 
     def _spill(self, data: bytes) -> Path:
         with tempfile.NamedTemporaryFile(dir=self.tmp_dir, delete=False) as fh:

@@ -12,10 +12,12 @@ import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
 
+from assay.backends.blob.base import PresigningStore
 from assay.errors import Conflict, Forbidden, PayloadTooLarge, ValidationFailed
 from assay.kit import signing
 from assay.kit.db import Database
@@ -37,14 +39,44 @@ class UploadDesk:
     signing_key: bytes
     folder: Path
     max_bytes: int
+    # Set when the blob store is S3: clients then send bytes to S3 itself (real presigned URLs).
+    remote: PresigningStore | None = None
+
+    async def open(self, upload: Upload) -> Upload:
+        """With S3, give the upload its staging key (and S3 multipart upload) before use."""
+        if self.remote is None:
+            return upload
+        staging = f"{upload.namespace_id}/uploads/{upload.upload_id}"
+        s3_id = None
+        if upload.multipart:
+            s3_id = await anyio.to_thread.run_sync(self.remote.create_multipart, staging)
+        return await self.db.write(
+            lambda s: service.set_staging(s, upload.upload_id, staging, s3_id)
+        )
 
     def describe(self, upload: Upload, base_url: str) -> UploadOut:
         """The upload with its signed URL (or one per part)."""
         ttl = upload.presigned_url_expiration
+        if upload.staging_key is not None and self.remote is not None:
+            return self._describe_remote(upload, self.remote, ttl)
         if not upload.multipart:
             return service.to_out(upload, presigned_url=self._url(upload, base_url, 0, ttl))
         parts = [
             PartUrl(part_number=n, presigned_url=self._url(upload, base_url, n, ttl))
+            for n in range(1, service.part_count(upload) + 1)
+        ]
+        return service.to_out(upload, parts=parts)
+
+    def _describe_remote(self, upload: Upload, remote: PresigningStore, ttl: int) -> UploadOut:
+        key = upload.staging_key or ""
+        if not upload.multipart:
+            url = remote.presigned_put_url(key, ttl, upload.file_size_bytes)
+            return service.to_out(upload, presigned_url=url)
+        parts = [
+            PartUrl(
+                part_number=n,
+                presigned_url=remote.presigned_part_url(key, upload.s3_upload_id or "", n, ttl),
+            )
             for n in range(1, service.part_count(upload) + 1)
         ]
         return service.to_out(upload, parts=parts)
@@ -122,6 +154,8 @@ class UploadDesk:
 
     async def _assembled(self, upload: Upload) -> tuple[Path, int, str]:
         """The uploaded file, parts joined in order, with its size and SHA-256."""
+        if upload.staging_key is not None and self.remote is not None:
+            return await self._fetch_staged(upload, self.remote)
         if not upload.multipart:
             path = self._path(upload.upload_id, 0)
             if not path.is_file() or upload.received_sha256 is None:
@@ -133,6 +167,27 @@ class UploadDesk:
             raise Conflict(f"parts not uploaded yet: {missing}")
         target = self._path(upload.upload_id, 0)
         size, sha = await anyio.to_thread.run_sync(_join, parts, target)
+        return target, size, sha
+
+    async def _fetch_staged(self, upload: Upload, remote: PresigningStore) -> tuple[Path, int, str]:
+        """Complete the S3 upload if it has parts, then bring its bytes here to be checked."""
+        key = upload.staging_key or ""
+        store: Any = remote
+        if not await anyio.to_thread.run_sync(store.exists, key):
+            if not upload.multipart:
+                raise Conflict(f"nothing was uploaded to {upload.upload_id} yet: PUT it first")
+            got = await anyio.to_thread.run_sync(
+                remote.uploaded_parts, key, upload.s3_upload_id or ""
+            )
+            missing = sorted(set(range(1, service.part_count(upload) + 1)) - {n for n, _ in got})
+            if missing:
+                raise Conflict(f"parts not uploaded yet: {missing}")
+            await anyio.to_thread.run_sync(
+                remote.complete_multipart, key, upload.s3_upload_id or "", got
+            )
+        target = self._path(upload.upload_id, 0)
+        size, sha = await anyio.to_thread.run_sync(_download, store, key, target)
+        await anyio.to_thread.run_sync(store.delete, key)
         return target, size, sha
 
     def _path(self, upload_id: str, part: int) -> Path:
@@ -156,6 +211,17 @@ async def _stream_to_file(body: AsyncIterator[bytes], path: Path, limit: int) ->
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    return size, digest.hexdigest()
+
+
+def _download(store: Any, key: str, target: Path) -> tuple[int, str]:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    with target.open("wb") as out:
+        for chunk in store.read_range(key, 0, None):
+            digest.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
     return size, digest.hexdigest()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 
+from assay.backends.blob.base import PresigningStore
 from assay.context import AppContext
 from assay.deps import CurrentScope, NamespaceScope, PageQuery, context_of
 from assay.errors import AppError
@@ -29,7 +30,10 @@ transfer_router = APIRouter(tags=["uploads"])
 def _desk(ctx: AppContext) -> UploadDesk:
     s = ctx.settings
     folder = s.tmp_dir / "uploads"
-    return UploadDesk(ctx.db, registrar_for(ctx), ctx.signing_key, folder, s.max_upload_bytes)
+    remote = ctx.blobs if isinstance(ctx.blobs, PresigningStore) else None
+    return UploadDesk(
+        ctx.db, registrar_for(ctx), ctx.signing_key, folder, s.max_upload_bytes, remote
+    )
 
 
 def _base_url(request: Request) -> str:
@@ -44,6 +48,7 @@ async def create_upload(
     desk = _desk(scope.ctx)
     bucket = await desk.registrar.bucket(scope.namespace_id, bucket_identifier)
     upload = await scope.ctx.db.write(lambda s: service.create(s, scope.principal, bucket, body))
+    upload = await desk.open(upload)
     out = desk.describe(upload, _base_url(request))
     out.warnings = body.warnings()
     return out
@@ -62,6 +67,7 @@ async def create_uploads_batch(
             upload = await scope.ctx.db.write(
                 lambda s, i=item: service.create(s, scope.principal, bucket, i)
             )
+            upload = await desk.open(upload)
             succeeded.append(desk.describe(upload, _base_url(request)))
         except AppError as exc:
             failed.append(UploadBatchFailure(index=index, error=exc.body()["error"]))

@@ -52,6 +52,8 @@ def pick_property(schema: dict[str, Any], body: UploadCreate) -> tuple[str, str]
         and (body.blob_type in (None, spec["type"]))
         and fnmatch.fnmatch(mime, _MIME_FITS[spec["type"]])
     ]
+    specific = [f for f in fits if f[1] != "binary"]  # binary takes anything: a last resort
+    fits = specific or fits
     if len(fits) != 1:
         which = "several" if fits else "no"
         msg = f"{which} file properties fit content type '{mime}': give blob_property"
@@ -106,6 +108,13 @@ def for_transfer(session: Session, upload_id: str) -> Upload:
         raise NotFound("upload not found")
     if upload.status not in ("PENDING", "UPLOADED"):
         raise Conflict(f"upload {upload_id} is {upload.status}: it takes no more bytes")
+    return upload
+
+
+def set_staging(session: Session, upload_id: str, staging: str, s3_id: str | None) -> Upload:
+    upload = upload_by_id(session, upload_id)
+    assert upload is not None
+    upload.staging_key, upload.s3_upload_id = staging, s3_id
     return upload
 
 

@@ -192,6 +192,28 @@ class S3BlobStore:
         with self._errors("head bucket"):
             self._client.head_bucket(Bucket=self.bucket)
 
+    def download(self, s3_url: str, dest: Path, max_bytes: int) -> str | None:
+        """Copy any `s3://bucket/key` readable with this store's credentials into `dest`;
+        returns its content type. Over `max_bytes` → `UploadRejected`, and `dest` is removed."""
+        bucket, _, key = s3_url.removeprefix("s3://").partition("/")
+        where = f"s3://{bucket}/{key}"
+        size = 0
+        try:
+            with self._errors("get", where), dest.open("wb") as out:
+                answer = self._client.get_object(Bucket=bucket, Key=key)
+                if int(answer.get("ContentLength") or 0) > max_bytes:
+                    raise UploadRejected(f"{where} is larger than {max_bytes} bytes")
+                for chunk in answer["Body"].iter_chunks(CHUNK):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise UploadRejected(f"{where} is larger than {max_bytes} bytes")
+                    out.write(chunk)
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+        content_type = answer.get("ContentType")
+        return str(content_type) if content_type else None
+
     # Direct uploads (PresigningStore): the client sends bytes to S3 itself.
 
     def presigned_put_url(self, key: str, expires_s: int, content_length: int | None = None) -> str:
@@ -234,6 +256,16 @@ class S3BlobStore:
                 UploadId=upload_id,
                 MultipartUpload={"Parts": listed},
             )
+
+    def uploaded_parts(self, key: str, upload_id: str) -> list[tuple[int, str]]:
+        """(part number, ETag) of the parts S3 holds for a multipart upload."""
+        parts: list[tuple[int, str]] = []
+        with self._errors("list parts", key):
+            paginator = self._client.get_paginator("list_parts")
+            pages = paginator.paginate(Bucket=self.bucket, Key=self._key(key), UploadId=upload_id)
+            for page in pages:
+                parts += [(p["PartNumber"], p["ETag"]) for p in page.get("Parts", [])]
+        return parts
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         try:

@@ -36,6 +36,8 @@ def upgrade() -> None:
         sa.Column("skip_duplicates", sa.Boolean(), nullable=False),
         sa.Column("multipart", sa.Boolean(), nullable=False),
         sa.Column("part_size_bytes", sa.BigInteger(), nullable=True),
+        sa.Column("staging_key", sa.Text(), nullable=True),
+        sa.Column("s3_upload_id", sa.Text(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("received_bytes", sa.BigInteger(), nullable=True),
         sa.Column("received_sha256", sa.String(length=64), nullable=True),
