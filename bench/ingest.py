@@ -140,7 +140,10 @@ class RawConn:
             self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
         assert self.reader is not None
         request = b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n" % (
-            path.encode(), self.head, len(body))
+            path.encode(),
+            self.head,
+            len(body),
+        )
         self.writer.write(request + body)
         try:
             head = await self.reader.readuntil(b"\r\n\r\n")
@@ -167,8 +170,12 @@ class HttpxConn:
 
     def __init__(self, port: int, headers: dict[str, str]) -> None:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        self.client = httpx.AsyncClient(base_url=f"http://{HOST}:{port}", headers={
-            "Content-Type": "application/json", **headers}, limits=limits, timeout=60)
+        self.client = httpx.AsyncClient(
+            base_url=f"http://{HOST}:{port}",
+            headers={"Content-Type": "application/json", **headers},
+            limits=limits,
+            timeout=60,
+        )
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
         """Send one POST and read the whole response."""
@@ -246,13 +253,16 @@ def single_body(worker: int, seq: int) -> bytes:
 
 def batch_body(size: int) -> Body:
     """A factory of batch bodies of `size` unique objects."""
+
     def make(worker: int, seq: int) -> bytes:
         return orjson.dumps({"objects": [_object(worker, seq * size + i) for i in range(size)]})
+
     return make
 
 
-async def load(port: int, scn: Scenario, headers: dict[str, str], args: argparse.Namespace,
-               result: Result) -> None:
+async def load(
+    port: int, scn: Scenario, headers: dict[str, str], args: argparse.Namespace, result: Result
+) -> None:
     """Drive `concurrency` clients; record requests finishing inside the measured window."""
     t0 = time.perf_counter() + args.warmup
     t1 = t0 + args.seconds
@@ -288,8 +298,9 @@ async def load(port: int, scn: Scenario, headers: dict[str, str], args: argparse
     await asyncio.wait_for(workers, args.warmup + args.seconds + 120)
 
 
-def measure(scn: Scenario, client: str, server: Server, headers: dict[str, str],
-            args: argparse.Namespace) -> Result:
+def measure(
+    scn: Scenario, client: str, server: Server, headers: dict[str, str], args: argparse.Namespace
+) -> Result:
     """Run one scenario against a started server."""
     result = Result(scn.name, client, args.seconds)
     wall, cpu, srv = time.perf_counter(), time.process_time(), server.cpu_s()
@@ -309,9 +320,16 @@ def setup_assay(url: str) -> dict[str, str]:
         r = c.post("/v1/namespaces", json={"namespace_name": NAMESPACE, "feature_extractors": []})
         if r.status_code != 201:
             raise RuntimeError(f"namespace: HTTP {r.status_code} {r.text}")
-        r = c.post("/v1/buckets", headers={"X-Namespace": NAMESPACE}, json={
-            "bucket_name": BUCKET,
-            "bucket_schema": {"properties": {"product_text": {"type": "text", "required": True}}}})
+        r = c.post(
+            "/v1/buckets",
+            headers={"X-Namespace": NAMESPACE},
+            json={
+                "bucket_name": BUCKET,
+                "bucket_schema": {
+                    "properties": {"product_text": {"type": "text", "required": True}}
+                },
+            },
+        )
         if r.status_code != 201:
             raise RuntimeError(f"bucket: HTTP {r.status_code} {r.text}")
     return {**auth, "X-Namespace": NAMESPACE}
@@ -319,24 +337,44 @@ def setup_assay(url: str) -> dict[str, str]:
 
 def git_hash() -> str:
     """The short commit hash, with `+dirty` when the tree has changes."""
+
     def git(*a: str) -> str:
         return subprocess.run(["git", *a], capture_output=True, text=True).stdout.strip()
+
     return (git("rev-parse", "--short", "HEAD") or "unknown") + (
-        "+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+        "+dirty" if git("status", "--porcelain", "--untracked-files=no") else ""
+    )
 
 
 def report(results: list[Result], single: Result, minimal: Result, batch: Result) -> None:
     """Print the table, error samples and the targets."""
     table = Table(title="Ingest over HTTP (127.0.0.1)")
-    cols = ("scenario", "client", "req/s", "objects/s", "p50 ms", "p99 ms", "errors",
-            "server CPU", "client CPU")
+    cols = (
+        "scenario",
+        "client",
+        "req/s",
+        "objects/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "server CPU",
+        "client CPU",
+    )
     for col in cols:
         table.add_column(col, justify="left" if col in ("scenario", "client") else "right")
     for r in results:
         errors = f"{r.errors}" + (f" (+{r.object_errors} obj)" if r.object_errors else "")
-        table.add_row(r.name, r.client, f"{r.rps:,.0f}", f"{r.ops:,.0f}",
-                      f"{r.pct(0.50):.2f}", f"{r.pct(0.99):.2f}", errors,
-                      f"{r.server_cpu:.0%}", f"{r.client_cpu:.0%}")
+        table.add_row(
+            r.name,
+            r.client,
+            f"{r.rps:,.0f}",
+            f"{r.ops:,.0f}",
+            f"{r.pct(0.50):.2f}",
+            f"{r.pct(0.99):.2f}",
+            errors,
+            f"{r.server_cpu:.0%}",
+            f"{r.client_cpu:.0%}",
+        )
     console.print(table)
     for r in results:
         for s in r.samples:
@@ -358,12 +396,17 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=8, help="concurrent keep-alive clients")
     p.add_argument("--batch-size", type=int, default=100, help="objects per batch request")
     p.add_argument("--client", choices=("raw", "httpx"), default="raw", help="load generator")
-    p.add_argument("--no-httpx-check", action="store_true",
-                   help="skip measuring the minimal endpoint with httpx too")
+    p.add_argument(
+        "--no-httpx-check",
+        action="store_true",
+        help="skip measuring the minimal endpoint with httpx too",
+    )
     args = p.parse_args()
     console.print(f"commit {git_hash()}  command: {shlex.join([sys.executable, *sys.argv])}")
-    console.print(f"{args.concurrency} clients, {args.warmup:g}s warm-up + {args.seconds:g}s "
-                  f"measured per scenario, client={args.client}")
+    console.print(
+        f"{args.concurrency} clients, {args.warmup:g}s warm-up + {args.seconds:g}s "
+        f"measured per scenario, client={args.client}"
+    )
     path = f"/v1/buckets/{BUCKET}/objects"
     mini = Scenario("minimal endpoint", path, single_body)
     with Server("minimal") as srv:
@@ -372,11 +415,22 @@ def main() -> None:
             results.append(measure(mini, "httpx", srv, {}, args))
     with tempfile.TemporaryDirectory(prefix="assay-bench-") as tmp, Server("assay", tmp) as srv:
         headers = setup_assay(srv.url)
-        single = measure(Scenario("assay single object", path, single_body), args.client, srv,
-                         headers, args)
-        batch = measure(Scenario(f"assay batch x{args.batch_size}", f"{path}/batch",
-                                 batch_body(args.batch_size), 200, True), args.client, srv,
-                        headers, args)
+        single = measure(
+            Scenario("assay single object", path, single_body), args.client, srv, headers, args
+        )
+        batch = measure(
+            Scenario(
+                f"assay batch x{args.batch_size}",
+                f"{path}/batch",
+                batch_body(args.batch_size),
+                200,
+                True,
+            ),
+            args.client,
+            srv,
+            headers,
+            args,
+        )
         results += [single, batch]
     report(results, single, results[0], batch)
 
