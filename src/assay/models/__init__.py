@@ -10,6 +10,7 @@ from assay.models.idempotency import IdempotencyRecord
 from assay.models.job import Job
 from assay.models.namespace import Namespace
 from assay.models.object import Blob, Object
+from assay.models.sync import Sync, SyncKey
 from assay.models.task import Task
 from assay.models.upload import Upload
 from assay.models.webhook import Webhook, WebhookDelivery
@@ -27,6 +28,8 @@ __all__ = [
     "Job",
     "Namespace",
     "Object",
+    "Sync",
+    "SyncKey",
     "Task",
     "Upload",
     "Webhook",

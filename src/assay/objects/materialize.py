@@ -139,8 +139,10 @@ class Materializer:
         if isinstance(source, UploadRef):
             msg = "an upload becomes an object through POST .../uploads/{upload_id}/confirm"
             raise ValidationFailed.at((*where, "upload_id"), msg, "not_supported")
+        known_sha = None
         if isinstance(source, LocalFile):
             path, declared, filename = source.path, source.content_type, source.filename
+            known_sha = source.sha256
         elif isinstance(source, InlineBytes):
             if blob_type in ("text", "json") and len(source.data) <= INLINE_FAST_PATH:
                 return await self._store_small(claims, blob_type, source, where)
@@ -152,7 +154,14 @@ class Materializer:
             filename = source.filename or _name_of(source.url)
         try:
             checked = await anyio.to_thread.run_sync(
-                _check_file, blob_type, path, declared, filename, where, self.small_max_bytes
+                _check_file,
+                blob_type,
+                path,
+                declared,
+                filename,
+                where,
+                self.small_max_bytes,
+                known_sha,
             )
             if checked.data is None:
                 await claims.put_file(path, storage_key(claims.namespace_id, checked.sha256))
@@ -214,6 +223,7 @@ def _check_file(
     filename: str | None,
     where: Loc,
     small_max_bytes: int,
+    known_sha: str | None = None,
 ) -> _Checked:
     try:
         content_type = media.check(blob_type, path, declared, filename)
@@ -222,6 +232,8 @@ def _check_file(
     if path.stat().st_size <= small_max_bytes:
         data = path.read_bytes()
         return _Checked(hashlib.sha256(data).hexdigest(), len(data), content_type, filename, data)
+    if known_sha is not None:
+        return _Checked(known_sha, path.stat().st_size, content_type, filename)
     digest, size = hashlib.sha256(), 0
     with path.open("rb") as fh:
         while chunk := fh.read(1 << 20):

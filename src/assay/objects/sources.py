@@ -47,6 +47,7 @@ class LocalFile:
     path: Path
     content_type: str | None
     filename: str | None
+    sha256: str | None = None  # known already (hashed while received): not hashed again
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import anyio
 import anyio.to_thread
@@ -30,6 +30,7 @@ from assay.uploads import service
 from assay.uploads.schemas import ConfirmOut, PartUrl, UploadOut
 
 CHUNK = 1 << 20
+BLOCK = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ class UploadDesk:
             body = ObjectCreate(
                 key_prefix=upload.key_prefix, metadata=upload.object_metadata, blobs=[blob]
             )
-            files = {upload.upload_id: LocalFile(path, upload.content_type, upload.filename)}
+            files = {upload.upload_id: LocalFile(path, upload.content_type, upload.filename, sha)}
             out = await self.registrar.register_one(bucket, body, files=files)
             object_id = out.object_id
         duplicate = existing is not None
@@ -195,18 +196,30 @@ class UploadDesk:
 
 
 async def _stream_to_file(body: AsyncIterator[bytes], path: Path, limit: int) -> tuple[int, str]:
-    """Write a request body to `path` while hashing; nothing is left behind on failure."""
+    """Write a request body to `path` while hashing; nothing is left behind on failure.
+
+    Chunks are gathered into blocks of a few MB, each hashed and written in a worker thread
+    (hashlib and file writes release the GIL), so a fast client costs few thread hand-offs.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".incoming")
-    digest, size = hashlib.sha256(), 0
+    digest, size, block = hashlib.sha256(), 0, bytearray()
+
+    def flush(fh: BinaryIO, data: bytes) -> None:
+        digest.update(data)
+        fh.write(data)
+
     try:
-        async with await anyio.open_file(partial, "wb") as fh:
+        with partial.open("wb") as fh:
             async for chunk in body:
                 size += len(chunk)
                 if size > limit:
                     raise PayloadTooLarge(f"the body is larger than the {limit} bytes allowed")
-                digest.update(chunk)
-                await fh.write(chunk)
+                block += chunk
+                if len(block) >= BLOCK:
+                    await anyio.to_thread.run_sync(flush, fh, bytes(block))
+                    block.clear()
+            await anyio.to_thread.run_sync(flush, fh, bytes(block))
         partial.replace(path)  # a re-sent part replaces the earlier one whole
     except BaseException:
         partial.unlink(missing_ok=True)

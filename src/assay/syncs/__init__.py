@@ -1,0 +1,1 @@
+"""Sync configurations: S3 sources that feed a bucket, run by workers."""
