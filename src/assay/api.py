@@ -11,6 +11,7 @@ from assay.buckets import endpoints as buckets
 from assay.kit.openapi import ERROR_RESPONSES
 from assay.namespaces import endpoints as namespaces
 from assay.objects import endpoints as objects
+from assay.syncs import endpoints as syncs
 from assay.tasks import endpoints as tasks
 from assay.uploads import endpoints as uploads
 from assay.webhooks import endpoints as webhooks
@@ -21,6 +22,7 @@ DOMAIN_ROUTERS = (
     uploads.router,
     uploads.transfer_router,
     batches.router,
+    syncs.router,
     buckets.router,
     tasks.router,
     webhooks.router,

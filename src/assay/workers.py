@@ -5,18 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from assay.batches.service import JOB_KIND as BATCH_EXTRACT
 from assay.batches.tasks import BatchExtraction
 from assay.context import AppContext
 from assay.engine.local import LocalWorkers
 from assay.kit.fetch import FetchPolicy
+from assay.syncs.service import JOB_KIND as SYNC_RUN
+from assay.syncs.tasks import SyncRun, enqueue_due_syncs
 from assay.webhooks.dispatcher import WebhookDispatcher
+
+SYNC_POLL_S = 5.0
+log = logging.getLogger("assay.engine")
 
 
 def make_workers(ctx: AppContext, count: int) -> LocalWorkers:
     """Workers for every job kind, on this process's database and backends."""
-    bodies = {BATCH_EXTRACT: BatchExtraction(ctx.db, ctx.keeper, ctx.registry)}
+    bodies = {
+        BATCH_EXTRACT: BatchExtraction(ctx.db, ctx.keeper, ctx.registry),
+        SYNC_RUN: SyncRun.from_context(ctx),
+    }
     return LocalWorkers(ctx.db, bodies, count=count, lease_s=ctx.settings.job_lease_s)
 
 
@@ -29,23 +38,38 @@ def make_dispatcher(ctx: AppContext) -> WebhookDispatcher:
 
 
 class Background:
-    """Job workers plus one webhook dispatcher; several processes may each run one."""
+    """Job workers, one webhook dispatcher and the sync poller; several processes may each
+    run one (claims and leases keep them from doing the same work twice)."""
 
     def __init__(self, ctx: AppContext, workers: int) -> None:
+        self.ctx = ctx
         self.workers = make_workers(ctx, workers)
         self.dispatcher = make_dispatcher(ctx)
         self._stop = asyncio.Event()
-        self._dispatching: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         self._stop.clear()
         self.workers.start()
-        self._dispatching = asyncio.create_task(self.dispatcher.run_forever(self._stop, idle_s=0.2))
+        self._tasks = [
+            asyncio.create_task(self.dispatcher.run_forever(self._stop, idle_s=0.2)),
+            asyncio.create_task(self._poll_syncs()),
+        ]
 
     async def stop(self) -> None:
         self._stop.set()
         await self.workers.stop()
-        if self._dispatching is not None:
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatching
-            self._dispatching = None
+                await task
+        self._tasks = []
+
+    async def _poll_syncs(self) -> None:
+        """Queue runs of continuous syncs as they fall due."""
+        while not self._stop.is_set():
+            try:
+                await enqueue_due_syncs(self.ctx.db)
+            except Exception:  # the database hiccuped: try at the next tick
+                log.exception("polling syncs failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), SYNC_POLL_S)

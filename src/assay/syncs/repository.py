@@ -106,11 +106,9 @@ def known_keys(session: Session, sync_id: str, keys: Sequence[str]) -> set[tuple
 
 
 def claim_keys(session: Session, rows: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
-    """Insert key rows, skipping those already there; returns the (sync, key, ETag) inserted.
-
-    On PostgreSQL a row another open transaction is inserting makes this wait for it, then
-    skip it; on SQLite writers are serialised. Either way exactly one claimant wins.
-    """
+    """Insert key rows, skipping those already there; returns the (sync, key, ETag) inserted."""
+    # On PostgreSQL a row another open transaction is inserting makes this wait for it, then
+    # skip it; on SQLite writers are serialised. Either way exactly one claimant wins.
     if not rows:
         return set()
     table = SyncKey.__table__

@@ -96,7 +96,7 @@ class SourceOut(Schema):
     credentials_set: bool = Field(description="whether credentials are stored (never shown)")
 
 
-class KeyErrorOut(Schema):
+class SyncKeyError(Schema):
     key: str | None = Field(description="the source key, or null for an error of the whole run")
     message: str
     at: dt.datetime | None = None
@@ -130,7 +130,7 @@ class SyncOut(Schema):
     objects_created: int
     objects_skipped: int
     errors: int
-    last_errors: list[KeyErrorOut] = Field(description=f"the {LAST_ERRORS_MAX} most recent errors")
+    last_errors: list[SyncKeyError] = Field(description=f"the {LAST_ERRORS_MAX} most recent errors")
     last_run: RunSummary | None = None
     created_at: dt.datetime
     updated_at: dt.datetime

@@ -24,10 +24,10 @@ from assay.syncs import repository as repo_fns
 from assay.syncs.repository import JOB_KIND, SyncRepository
 from assay.syncs.schemas import (
     LAST_ERRORS_MAX,
-    KeyErrorOut,
     RunSummary,
     SourceOut,
     SyncCreate,
+    SyncKeyError,
     SyncListRequest,
     SyncOut,
     SyncTriggered,
@@ -225,8 +225,7 @@ def save_run(
     new_errors: list[dict[str, Any]],
     summary: dict[str, Any] | None = None,
 ) -> None:
-    """Add a run's skips and errors to its sync (keeping the newest errors); with the run's
-    `summary` at its end, also record when it ran and when the next poll is due."""
+    """Add a run's skips and errors to its sync; at its end (`summary`), record the run too."""
     repo_fns.add_counts(session, sync_id, objects_skipped=skipped, errors=errors)
     sync = SyncRepository(session, namespace_id).get(sync_id)
     if sync is None:  # deleted while it ran
@@ -291,7 +290,7 @@ def to_out(sync: Sync, *, running: bool, warnings: list[str] | None = None) -> S
         objects_created=sync.objects_created,
         objects_skipped=sync.objects_skipped,
         errors=sync.errors,
-        last_errors=[KeyErrorOut.model_validate(e) for e in sync.last_errors],
+        last_errors=[SyncKeyError.model_validate(e) for e in sync.last_errors],
         last_run=RunSummary.model_validate(sync.last_run) if sync.last_run else None,
         created_at=sync.created_at,
         updated_at=sync.updated_at,

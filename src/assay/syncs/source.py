@@ -1,8 +1,8 @@
 """An S3 (or S3-compatible) source: listing and reading through boto3 (imported lazily), and
 the rules that decide which keys a run takes and which bucket property each one goes to.
 
-Every call blocks; the run hands them to threads. botocore's errors are translated here into
-`SourceError`s whose messages are safe to show (credentials are scrubbed from them).
+`S3Source`'s calls block; the run hands them to threads. botocore's errors are translated here
+into `SourceError`s whose messages are safe to show (credentials are scrubbed from them).
 Without credentials the requests go unsigned: a sync must never borrow the server's own AWS
 identity (environment, instance role) to read a bucket its creator named.
 """
