@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -41,11 +42,13 @@ def _free_port() -> int:
 class Serve:
     """`assay serve` in its own process, with its RSS sampled in the background."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, workers: int = 0) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "ASSAY_ADMIN_KEY": ADMIN_KEY}
-        args = ["serve", "--port", str(self.port), "--data-dir", str(data_dir), "--workers", "0"]
+        # Private URLs allowed: the sync source (moto) listens on loopback.
+        env = {**os.environ, "ASSAY_ADMIN_KEY": ADMIN_KEY, "ASSAY_ALLOW_PRIVATE_URLS": "1"}
+        args = ["serve", "--port", str(self.port), "--data-dir", str(data_dir)]
+        args += ["--workers", str(workers)]
         self.proc = subprocess.Popen(
             [sys.executable, "-c", CLI, *args], env=env, stdout=subprocess.DEVNULL
         )
@@ -119,10 +122,53 @@ def upload(c: httpx.Client, path: Path, sha: str) -> float:
     return time.perf_counter() - t0
 
 
+def sync_keys_per_s(root: Path, keys: int) -> tuple[float, int]:
+    """A one-time sync of `keys` small text keys from a moto S3 server: keys/s, created."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto logs every request
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    try:
+        host, port = moto.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        creds = {"access_key_id": "testing", "secret_access_key": "testing"}
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        s3.create_bucket(Bucket="source")
+        for i in range(keys):
+            s3.put_object(Bucket="source", Key=f"docs/{i:05}.txt", Body=f"document {i}".encode())
+        with Serve(root / "sync-data", workers=1) as server:
+            headers = {"Authorization": f"Bearer {ADMIN_KEY}", "X-Namespace": "bench"}
+            with httpx.Client(base_url=server.url, headers=headers, timeout=60) as c:
+                c.post("/v1/namespaces", json={"namespace_name": "bench"}).raise_for_status()
+                schema = {"properties": {"body": {"type": "text"}}}
+                c.post("/v1/buckets", json={"bucket_name": "docs", "bucket_schema": schema})
+                source = {"provider": "s3", "bucket": "source", "prefix": "docs/"}
+                source |= {"endpoint_url": endpoint, "region": "us-east-1", "credentials": creds}
+                t0 = time.perf_counter()
+                sync = c.post("/v1/buckets/docs/syncs", json={"source": source}).json()
+                while (state := c.get(f"/v1/buckets/docs/syncs/{sync['sync_id']}").json())[
+                    "last_run_at"
+                ] is None:
+                    time.sleep(0.1)
+                elapsed = time.perf_counter() - t0
+        return keys / elapsed, int(state["objects_created"])
+    finally:
+        moto.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--big-mb", type=int, default=1024)
+    parser.add_argument("--sync-keys", type=int, default=2000)
     args = parser.parse_args()
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
@@ -163,6 +209,9 @@ def main() -> None:
         )
         verdict = "PASS" if extra_mb < 100 else "MISS"
         table.add_row("extra RSS (target < 100 MB)", f"{extra_mb:.0f} MB {verdict}")
+        rate, created = sync_keys_per_s(root, args.sync_keys)
+        table.add_row(f"sync of {args.sync_keys} small keys (moto)", f"{rate:,.0f} keys/s")
+        table.add_row("objects created by the sync", f"{created:,}")
         console.print(table)
 
 
