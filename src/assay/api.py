@@ -8,6 +8,7 @@ from assay import health
 from assay.auth import endpoints as keys
 from assay.batches import endpoints as batches
 from assay.buckets import endpoints as buckets
+from assay.collections import endpoints as collections
 from assay.kit.openapi import ERROR_RESPONSES
 from assay.namespaces import endpoints as namespaces
 from assay.objects import endpoints as objects
@@ -25,6 +26,8 @@ DOMAIN_ROUTERS = (
     syncs.router,
     buckets.router,
     tasks.router,
+    collections.router,
+    collections.lineage_router,
     webhooks.router,
     namespaces.router,
     keys.router,

@@ -86,12 +86,18 @@ class BatchRepository:
         )
 
     def replace_documents(
-        self, object_ids: list[str], extractor: str, version: str, rows: list[dict[str, Any]]
+        self,
+        object_ids: list[str],
+        collection_id: str,
+        extractor: str,
+        version: str,
+        rows: list[dict[str, Any]],
     ) -> None:
-        """Documents of these objects by this extractor: the old ones go, the new ones come."""
+        """Documents of these objects in this collection: the old ones go, the new ones come."""
         self.session.execute(
             delete(Document).where(
                 Document.namespace_id == self.namespace_id,
+                Document.collection_id == collection_id,
                 Document.object_id.in_(object_ids),
                 Document.extractor == extractor,
                 Document.extractor_version == version,

@@ -15,11 +15,12 @@ from assay.batches.schemas import (
     TaskRef,
     progress_of,
 )
+from assay.collections.repository import CollectionRepository
 from assay.errors import Conflict, NotFound, ValidationFailed
 from assay.jobs import repository as jobs
 from assay.kit.ids import new_id
 from assay.kit.paging import SortKey, paginate
-from assay.models import Batch, Namespace, Task
+from assay.models import Batch, Task
 from assay.objects.service import find_bucket
 
 CHUNK = 50  # objects per job: small enough for progress to move, big enough to amortise
@@ -97,8 +98,15 @@ def submit(
     object_ids = repo.object_ids(batch_id)
     if not object_ids:
         raise ValidationFailed.at(["object_ids"], "the batch has no objects to process")
-    namespace = session.get(Namespace, namespace_id)
-    batch.extractors = list(namespace.feature_extractors if namespace else [])
+    batch.extractors = [
+        {
+            "collection_id": c.collection_id,
+            "feature_extractor_name": c.extractor_name,
+            "version": c.extractor_version,
+            "params": c.params,
+        }
+        for c in CollectionRepository(session, namespace_id).for_bucket(repo.bucket_id)
+    ]
     task = Task(
         task_id=new_id("task"), namespace_id=namespace_id, task_type=TASK_TYPE, subject_id=batch_id
     )
@@ -196,7 +204,7 @@ def to_out(repo: BatchRepository, batch: Batch) -> BatchOut:
         progress=progress_of(counts),
         error_summary=repo.error_summary(batch.batch_id) if counts.get("FAILED") else {},
         error=batch.error,
-        collections=[f"{e['feature_extractor_name']}@{e['version']}" for e in batch.extractors],
+        collections=[e["collection_id"] for e in batch.extractors],
         created_at=batch.created_at,
         started_at=batch.started_at,
         completed_at=batch.completed_at,

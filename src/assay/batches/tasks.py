@@ -28,7 +28,7 @@ from assay.objects.storage import BlobKeeper, in_database
 
 @dataclass
 class _Outcome:
-    docs: dict[tuple[str, str], list[dict[str, Any]]]  # (extractor, version) → rows
+    docs: dict[tuple[str, str, str], list[dict[str, Any]]]  # (collection, extractor, version)
     succeeded: list[str]
     failed: dict[str, tuple[str, str]]  # object_id → (error_type, message)
 
@@ -90,23 +90,21 @@ class BatchExtraction:
         extractors: list[dict[str, Any]],
         outcome: _Outcome,
     ) -> None:
-        drafts: dict[tuple[str, str], list[DocumentDraft]] = {}
+        drafts: dict[tuple[str, str, str], list[DocumentDraft]] = {}
         try:
             for ref in extractors:
                 impl = self.registry.implementation(ref["feature_extractor_name"], ref["version"])
                 item = self._input(obj, impl.reads, small)
-                drafts[(impl.spec.name, impl.spec.version)] = impl.extract(
-                    item, ref.get("params") or {}
-                )
+                key = (ref["collection_id"], impl.spec.name, impl.spec.version)
+                drafts[key] = impl.extract(item, ref.get("params") or {})
         except ExtractorUnavailable as exc:
             outcome.failed[obj.object_id] = ("ExtractorUnavailable", str(exc))
             return
         except ExtractorError as exc:
             outcome.failed[obj.object_id] = (exc.error_type, exc.message)
             return
-        for (name, version), found in drafts.items():
-            rows = outcome.docs.setdefault((name, version), [])
-            rows += [_row(obj, name, version, d) for d in found]
+        for key, found in drafts.items():
+            outcome.docs.setdefault(key, []).extend(_row(obj, *key, d) for d in found)
         outcome.succeeded.append(obj.object_id)
 
     def _input(self, obj: Object, reads: frozenset[str], small: dict[str, bytes]) -> ObjectInput:
@@ -152,11 +150,15 @@ def _small_bytes(session: Session, ns: str, objects: Iterable[Object]) -> dict[s
     return {key: data for key, data in session.execute(stmt)}
 
 
-def _row(obj: Object, name: str, version: str, d: DocumentDraft) -> dict[str, Any]:
+def _row(
+    obj: Object, collection_id: str, name: str, version: str, d: DocumentDraft
+) -> dict[str, Any]:
+    content = dict(d.content)
+    features = content.pop("_features", {})  # vectors travel in the draft's content
     return {
         "document_id": new_id("doc"),
         "namespace_id": obj.namespace_id,
-        "collection_key": f"{name}@{version}",
+        "collection_id": collection_id,
         "object_id": obj.object_id,
         "blob_id": d.blob_id,
         "property": d.property,
@@ -164,7 +166,8 @@ def _row(obj: Object, name: str, version: str, d: DocumentDraft) -> dict[str, An
         "segment": d.segment,
         "extractor": name,
         "extractor_version": version,
-        "content": d.content,
+        "content": content,
+        "features": features,
         "metadata": d.metadata,
         "created_at": utcnow(),
     }
@@ -176,10 +179,10 @@ def _record(session: Session, ns: str, bucket_id: str, batch_id: str, outcome: _
     batch = repo.get(batch_id)
     if batch is None or batch.status != "PROCESSING":
         return
-    for (name, version), rows in outcome.docs.items():
-        repo.replace_documents(outcome.succeeded, name, version, rows)
+    for (collection_id, name, version), rows in outcome.docs.items():
+        repo.replace_documents(outcome.succeeded, collection_id, name, version, rows)
         if rows:
-            data = {"batch_id": batch_id, "collection": f"{name}@{version}", "count": len(rows)}
+            data = {"batch_id": batch_id, "collection_id": collection_id, "count": len(rows)}
             emit(session, ns, "collection.documents.written", ("batch", batch_id), data)
     if outcome.succeeded:
         repo.set_items(

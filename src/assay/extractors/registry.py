@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from assay.extractors.base import Extractor, ExtractorSpec
 from assay.extractors.builtin.catalogue import BUILTIN_SPECS
 from assay.extractors.builtin.passthrough import PassthroughExtractor
+from assay.extractors.builtin.text import TextExtractor
 
 
 class UnknownExtractor(LookupError):
@@ -41,7 +42,8 @@ class ExtractorRegistry:
         implementations: Iterable[Extractor] | None = None,
     ) -> None:
         self._specs = {(s.name, s.version): s for s in specs}
-        impls = [PassthroughExtractor()] if implementations is None else implementations
+        builtin = [PassthroughExtractor(), TextExtractor()]
+        impls = builtin if implementations is None else implementations
         self._impls = {(e.spec.name, e.spec.version): e for e in impls}
 
     def implementation(self, name: str, version: str) -> Extractor:

@@ -4,6 +4,7 @@ from assay.models.api_key import ApiKey
 from assay.models.batch import Batch, BatchItem
 from assay.models.blob_bytes import BlobBytes
 from assay.models.bucket import Bucket
+from assay.models.collection import Collection
 from assay.models.document import Document
 from assay.models.event import Event
 from assay.models.idempotency import IdempotencyRecord
@@ -22,6 +23,7 @@ __all__ = [
     "Blob",
     "BlobBytes",
     "Bucket",
+    "Collection",
     "Document",
     "Event",
     "IdempotencyRecord",

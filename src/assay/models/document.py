@@ -16,8 +16,8 @@ class Document(Base):
     __tablename__ = "documents"
     __table_args__ = (
         UniqueConstraint(
-            "object_id", "blob_id", "segment_key", "extractor", "extractor_version",
-            name="uq_documents_lineage",
+            "collection_id", "object_id", "blob_id", "segment_key", "extractor",
+            "extractor_version", name="uq_documents_lineage",
         ),
     )  # fmt: skip
 
@@ -25,7 +25,7 @@ class Document(Base):
     namespace_id: Mapped[str] = mapped_column(
         ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True
     )
-    collection_key: Mapped[str] = mapped_column(String(120), index=True)
+    collection_id: Mapped[str] = mapped_column(String(32), index=True)
     object_id: Mapped[str] = mapped_column(
         ForeignKey("objects.object_id", ondelete="CASCADE"), index=True
     )
@@ -36,5 +36,8 @@ class Document(Base):
     extractor: Mapped[str] = mapped_column(String(100))
     extractor_version: Mapped[str] = mapped_column(String(20))
     content: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Vectors by feature URI (`assay://text_extractor@v1/text_embedding`), until the vector
+    # index holds them.
+    features: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -8,7 +8,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from assay.kit.ids import has_prefix
-from assay.models import Bucket, Namespace, Object
+from assay.models import Bucket, Collection, Document, Namespace, Object
 
 
 class NamespaceRepository:
@@ -39,11 +39,18 @@ class NamespaceRepository:
     def counts(self, namespace_ids: list[str]) -> dict[str, dict[str, Any]]:
         """bucket_count and object_count per namespace, two grouped queries for the whole page."""
         out: dict[str, dict[str, Any]] = {
-            i: {"bucket_count": 0, "object_count": 0} for i in namespace_ids
+            i: {"bucket_count": 0, "object_count": 0, "collection_count": 0, "document_count": 0}
+            for i in namespace_ids
         }
         if not namespace_ids:
             return out
-        for model, field in ((Bucket, "bucket_count"), (Object, "object_count")):
+        counted = (
+            (Bucket, "bucket_count"),
+            (Object, "object_count"),
+            (Collection, "collection_count"),
+            (Document, "document_count"),
+        )
+        for model, field in counted:
             stmt = (
                 select(model.namespace_id, func.count())
                 .where(model.namespace_id.in_(namespace_ids))

@@ -7,13 +7,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from assay.auth.principal import Principal
+from assay.collections.service import check_extractors, create_defaults
 from assay.errors import AlreadyExists, NotFound, ValidationFailed
-from assay.extractors.registry import ExtractorRegistry, InvalidParams, UnknownExtractor
+from assay.extractors.registry import ExtractorRegistry
 from assay.kit.ids import has_prefix, new_id
 from assay.kit.paging import SortKey, paginate
 from assay.models import Namespace
 from assay.namespaces.repository import NamespaceRepository
-from assay.namespaces.schemas import ExtractorRef, NamespaceCreate, NamespaceOut, NamespacePatch
+from assay.namespaces.schemas import NamespaceCreate, NamespaceOut, NamespacePatch
 
 
 def not_found(ident: str) -> NotFound:
@@ -35,36 +36,6 @@ def find(session: Session, ident: str) -> tuple[str, str] | None:
     return None if ns is None else (ns.namespace_id, ns.namespace_name)
 
 
-def check_extractors(registry: ExtractorRegistry, refs: list[ExtractorRef]) -> list[dict[str, Any]]:
-    """Extractor references checked against the catalogue, params completed with defaults."""
-    checked = []
-    for i, ref in enumerate(refs):
-        try:
-            spec = registry.get(ref.feature_extractor_name, ref.version)
-            params = registry.validate_params(spec, ref.params)
-        except UnknownExtractor as exc:
-            raise ValidationFailed(
-                f"unknown feature extractor {ref.feature_extractor_name}@{ref.version}; "
-                f"available: {', '.join(exc.available)}",
-                [{"loc": ["feature_extractors", i], "msg": str(exc), "type": "unknown_extractor"}],
-                available=exc.available,
-            ) from exc
-        except InvalidParams as exc:
-            errors = [
-                {**e, "loc": ["feature_extractors", i, "params", *e["loc"]]} for e in exc.errors
-            ]
-            raise ValidationFailed("invalid feature extractor params", errors) from exc
-        checked.append(
-            {
-                "feature_extractor_name": spec.name,
-                "version": spec.version,
-                "params": params,
-                "feature_extractor_id": f"{spec.name}_{spec.version}",
-            }
-        )
-    return checked
-
-
 def create(
     session: Session, registry: ExtractorRegistry, principal: Principal, body: NamespaceCreate
 ) -> NamespaceOut:
@@ -84,7 +55,8 @@ def create(
             feature_extractors=extractors,
         )
     )
-    return _out(ns, {}, warnings=body.warnings())
+    create_defaults(session, ns.namespace_id, extractors)
+    return _out(ns, {"collection_count": len(extractors)}, warnings=body.warnings())
 
 
 def get(session: Session, principal: Principal, ident: str) -> NamespaceOut:

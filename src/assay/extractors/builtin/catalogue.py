@@ -40,7 +40,7 @@ _IMAGE_OUTPUTS = (
 )
 
 BUILTIN_SPECS: tuple[ExtractorSpec, ...] = (
-    ExtractorSpec(
+    TEXT := ExtractorSpec(
         name="text_extractor",
         version="v1",
         description="Chunks text and embeds each chunk with MiniLM (384-d).",
@@ -56,7 +56,7 @@ BUILTIN_SPECS: tuple[ExtractorSpec, ...] = (
         outputs=_IMAGE_OUTPUTS,
         params_model=ImageParams,
     ),
-    ExtractorSpec(
+    MULTIMODAL := ExtractorSpec(
         name="multimodal_extractor",
         version="v1",
         description="Text, images, audio (Whisper transcripts) and video segments into one space.",

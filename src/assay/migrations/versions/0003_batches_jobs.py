@@ -152,7 +152,7 @@ def upgrade() -> None:
         "documents",
         sa.Column("document_id", sa.String(length=32), nullable=False),
         sa.Column("namespace_id", sa.String(length=32), nullable=False),
-        sa.Column("collection_key", sa.String(length=120), nullable=False),
+        sa.Column("collection_id", sa.String(length=32), nullable=False),
         sa.Column("object_id", sa.String(length=32), nullable=False),
         sa.Column("blob_id", sa.String(length=32), nullable=False),
         sa.Column("property", sa.String(length=200), nullable=False),
@@ -161,6 +161,7 @@ def upgrade() -> None:
         sa.Column("extractor", sa.String(length=100), nullable=False),
         sa.Column("extractor_version", sa.String(length=20), nullable=False),
         sa.Column("content", sa.JSON(), nullable=False),
+        sa.Column("features", sa.JSON(), nullable=False),
         sa.Column("metadata", sa.JSON(), nullable=False),
         sa.Column("created_at", assay.kit.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -177,6 +178,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("document_id", name=op.f("pk_documents")),
         sa.UniqueConstraint(
+            "collection_id",
             "object_id",
             "blob_id",
             "segment_key",
@@ -187,7 +189,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("documents", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_documents_collection_key"), ["collection_key"], unique=False
+            batch_op.f("ix_documents_collection_id"), ["collection_id"], unique=False
         )
         batch_op.create_index(
             batch_op.f("ix_documents_namespace_id"), ["namespace_id"], unique=False
@@ -202,7 +204,7 @@ def downgrade() -> None:
     with op.batch_alter_table("documents", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_documents_object_id"))
         batch_op.drop_index(batch_op.f("ix_documents_namespace_id"))
-        batch_op.drop_index(batch_op.f("ix_documents_collection_key"))
+        batch_op.drop_index(batch_op.f("ix_documents_collection_id"))
 
     op.drop_table("documents")
     with op.batch_alter_table("batch_items", schema=None) as batch_op:

@@ -1,0 +1,119 @@
+"""Collections and documents over HTTP, and an object's documents (lineage)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from assay.collections import service
+from assay.collections.schemas import (
+    CollectionCreate,
+    CollectionDeleted,
+    CollectionOut,
+    DocumentOut,
+)
+from assay.deps import CurrentScope, PageQuery
+from assay.kit.schemas import ListRequest, Page, Pagination
+
+router = APIRouter(prefix="/v1/collections", tags=["collections"])
+lineage_router = APIRouter(tags=["collections"])
+IncludeVectors = Annotated[bool, Query(description="add each document's feature vectors")]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=CollectionOut)
+async def create_collection(body: CollectionCreate, scope: CurrentScope) -> CollectionOut:
+    """A collection fed by some buckets through one extractor."""
+    ctx = scope.ctx
+    return await ctx.db.write(
+        lambda s: service.create(s, ctx.registry, scope.principal, scope.namespace_id, body)
+    )
+
+
+@router.get("", response_model=Page[CollectionOut])
+async def list_collections(scope: CurrentScope, page: PageQuery) -> Page[CollectionOut]:
+    """Collections of the namespace."""
+    return await _list(scope, page.limit, page.cursor)
+
+
+@router.post("/list", response_model=Page[CollectionOut])
+async def list_collections_post(body: ListRequest, scope: CurrentScope) -> Page[CollectionOut]:
+    """The hosted product's list form."""
+    return await _list(scope, body.limit, body.cursor)
+
+
+async def _list(scope: CurrentScope, limit: int, cursor: str | None) -> Page[CollectionOut]:
+    ctx = scope.ctx
+    rows, nxt = await ctx.db.read(
+        lambda s: service.list_page(
+            s, ctx.registry, scope.namespace_id, limit=limit, cursor=cursor
+        ),
+        heavy=True,
+    )
+    return Page(results=rows, pagination=Pagination(limit=limit, next_cursor=nxt))
+
+
+@router.get("/{collection_identifier}", response_model=CollectionOut)
+async def get_collection(collection_identifier: str, scope: CurrentScope) -> CollectionOut:
+    """One collection, by id or name."""
+    ctx = scope.ctx
+    return await ctx.db.read(
+        lambda s: service.get(s, ctx.registry, scope.namespace_id, collection_identifier)
+    )
+
+
+@router.delete("/{collection_identifier}", response_model=CollectionDeleted)
+async def delete_collection(collection_identifier: str, scope: CurrentScope) -> CollectionDeleted:
+    """Delete a collection and its documents."""
+    collection_id = await scope.ctx.db.write(
+        lambda s: service.delete(s, scope.principal, scope.namespace_id, collection_identifier)
+    )
+    return CollectionDeleted(collection_id=collection_id)
+
+
+@router.get("/{collection_identifier}/documents", response_model=Page[DocumentOut])
+async def list_documents(
+    collection_identifier: str,
+    scope: CurrentScope,
+    page: PageQuery,
+    include_vectors: IncludeVectors = False,
+) -> Page[DocumentOut]:
+    """Documents of a collection, in creation order."""
+    rows, nxt = await scope.ctx.db.read(
+        lambda s: service.documents_page(
+            s,
+            scope.namespace_id,
+            collection_identifier,
+            limit=page.limit,
+            cursor=page.cursor,
+            include_vectors=include_vectors,
+        ),
+        heavy=True,
+    )
+    return Page(results=rows, pagination=Pagination(limit=page.limit, next_cursor=nxt))
+
+
+@router.get("/{collection_identifier}/documents/{document_id}", response_model=DocumentOut)
+async def get_document(
+    collection_identifier: str,
+    document_id: str,
+    scope: CurrentScope,
+    include_vectors: IncludeVectors = False,
+) -> DocumentOut:
+    """One document with its lineage."""
+    return await scope.ctx.db.read(
+        lambda s: service.document(
+            s, scope.namespace_id, collection_identifier, document_id, include_vectors
+        )
+    )
+
+
+@lineage_router.get("/v1/objects/{object_id}/documents", response_model=list[DocumentOut])
+async def object_documents(
+    object_id: str, scope: CurrentScope, include_vectors: IncludeVectors = False
+) -> list[DocumentOut]:
+    """What an object became, in every collection."""
+    return await scope.ctx.db.read(
+        lambda s: service.object_documents(s, scope.namespace_id, object_id, include_vectors),
+        heavy=True,
+    )

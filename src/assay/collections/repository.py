@@ -1,0 +1,69 @@
+"""SQL for collections and their documents; every query is namespace-scoped."""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, delete, func, select
+from sqlalchemy.orm import Session
+
+from assay.kit.ids import has_prefix
+from assay.models import Collection, Document
+
+
+class CollectionRepository:
+    def __init__(self, session: Session, namespace_id: str) -> None:
+        self.session = session
+        self.namespace_id = namespace_id
+
+    def scoped(self) -> Select[tuple[Collection]]:
+        return select(Collection).where(Collection.namespace_id == self.namespace_id)
+
+    def get_by_ident(self, ident: str) -> Collection | None:
+        col = Collection.collection_id if has_prefix(ident, "col") else Collection.collection_name
+        return self.session.scalar(self.scoped().where(col == ident))
+
+    def name_taken(self, name: str) -> bool:
+        return self.get_by_ident(name) is not None
+
+    def add(self, collection: Collection) -> Collection:
+        self.session.add(collection)
+        self.session.flush()
+        return collection
+
+    def for_bucket(self, bucket_id: str) -> list[Collection]:
+        """The collections a bucket's objects feed: defaults, and those naming the bucket."""
+        rows = self.session.scalars(self.scoped().order_by(Collection.collection_id))
+        return [c for c in rows if c.source_bucket_ids is None or bucket_id in c.source_bucket_ids]
+
+    def delete(self, collection: Collection) -> None:
+        self.session.execute(
+            delete(Document).where(
+                Document.namespace_id == self.namespace_id,
+                Document.collection_id == collection.collection_id,
+            )
+        )
+        self.session.delete(collection)
+
+    def document_counts(self, collection_ids: list[str]) -> dict[str, int]:
+        stmt = (
+            select(Document.collection_id, func.count())
+            .where(Document.namespace_id == self.namespace_id)
+            .where(Document.collection_id.in_(collection_ids))
+            .group_by(Document.collection_id)
+        )
+        return {cid: n for cid, n in self.session.execute(stmt)}
+
+    def documents(self, collection_id: str | None = None) -> Select[tuple[Document]]:
+        stmt = select(Document).where(Document.namespace_id == self.namespace_id)
+        return (
+            stmt if collection_id is None else stmt.where(Document.collection_id == collection_id)
+        )
+
+    def document(self, collection_id: str, document_id: str) -> Document | None:
+        stmt = self.documents(collection_id).where(Document.document_id == document_id)
+        return self.session.scalar(stmt)
+
+    def documents_of_object(self, object_id: str) -> list[Document]:
+        stmt = self.documents().where(Document.object_id == object_id)
+        return list(
+            self.session.scalars(stmt.order_by(Document.collection_id, Document.document_id))
+        )

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import Field
+
+from assay.kit.schemas import RequestSchema, Schema
+from assay.namespaces.schemas import NAME_PATTERN
+
+
+class CollectionSource(RequestSchema):
+    type: Literal["bucket"] = "bucket"
+    bucket_ids: list[str] = Field(min_length=1, max_length=100)
+
+
+class CollectionExtractor(RequestSchema):
+    feature_extractor_name: str = Field(min_length=1, max_length=100)
+    version: str = Field(default="v1", min_length=1, max_length=20)
+    params: dict[str, Any] | None = None
+    input_mappings: dict[str, Any] | None = None
+
+
+class CollectionCreate(RequestSchema):
+    collection_name: str = Field(pattern=NAME_PATTERN)
+    description: str | None = Field(default=None, max_length=10_000)
+    source: CollectionSource
+    feature_extractor: CollectionExtractor
+
+
+class CollectionOut(Schema):
+    collection_id: str
+    collection_name: str
+    description: str | None = None
+    source: dict[str, Any]
+    feature_extractor: dict[str, Any]
+    feature_uris: list[str]
+    is_default: bool
+    document_count: int = 0
+    created_at: dt.datetime
+
+
+class CollectionDeleted(Schema):
+    collection_id: str
+    deleted: bool = True
+
+
+class DocumentSource(Schema):
+    object_id: str
+    blob_id: str
+    property: str
+    segment: dict[str, Any] | None = None
+
+
+class DocumentOut(Schema):
+    document_id: str
+    collection_id: str
+    source: DocumentSource
+    content: dict[str, Any]
+    features: dict[str, list[float]] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    extractor: str
+    created_at: dt.datetime

@@ -1,0 +1,220 @@
+"""Collection use-cases: default collections per extractor, user collections, documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from assay.auth.principal import Principal
+from assay.buckets.repository import BucketRepository
+from assay.collections.repository import CollectionRepository
+from assay.collections.schemas import CollectionCreate, CollectionOut, DocumentOut
+from assay.errors import AlreadyExists, NotFound, ValidationFailed
+from assay.extractors.registry import ExtractorRegistry, InvalidParams, UnknownExtractor
+from assay.kit.ids import has_prefix, new_id
+from assay.kit.paging import SortKey, paginate
+from assay.models import Collection, Document, Object
+from assay.namespaces.schemas import ExtractorRef
+
+
+def check_extractors(registry: ExtractorRegistry, refs: list[ExtractorRef]) -> list[dict[str, Any]]:
+    """Extractor references checked against the catalogue, params completed with defaults."""
+    checked = []
+    for i, ref in enumerate(refs):
+        try:
+            spec = registry.get(ref.feature_extractor_name, ref.version)
+            params = registry.validate_params(spec, ref.params)
+        except UnknownExtractor as exc:
+            raise ValidationFailed(
+                f"unknown feature extractor {ref.feature_extractor_name}@{ref.version}; "
+                f"available: {', '.join(exc.available)}",
+                [{"loc": ["feature_extractors", i], "msg": str(exc), "type": "unknown_extractor"}],
+                available=exc.available,
+            ) from exc
+        except InvalidParams as exc:
+            errors = [
+                {**e, "loc": ["feature_extractors", i, "params", *e["loc"]]} for e in exc.errors
+            ]
+            raise ValidationFailed("invalid feature extractor params", errors) from exc
+        checked.append(
+            {
+                "feature_extractor_name": spec.name,
+                "version": spec.version,
+                "params": params,
+                "feature_extractor_id": f"{spec.name}_{spec.version}",
+            }
+        )
+    return checked
+
+
+def create_defaults(session: Session, namespace_id: str, extractors: list[dict[str, Any]]) -> None:
+    """One collection per namespace extractor, named after it, fed by every bucket."""
+    repo = CollectionRepository(session, namespace_id)
+    for ref in extractors:
+        repo.add(
+            Collection(
+                collection_id=new_id("col"),
+                namespace_id=namespace_id,
+                collection_name=ref["feature_extractor_name"],
+                extractor_name=ref["feature_extractor_name"],
+                extractor_version=ref["version"],
+                params=ref.get("params") or {},
+                is_default=True,
+            )
+        )
+
+
+def create(
+    session: Session,
+    registry: ExtractorRegistry,
+    principal: Principal,
+    namespace_id: str,
+    body: CollectionCreate,
+) -> CollectionOut:
+    principal.require("write")
+    if has_prefix(body.collection_name, "col"):
+        raise ValidationFailed.at(["collection_name"], "a name may not look like a collection id")
+    repo = CollectionRepository(session, namespace_id)
+    if repo.name_taken(body.collection_name):
+        raise AlreadyExists(f"collection '{body.collection_name}' already exists")
+    fx = body.feature_extractor
+    ref = ExtractorRef(
+        feature_extractor_name=fx.feature_extractor_name, version=fx.version, params=fx.params
+    )
+    (checked,) = check_extractors(registry, [ref])
+    buckets = BucketRepository(session, namespace_id)
+    bucket_ids = []
+    for i, ident in enumerate(body.source.bucket_ids):
+        bucket = buckets.get_by_ident(ident)
+        if bucket is None:
+            raise ValidationFailed.at(["source", "bucket_ids", i], f"bucket '{ident}' not found")
+        bucket_ids.append(bucket.bucket_id)
+    collection = repo.add(
+        Collection(
+            collection_id=new_id("col"),
+            namespace_id=namespace_id,
+            collection_name=body.collection_name,
+            description=body.description,
+            extractor_name=checked["feature_extractor_name"],
+            extractor_version=checked["version"],
+            params=checked["params"],
+            input_mappings=fx.input_mappings or {},
+            source_bucket_ids=bucket_ids,
+        )
+    )
+    return to_out(registry, collection, 0)
+
+
+def get_collection(session: Session, namespace_id: str, ident: str) -> Collection:
+    collection = CollectionRepository(session, namespace_id).get_by_ident(ident)
+    if collection is None:
+        raise NotFound(f"collection '{ident}' not found")
+    return collection
+
+
+def get(
+    session: Session, registry: ExtractorRegistry, namespace_id: str, ident: str
+) -> CollectionOut:
+    collection = get_collection(session, namespace_id, ident)
+    count = CollectionRepository(session, namespace_id).document_counts([collection.collection_id])
+    return to_out(registry, collection, count.get(collection.collection_id, 0))
+
+
+def list_page(
+    session: Session,
+    registry: ExtractorRegistry,
+    namespace_id: str,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[CollectionOut], str | None]:
+    repo = CollectionRepository(session, namespace_id)
+    key = SortKey(Collection.collection_id, Collection.collection_id, descending=False)
+    rows, nxt = paginate(session, repo.scoped(), key, limit=limit, cursor=cursor)
+    counts = repo.document_counts([c.collection_id for c in rows])
+    return [to_out(registry, c, counts.get(c.collection_id, 0)) for c in rows], nxt
+
+
+def delete(session: Session, principal: Principal, namespace_id: str, ident: str) -> str:
+    principal.require("write")
+    collection = get_collection(session, namespace_id, ident)
+    CollectionRepository(session, namespace_id).delete(collection)
+    return collection.collection_id
+
+
+def document(
+    session: Session, namespace_id: str, ident: str, document_id: str, include_vectors: bool
+) -> DocumentOut:
+    collection = get_collection(session, namespace_id, ident)
+    doc = CollectionRepository(session, namespace_id).document(
+        collection.collection_id, document_id
+    )
+    if doc is None:
+        raise NotFound(f"document '{document_id}' not found")
+    return document_out(doc, include_vectors)
+
+
+def documents_page(
+    session: Session,
+    namespace_id: str,
+    ident: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    include_vectors: bool,
+) -> tuple[list[DocumentOut], str | None]:
+    collection = get_collection(session, namespace_id, ident)
+    stmt = CollectionRepository(session, namespace_id).documents(collection.collection_id)
+    key = SortKey(Document.document_id, Document.document_id, descending=False)
+    rows, nxt = paginate(session, stmt, key, limit=limit, cursor=cursor)
+    return [document_out(d, include_vectors) for d in rows], nxt
+
+
+def object_documents(
+    session: Session, namespace_id: str, object_id: str, include_vectors: bool
+) -> list[DocumentOut]:
+    """What an object became, in every collection (404 for another tenant's object)."""
+    obj = session.get(Object, object_id)
+    if obj is None or obj.namespace_id != namespace_id:
+        raise NotFound(f"object '{object_id}' not found")
+    docs = CollectionRepository(session, namespace_id).documents_of_object(object_id)
+    return [document_out(d, include_vectors) for d in docs]
+
+
+def document_out(doc: Document, include_vectors: bool) -> DocumentOut:
+    return DocumentOut(
+        document_id=doc.document_id,
+        collection_id=doc.collection_id,
+        source={
+            "object_id": doc.object_id,
+            "blob_id": doc.blob_id,
+            "property": doc.property,
+            "segment": doc.segment,
+        },
+        content=doc.content,
+        features=doc.features if include_vectors else None,
+        metadata=doc.metadata_,
+        extractor=f"{doc.extractor}@{doc.extractor_version}",
+        created_at=doc.created_at,
+    )
+
+
+def to_out(registry: ExtractorRegistry, c: Collection, document_count: int) -> CollectionOut:
+    spec = registry.get(c.extractor_name, c.extractor_version)
+    return CollectionOut(
+        collection_id=c.collection_id,
+        collection_name=c.collection_name,
+        description=c.description,
+        source={"type": "bucket", "bucket_ids": c.source_bucket_ids},
+        feature_extractor={
+            "feature_extractor_name": c.extractor_name,
+            "version": c.extractor_version,
+            "params": c.params,
+            "input_mappings": c.input_mappings,
+        },
+        feature_uris=[spec.feature_uri(o.name) for o in spec.outputs if o.type == "vector"],
+        is_default=c.is_default,
+        document_count=document_count,
+        created_at=c.created_at,
+    )

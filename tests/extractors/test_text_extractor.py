@@ -1,0 +1,179 @@
+"""text_extractor v1 on the real packaged MiniLM: chunks, lineage, vectors and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assay.extractors.base import BlobInput, ExtractorError, ObjectInput
+from assay.extractors.builtin import text as text_module
+from assay.extractors.builtin.catalogue import TEXT_DIM
+from assay.extractors.builtin.text import (
+    FEATURES_KEY,
+    TEXT_EMBEDDING_URI,
+    TextExtractor,
+    embed_query,
+    text_params,
+)
+from assay.extractors.models import (
+    ModelLoadError,
+    embed_texts,
+    load_sentence_transformer,
+    text_encoder,
+)
+
+P1 = "The cat sat on the mat. It purred softly in the sun."
+P2 = "Quarterly revenue grew five percent. Costs fell slightly."
+P3 = "Rain is due. Bring a coat."
+THREE = f"{P1}\n\n{P2}\n\n{P3}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def encoder() -> Any:
+    """Loads MiniLM once for the module; every test after the first reuses it."""
+    return text_encoder()
+
+
+def blob(data: bytes, blob_type: str = "text", blob_id: str = "blob_1") -> BlobInput:
+    return BlobInput(blob_id, "body", blob_type, "text/plain", {"lang": "en"}, data)
+
+
+def obj(*blobs: BlobInput) -> ObjectInput:
+    return ObjectInput("obj_1", {"source": "test"}, {"sku": "A1"}, blobs)
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("split_by", "size", "overlap", "expected"),
+    [
+        ("characters", 60, 10, [THREE[0:60], THREE[50:110].strip(), THREE[100:].strip()]),
+        (
+            "sentences",
+            40,
+            0,
+            [
+                "The cat sat on the mat.",
+                "It purred softly in the sun.",
+                "Quarterly revenue grew five percent.",
+                "Costs fell slightly.\n\nRain is due.",
+                "Bring a coat.",
+            ],
+        ),
+        ("paragraphs", 60, 0, [P1, P2, P3]),
+    ],
+)
+def test_three_paragraphs_chunk_per_mode(
+    split_by: str, size: int, overlap: int, expected: list[str]
+) -> None:
+    params = {"split_by": split_by, "chunk_size": size, "chunk_overlap": overlap}
+    drafts = TextExtractor().extract(obj(blob(THREE.encode())), params)
+    assert [d.content["text"] for d in drafts] == expected
+    for d in drafts:
+        seg = d.segment
+        assert seg is not None
+        assert THREE[seg["start_char"] : seg["end_char"]] == d.content["text"]
+        assert (d.blob_id, d.property) == ("blob_1", "body")
+        assert d.metadata == {"source": "test", "lang": "en", "sku": "A1"}
+    assert len({d.segment_key for d in drafts}) == len(drafts)
+
+
+def test_vectors_are_384_d_and_unit_norm() -> None:
+    drafts = TextExtractor().extract(obj(blob(THREE.encode())), {"split_by": "paragraphs"})
+    assert len(drafts) == 1  # the default chunk_size of 1000 holds all three paragraphs
+    vector = drafts[0].content[FEATURES_KEY][TEXT_EMBEDDING_URI]
+    assert TEXT_EMBEDDING_URI == "assay://text_extractor@v1/text_embedding"
+    assert len(vector) == TEXT_DIM
+    assert all(type(x) is float for x in vector)
+    assert math.isclose(math.sqrt(sum(x * x for x in vector)), 1.0, abs_tol=1e-4)
+
+
+def test_similar_sentences_are_closer_than_unrelated_ones() -> None:
+    cat, kitten, revenue = embed_texts(
+        ["The cat sat on the mat", "A kitten rests on a rug", "Quarterly revenue grew 5%"]
+    )
+    assert cosine(cat, kitten) > cosine(cat, revenue) + 0.3
+    assert cosine(kitten, revenue) < 0.3
+    query = embed_query("where is the kitten sleeping?")
+    assert cosine(query, kitten) > cosine(query, revenue)
+
+
+def test_json_blob_is_chunked_in_canonical_form() -> None:
+    data = json.dumps({"title": "Café menu", "items": ["tea", "cake"]}).encode()
+    drafts = TextExtractor().extract(obj(blob(data, "json")), {})
+    assert [d.content["text"] for d in drafts] == [
+        '{"items": ["tea", "cake"], "title": "Café menu"}'
+    ]
+
+
+def test_all_chunks_of_an_object_are_embedded_in_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def counting(texts: list[str]) -> list[list[float]]:
+        calls.append(len(texts))
+        return embed_texts(texts)
+
+    monkeypatch.setattr(text_module, "embed_texts", counting)
+    image = BlobInput("blob_img", "hero", "image", "image/png", {}, None)
+    two = obj(blob(THREE.encode()), image, blob(b'{"a": 1}', "json", "blob_2"))
+    drafts = TextExtractor().extract(two, {"split_by": "paragraphs", "chunk_size": 60})
+    assert calls == [4]
+    assert [d.blob_id for d in drafts] == ["blob_1"] * 3 + ["blob_2"]
+
+
+@pytest.mark.parametrize("data", [b"", b"  \n\n\t "])
+def test_empty_text_gives_no_documents(data: bytes) -> None:
+    assert TextExtractor().extract(obj(blob(data)), {}) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "blob_type"), [(b"caf\xe9 \xff", "text"), (b'{"a": ', "json"), (b"\xff{}", "json")]
+)
+def test_invalid_content_fails_the_object(data: bytes, blob_type: str) -> None:
+    with pytest.raises(ExtractorError) as info:
+        TextExtractor().extract(obj(blob(data, blob_type)), {})
+    assert info.value.error_type == "InvalidContent"
+    assert "blob_1" in info.value.message
+
+
+def test_params_of_other_extractors_are_ignored() -> None:
+    p = text_params({"split_by": "characters", "chunk_size": 64, "ocr": True, "top_k_labels": 3})
+    assert (p.split_by, p.chunk_size, p.chunk_overlap) == ("characters", 64, 100)
+
+
+def test_missing_or_broken_model_raises_model_load_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=re.escape(str(tmp_path))):
+        load_sentence_transformer(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    with pytest.raises(ModelLoadError, match="cannot load"):
+        load_sentence_transformer(tmp_path)
+
+
+def test_encoder_is_shared_and_safe_across_threads() -> None:
+    texts = [f"thread-safe sentence {i}" for i in range(16)]
+    with ThreadPoolExecutor(8) as pool:
+        encoders = list(pool.map(lambda _: text_encoder(), range(8)))
+        results = list(pool.map(lambda _: embed_texts(texts), range(8)))
+    assert all(e is encoders[0] for e in encoders)
+    assert all(r == results[0] for r in results)
+
+
+def test_measure_encode_throughput() -> None:
+    texts = [f"Short sentence number {i} about cats, rain or revenue." for i in range(512)]
+    started = time.perf_counter()
+    embed_texts(texts)
+    batch_rate = len(texts) / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for text in texts[:20]:
+        embed_query(text)
+    query_ms = (time.perf_counter() - started) / 20 * 1000
+    print(f"\nMiniLM: {batch_rate:.0f} sentences/s in batches of 64; one query {query_ms:.1f} ms")
