@@ -3,16 +3,18 @@ documents with lineage, and what an object became."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import httpx
 import pytest
+from PIL import Image, ImageDraw, ImageFont
 
 from assay.batches.service import JOB_KIND
 from assay.batches.tasks import BatchExtraction
 from assay.config import Settings
 from assay.engine.local import LocalWorkers
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, b64
 
 NS = {"X-Namespace": "docs"}
 SCHEMA = {"properties": {"body": {"type": "text", "required": True}}}
@@ -162,3 +164,32 @@ async def test_text_extractor_documents_carry_minilm_vectors(client: httpx.Async
         assert len(vector) == 384 and abs(sum(x * x for x in vector) - 1) < 1e-3
         start, end = d["source"]["segment"]["start_char"], d["source"]["segment"]["end_char"]
         assert text[start:end] == d["content"]["text"]
+
+
+async def test_image_extractor_documents_read_the_drawn_word(client: httpx.AsyncClient) -> None:
+    extractor = {"feature_extractor_name": "image_extractor", "version": "v1"}
+    r = await client.post(
+        "/v1/namespaces", json={"namespace_name": "docs", "feature_extractors": [extractor]}
+    )
+    assert r.status_code == 201, r.text
+    schema = {"properties": {"scan": {"type": "image"}}}
+    await client.post("/v1/buckets", headers=NS, json={"bucket_name": "a", "bucket_schema": schema})
+    img = Image.new("RGB", (420, 140), "white")
+    ImageDraw.Draw(img).text(
+        (20, 30), "INVOICE", fill="black", font=ImageFont.load_default(size=64)
+    )
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    body = {"blobs": [{"property": "scan", "type": "image", "content": b64(buf.getvalue())}]}
+    obj = (await client.post("/v1/buckets/a/objects", headers=NS, json=body)).json()["object_id"]
+    batch = await _process(client, "a", [obj])
+    assert batch["status"] == "COMPLETED", batch
+    (doc,) = (
+        await client.get(
+            f"/v1/objects/{obj}/documents", headers=NS, params={"include_vectors": "true"}
+        )
+    ).json()
+    assert "invoice" in doc["content"]["ocr_text"].lower()
+    assert len(doc["content"]["labels"]) == 5
+    dims = sorted(len(v) for v in doc["features"].values())
+    assert dims == [384, 1280]

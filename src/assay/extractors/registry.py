@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from assay.extractors.base import Extractor, ExtractorSpec
 from assay.extractors.builtin.catalogue import BUILTIN_SPECS
+from assay.extractors.builtin.image import ImageExtractor
 from assay.extractors.builtin.passthrough import PassthroughExtractor
 from assay.extractors.builtin.text import TextExtractor
 
@@ -42,7 +43,7 @@ class ExtractorRegistry:
         implementations: Iterable[Extractor] | None = None,
     ) -> None:
         self._specs = {(s.name, s.version): s for s in specs}
-        builtin = [PassthroughExtractor(), TextExtractor()]
+        builtin = [PassthroughExtractor(), TextExtractor(), ImageExtractor()]
         impls = builtin if implementations is None else implementations
         self._impls = {(e.spec.name, e.spec.version): e for e in impls}
 

@@ -48,7 +48,7 @@ BUILTIN_SPECS: tuple[ExtractorSpec, ...] = (
         outputs=_TEXT_OUTPUTS,
         params_model=TextParams,
     ),
-    ExtractorSpec(
+    IMAGE := ExtractorSpec(
         name="image_extractor",
         version="v1",
         description="Labels, OCR text, a visual vector and a text-space vector per image.",
