@@ -218,8 +218,10 @@ async def test_an_unavailable_extractor_fails_the_batch_clearly(client: httpx.As
         await client.post("/v1/buckets/b/batches", headers=NS, json={"object_ids": ids})
     ).json()["batch_id"]
     await client.post(f"/v1/buckets/b/batches/{batch_id}/submit", headers=NS)
+    # A build whose registry declares the extractor but carries no code for it.
+    without = ExtractorRegistry(implementations=[PassthroughExtractor()])
     await LocalWorkers(
-        ctx.db, {JOB_KIND: BatchExtraction(ctx.db, ctx.keeper, ctx.registry)}
+        ctx.db, {JOB_KIND: BatchExtraction(ctx.db, ctx.keeper, without)}
     ).run_until_idle()
     batch = (await client.get(f"/v1/buckets/b/batches/{batch_id}", headers=NS)).json()
     assert batch["status"] == "FAILED" and batch["error_summary"] == {"ExtractorUnavailable": 2}

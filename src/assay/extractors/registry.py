@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from assay.extractors.base import Extractor, ExtractorSpec
 from assay.extractors.builtin.catalogue import BUILTIN_SPECS
 from assay.extractors.builtin.image import ImageExtractor
+from assay.extractors.builtin.multimodal import MultimodalExtractor
 from assay.extractors.builtin.passthrough import PassthroughExtractor
 from assay.extractors.builtin.text import TextExtractor
 
@@ -43,7 +44,7 @@ class ExtractorRegistry:
         implementations: Iterable[Extractor] | None = None,
     ) -> None:
         self._specs = {(s.name, s.version): s for s in specs}
-        builtin = [PassthroughExtractor(), TextExtractor(), ImageExtractor()]
+        builtin = [PassthroughExtractor(), TextExtractor(), ImageExtractor(), MultimodalExtractor()]
         impls = builtin if implementations is None else implementations
         self._impls = {(e.spec.name, e.spec.version): e for e in impls}
 

@@ -1,0 +1,194 @@
+"""multimodal_extractor v1: text and images as their own extractors, audio and video by segment.
+
+Audio becomes one document per Whisper speech segment. Video is cut into `time_split_interval`
+windows; each window's first frame goes through the image path (labels, OCR, vectors) and the
+speech inside the window is its transcript. Keyframe thumbnails are not stored: an extractor
+returns documents and cannot write blobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from assay.extractors.base import BlobInput, DocumentDraft, Extractor, ExtractorError, ObjectInput
+from assay.extractors.builtin import image as image_x
+from assay.extractors.builtin import media
+from assay.extractors.builtin import text as text_x
+from assay.extractors.builtin.catalogue import MULTIMODAL, MultimodalParams
+from assay.extractors.models import embed_texts
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from assay.extractors.speech import Segment
+
+TEXT_EMBEDDING_URI = MULTIMODAL.feature_uri("text_embedding")
+VISUAL_EMBEDDING_URI = MULTIMODAL.feature_uri("visual_embedding")
+FEATURES_KEY = "_features"
+KEYFRAME_BATCH = 16  # keyframes classified per forward pass
+# The single-modality extractors' URIs, renamed to this extractor's when their output is reused.
+_RENAMED = {
+    text_x.TEXT_EMBEDDING_URI: TEXT_EMBEDDING_URI,
+    image_x.TEXT_EMBEDDING_URI: TEXT_EMBEDDING_URI,
+    image_x.VISUAL_EMBEDDING_URI: VISUAL_EMBEDDING_URI,
+}
+
+
+@dataclass(frozen=True)
+class Described:
+    """What the image path finds in one picture."""
+
+    labels: list[dict[str, Any]]
+    ocr_text: str
+    visual: list[float]
+    text_vector: list[float]
+
+
+class MultimodalExtractor(Extractor):
+    spec = MULTIMODAL
+    reads = frozenset({"text", "json", "image", "audio", "video"})
+
+    def extract(self, obj: ObjectInput, params: dict[str, Any]) -> list[DocumentDraft]:
+        p = MultimodalParams.model_validate(params or {})
+        if p.clip_model_path:
+            raise ExtractorError("Unsupported", "clip_model_path is not implemented yet")
+        drafts = [_renamed(d) for d in text_x.TextExtractor().extract(obj, params)]
+        drafts += [_renamed(d) for d in image_x.ImageExtractor().extract(obj, params)]
+        for blob in obj.blobs:
+            if blob.data is None:
+                continue
+            if blob.type == "audio":
+                drafts += audio_documents(obj, blob)
+            elif blob.type == "video":
+                drafts += video_documents(obj, blob, p)
+        return drafts
+
+
+def _renamed(draft: DocumentDraft) -> DocumentDraft:
+    """A text or image extractor's document with its vectors under multimodal feature URIs."""
+    features = draft.content.get(FEATURES_KEY, {})
+    content = {**draft.content, FEATURES_KEY: {_RENAMED.get(k, k): v for k, v in features.items()}}
+    return DocumentDraft(draft.blob_id, draft.property, content, draft.metadata, draft.segment)
+
+
+def _metadata(obj: ObjectInput, blob: BlobInput) -> dict[str, Any]:
+    """A document's metadata: the object's, the blob's and the object's properties."""
+    return {**obj.metadata, **blob.metadata, **obj.properties}
+
+
+def transcript_segments(blob: BlobInput) -> list[Segment]:
+    """Whisper segments of a blob's first audio track, transcribed piece by piece."""
+    from assay.extractors import speech
+
+    what = f"{blob.type} blob {blob.blob_id}"
+    segments: list[Segment] = []
+    for offset_s, samples in media.audio_chunks(blob.data or b"", what):
+        segments += speech.transcribe(samples, offset_ms=round(offset_s * 1000))
+    return segments
+
+
+def audio_documents(obj: ObjectInput, blob: BlobInput) -> list[DocumentDraft]:
+    """One document per speech segment; silence gives none."""
+    what = f"audio blob {blob.blob_id}"
+    info = media.probe(blob.data or b"", what)
+    if not info.has_audio:
+        raise ExtractorError("CorruptMedia", f"{what} has no audio stream")
+    segments = transcript_segments(blob)
+    vectors = embed_texts([s.text for s in segments])
+    end = info.duration_ms or None
+    return [
+        DocumentDraft(
+            blob_id=blob.blob_id,
+            property=blob.property,
+            content={"text": s.text, "transcript": s.text, FEATURES_KEY: {TEXT_EMBEDDING_URI: v}},
+            metadata=_metadata(obj, blob),
+            segment={"start_ms": _clamp(s.start_ms, end), "end_ms": _clamp(s.end_ms, end)},
+        )
+        for s, v in zip(segments, vectors, strict=True)
+    ]
+
+
+def _clamp(ms: int, end: int | None) -> int:
+    """`ms` kept inside [0, end]."""
+    return max(0, min(ms, end) if end is not None else ms)
+
+
+def describe_images(images: list[Image.Image], p: MultimodalParams) -> list[Described]:
+    """Labels, OCR text, visual and text-space vectors of images, classified in one pass."""
+    from assay.extractors import vision
+
+    names = image_x.imagenet_labels()
+    out: list[Described] = []
+    for im, c in zip(images, vision.classify(images), strict=True):
+        labels = image_x.top_labels(c.probabilities, names, p.top_k_labels)
+        ocr_text = "\n".join(vision.read_text(image_x.rgb_array(im))) if p.ocr else ""
+        out.append(
+            Described(labels, ocr_text, c.embedding, image_x.text_space_vector(labels, ocr_text))
+        )
+    return out
+
+
+def _blend(a: list[float], b: list[float]) -> list[float]:
+    """The unit-length mean of two unit vectors."""
+    import numpy as np
+
+    v = np.asarray(a, dtype=np.float64) + np.asarray(b, dtype=np.float64)
+    n = float(np.linalg.norm(v))
+    return (v / n if n > 0 else v).round(6).tolist()
+
+
+def video_documents(obj: ObjectInput, blob: BlobInput, p: MultimodalParams) -> list[DocumentDraft]:
+    """One document per `time_split_interval` window: keyframe description plus its speech."""
+    what = f"video blob {blob.blob_id}"
+    data = blob.data or b""
+    info = media.probe(data, what)
+    windows = media.window_bounds(info.duration_ms, p.time_split_interval)
+    spoken: dict[int, list[str]] = {}
+    for s in transcript_segments(blob) if info.has_audio else []:
+        index = min(
+            ((s.start_ms + s.end_ms) // 2) // (p.time_split_interval * 1000), len(windows) - 1
+        )
+        spoken.setdefault(max(index, 0), []).append(s.text)
+    transcripts = {i: " ".join(texts) for i, texts in spoken.items()}
+    t_vectors = dict(zip(transcripts, embed_texts(list(transcripts.values())), strict=True))
+
+    described: dict[int, Described] = {}
+    batch: list[tuple[int, Image.Image]] = []
+    for index, frame in media.keyframes(data, p.time_split_interval, what):
+        batch.append((index, frame))
+        if len(batch) >= KEYFRAME_BATCH:
+            described.update(
+                zip([i for i, _ in batch], describe_images([f for _, f in batch], p), strict=True)
+            )
+            batch = []
+    described.update(
+        zip([i for i, _ in batch], describe_images([f for _, f in batch], p), strict=True)
+    )
+
+    drafts: list[DocumentDraft] = []
+    for i, (start, end) in enumerate(windows):
+        d, transcript = described.get(i), transcripts.get(i, "")
+        if d is None and not transcript:
+            continue
+        content: dict[str, Any] = {"transcript": transcript, FEATURES_KEY: {}}
+        text_vector = t_vectors.get(i)
+        if d is not None:
+            label_text = ", ".join(lb["label"] for lb in d.labels)
+            content.update(labels=d.labels, ocr_text=d.ocr_text)
+            content["text"] = " ".join(t for t in (transcript, label_text, d.ocr_text) if t)
+            content[FEATURES_KEY][VISUAL_EMBEDDING_URI] = d.visual
+            text_vector = _blend(d.text_vector, text_vector) if text_vector else d.text_vector
+        else:
+            content["text"] = transcript
+        content[FEATURES_KEY][TEXT_EMBEDDING_URI] = text_vector
+        drafts.append(
+            DocumentDraft(
+                blob_id=blob.blob_id,
+                property=blob.property,
+                content=content,
+                metadata=_metadata(obj, blob),
+                segment={"start_ms": start, "end_ms": end},
+            )
+        )
+    return drafts

@@ -1,0 +1,183 @@
+"""multimodal_extractor v1 on the real packaged models: espeak-ng speech, a PyAV-written video."""
+
+from __future__ import annotations
+
+import io
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from assay.extractors.base import BlobInput, DocumentDraft, ExtractorError, ObjectInput
+from assay.extractors.builtin import media
+from assay.extractors.builtin.catalogue import TEXT_DIM, VISUAL_DIM
+from assay.extractors.builtin.multimodal import (
+    TEXT_EMBEDDING_URI,
+    VISUAL_EMBEDDING_URI,
+    MultimodalExtractor,
+)
+
+SPEECH = Path(__file__).parent.parent / "fixtures" / "speech.wav"  # espeak-ng, 16 kHz mono
+WORD = "HELLO"
+FPS, SECONDS, SPEECH_AT = 5, 25, 12
+
+
+def obj(kind: str, data: bytes) -> ObjectInput:
+    """An object holding one blob of `kind`."""
+    blob = BlobInput("b0", "media", kind, f"{kind}/x", {"src": "test"}, data)
+    return ObjectInput("o1", {"owner": "t"}, {}, (blob,))
+
+
+def wav(samples: np.ndarray, rate: int = 16_000) -> bytes:
+    """Mono float samples written as a 16-bit WAV by PyAV."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="wav") as out:
+        stream = out.add_stream("pcm_s16le", rate=rate, layout="mono")
+        pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = rate
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return buf.getvalue()
+
+
+def make_video() -> bytes:
+    """25 s of 320x240 at 5 fps: a drawn word for 12 s, then blue; the speech starts at 12 s."""
+    speech = media.audio_array(SPEECH.read_bytes())
+    audio = np.zeros(SECONDS * 16_000, dtype=np.float32)
+    audio[SPEECH_AT * 16_000 : SPEECH_AT * 16_000 + speech.size] = speech
+    word = Image.new("RGB", (320, 240), "white")
+    ImageDraw.Draw(word).text((40, 80), WORD, fill="black", font=ImageFont.load_default(size=64))
+    blue = Image.new("RGB", (320, 240), (30, 60, 200))
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        v = out.add_stream("mpeg4", rate=FPS)
+        v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
+        a = out.add_stream("aac", rate=16_000, layout="mono")
+        for i in range(SECONDS * FPS):
+            frame = av.VideoFrame.from_image(word if i < SPEECH_AT * FPS else blue)
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            out.mux(v.encode(frame))
+        out.mux(v.encode(None))
+        for i, start in enumerate(range(0, audio.size, 1024)):
+            piece = audio[start : start + 1024].reshape(1, -1)
+            af = av.AudioFrame.from_ndarray(piece, format="fltp", layout="mono")
+            af.sample_rate, af.pts, af.time_base = 16_000, i * 1024, Fraction(1, 16_000)
+            out.mux(a.encode(af))
+        out.mux(a.encode(None))
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def video() -> bytes:
+    return make_video()
+
+
+@pytest.fixture(scope="module")
+def audio_docs() -> list[DocumentDraft]:
+    return MultimodalExtractor().extract(obj("audio", SPEECH.read_bytes()), {})
+
+
+@pytest.fixture(scope="module")
+def video_docs(video: bytes, audio_docs: list[DocumentDraft]) -> list[DocumentDraft]:
+    from assay.extractors import vision
+
+    vision.classifier(), vision.ocr_engine()  # models load outside the timing
+    start = time.perf_counter()
+    docs = MultimodalExtractor().extract(obj("video", video), {"time_split_interval": 10})
+    elapsed = time.perf_counter() - start
+    print(
+        f"\nmultimodal video: {SECONDS / elapsed:.1f}x realtime ({elapsed:.2f} s for {SECONDS} s)"
+    )
+    return docs
+
+
+def test_speech_fixture_is_small_and_16k() -> None:
+    assert SPEECH.stat().st_size < 200_000
+    assert media.probe(SPEECH.read_bytes()).duration_ms > 1000
+
+
+def test_audio_transcript_and_timestamps(audio_docs: list[DocumentDraft]) -> None:
+    assert audio_docs
+    text = " ".join(d.content["transcript"] for d in audio_docs).lower()
+    assert "fox" in text
+    duration = media.probe(SPEECH.read_bytes()).duration_ms
+    for doc in audio_docs:
+        seg = doc.segment or {}
+        assert 0 <= seg["start_ms"] < seg["end_ms"] <= duration
+        assert doc.content["text"] == doc.content["transcript"]
+        assert len(doc.content["_features"][TEXT_EMBEDDING_URI]) == TEXT_DIM
+        assert doc.metadata == {"owner": "t", "src": "test"}
+
+
+def test_video_windows(video_docs: list[DocumentDraft]) -> None:
+    bounds = [(d.segment or {}).get("start_ms", -1) for d in video_docs]
+    ends = [(d.segment or {}).get("end_ms", -1) for d in video_docs]
+    assert list(zip(bounds, ends, strict=True)) == [(0, 10000), (10000, 20000), (20000, 25000)]
+    for doc in video_docs:
+        features = doc.content["_features"]
+        assert len(features[VISUAL_EMBEDDING_URI]) == VISUAL_DIM
+        assert len(features[TEXT_EMBEDDING_URI]) == TEXT_DIM
+        assert doc.content["labels"]
+
+
+def test_video_speech_lands_in_its_window(video_docs: list[DocumentDraft]) -> None:
+    first, second, third = video_docs
+    assert "fox" in second.content["transcript"].lower()
+    assert "fox" in second.content["text"].lower()
+    assert "fox" not in first.content["transcript"].lower()
+    assert third.content["transcript"] == ""
+
+
+def test_video_first_window_ocr_reads_the_word(video_docs: list[DocumentDraft]) -> None:
+    assert WORD.lower() in video_docs[0].content["ocr_text"].lower()
+    assert WORD.lower() not in video_docs[2].content["ocr_text"].lower()
+
+
+def test_silent_audio_gives_no_documents() -> None:
+    silent = wav(np.zeros(3 * 16_000, dtype=np.float32))
+    assert MultimodalExtractor().extract(obj("audio", silent), {}) == []
+
+
+@pytest.mark.parametrize("kind", ["audio", "video"])
+@pytest.mark.parametrize("data", [b"", np.random.default_rng(1).bytes(50_000)])
+def test_garbage_is_corrupt_media(kind: str, data: bytes) -> None:
+    with pytest.raises(ExtractorError) as info:
+        MultimodalExtractor().extract(obj(kind, data), {})
+    assert info.value.error_type == "CorruptMedia"
+
+
+def test_truncated_video_is_corrupt_media(video: bytes) -> None:
+    with pytest.raises(ExtractorError) as info:
+        MultimodalExtractor().extract(obj("video", video[: len(video) // 2]), {})
+    assert info.value.error_type == "CorruptMedia"
+
+
+def test_clip_model_path_is_refused() -> None:
+    with pytest.raises(ExtractorError) as info:
+        MultimodalExtractor().extract(obj("text", b"hi"), {"clip_model_path": "/nowhere"})
+    assert info.value.error_type == "Unsupported"
+
+
+def test_text_and_images_use_multimodal_uris() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(buf, format="PNG")
+    text_doc, image_doc = MultimodalExtractor().extract(
+        ObjectInput(
+            "o2",
+            {},
+            {},
+            (
+                BlobInput("t", "body", "text", "text/plain", {}, b"A sentence about foxes."),
+                BlobInput("i", "pic", "image", "image/png", {}, buf.getvalue()),
+            ),
+        ),
+        {"ocr": False},
+    )
+    assert text_doc.content["text"] == "A sentence about foxes."
+    assert set(text_doc.content["_features"]) == {TEXT_EMBEDDING_URI}
+    assert set(image_doc.content["_features"]) == {TEXT_EMBEDDING_URI, VISUAL_EMBEDDING_URI}
