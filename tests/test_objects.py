@@ -10,11 +10,9 @@ import base64
 import hashlib
 import io
 import json
-import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,7 @@ from PIL import Image
 
 from assay.config import Settings
 from assay.main import create_app
-from tests.conftest import ADMIN_KEY, b64, make_bucket, make_namespace, png_bytes
+from tests.conftest import ADMIN_KEY, Origin, b64, make_bucket, make_namespace, png_bytes
 
 PNG = png_bytes("HERO", (120, 60))
 SEED_TEXT = "Wireless headphones"
@@ -38,57 +36,6 @@ def jpeg_bytes() -> bytes:
 
 
 JPEG = jpeg_bytes()
-
-
-# --------------------------------------------------------------------------- loopback origin
-
-
-class Origin:
-    """A real HTTP server on loopback: fixed routes, plus the list of paths it was asked for."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
-        self.hits: list[str] = []
-        origin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                origin.hits.append(self.path)
-                status, headers, body = origin.routes.get(
-                    self.path, (404, {"Content-Type": "text/plain"}, b"no such thing")
-                )
-                self.send_response(status)
-                for name, value in {**headers, "Content-Length": str(len(body))}.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def serve(self, path: str, body: bytes, content_type: str) -> str:
-        self.routes[path] = (200, {"Content-Type": content_type}, body)
-        return self.base + path
-
-
-@pytest.fixture
-def origin() -> Iterator[Origin]:
-    o = Origin()
-    o.thread.start()
-    try:
-        yield o
-    finally:
-        o.server.shutdown()
-        o.server.server_close()
 
 
 # --------------------------------------------------------------------------- app clients

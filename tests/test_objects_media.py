@@ -11,12 +11,10 @@ import io
 import math
 import random
 import struct
-import threading
 import uuid
 import wave
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ from PIL import Image
 
 from assay.config import Settings
 from assay.main import create_app
-from tests.conftest import ADMIN_KEY, b64, make_bucket, make_namespace, png_bytes
+from tests.conftest import ADMIN_KEY, Origin, b64, make_bucket, make_namespace, png_bytes
 
 MEDIA_SCHEMA = {
     "properties": {
@@ -90,68 +88,6 @@ def noisy_png(side: int = 80) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
-
-
-# --------------------------------------------------------------------------- loopback origin
-
-
-class Origin:
-    """A real HTTP server on loopback with fixed routes; records every path it is asked for."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
-        self.hits: list[str] = []
-        origin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                origin.hits.append(self.path)
-                default = (404, {"Content-Type": "text/plain"}, b"no such thing")
-                status, headers, body = origin.routes.get(self.path, default)
-                headers = dict(headers)
-                self.send_response(status)
-                if headers.pop("X-No-Length", None):
-                    self.close_connection = True  # body delimited by closing the connection
-                    headers = {**headers, "Connection": "close"}
-                else:
-                    headers = {**headers, "Content-Length": str(len(body))}
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def serve(
-        self, path: str, body: bytes, content_type: str, status: int = 200, **extra: str
-    ) -> str:
-        self.routes[path] = (status, {"Content-Type": content_type, **extra}, body)
-        return self.base + path
-
-    def redirect(self, path: str, location: str) -> str:
-        self.routes[path] = (302, {"Location": location}, b"")
-        return self.base + path
-
-
-@pytest.fixture
-def origin() -> Iterator[Origin]:
-    o = Origin()
-    o.thread.start()
-    try:
-        yield o
-    finally:
-        o.server.shutdown()
-        o.server.server_close()
 
 
 # --------------------------------------------------------------------------- app clients
