@@ -222,3 +222,52 @@ def origin() -> Iterator[Origin]:
     finally:
         o.server.shutdown()
         o.server.server_close()
+
+
+def save_tiny_clip(folder: Path) -> Path:
+    """A randomly initialised CLIP (16-d, 32 px images) with its processor, saved offline.
+
+    The tokenizer is byte-level BPE over single bytes (no merges), so every text tokenizes
+    without a downloaded vocabulary.
+    """
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for suffix in ("", "</w>"):
+        for char in bytes_to_unicode().values():
+            vocab[char + suffix] = len(vocab)
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=32)
+    images = CLIPImageProcessorPil(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    )
+    layers = {"num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 37}
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 32,
+            "max_position_embeddings": 32,
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "pad_token_id": 1,
+            **layers,
+        },
+        vision_config={"hidden_size": 32, "image_size": 32, "patch_size": 8, **layers},
+        projection_dim=16,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(folder)
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+TINY_CLIP_DIM = 16
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a tiny random CLIP model, for `clip_model_path`."""
+    return save_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))

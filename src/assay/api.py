@@ -12,6 +12,7 @@ from assay.collections import endpoints as collections
 from assay.kit.openapi import ERROR_RESPONSES
 from assay.namespaces import endpoints as namespaces
 from assay.objects import endpoints as objects
+from assay.retrievers import endpoints as retrievers
 from assay.syncs import endpoints as syncs
 from assay.tasks import endpoints as tasks
 from assay.uploads import endpoints as uploads
@@ -28,6 +29,7 @@ DOMAIN_ROUTERS = (
     tasks.router,
     collections.router,
     collections.lineage_router,
+    retrievers.router,
     webhooks.router,
     namespaces.router,
     keys.router,

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     key_cache_ttl_s: float = 5.0
     lookup_cache_ttl_s: float = 5.0
     write_batch_max: int = Field(default=256, ge=1)
+    # Vector indexes search exactly (numpy) up to this many vectors, then switch to HNSW.
+    exact_search_below: int = Field(default=20_000, ge=0)
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

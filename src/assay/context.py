@@ -15,6 +15,9 @@ from assay.kit.fetch import FetchPolicy
 from assay.kit.signing import load_or_create_key
 from assay.kit.ttlcache import TTLCache
 from assay.objects.storage import BlobKeeper
+from assay.retrievers.indexes import FeatureIndexes
+from assay.retrievers.queries import QueryEmbedder
+from assay.retrievers.service import Searcher
 
 
 @dataclass
@@ -29,6 +32,7 @@ class AppContext:
     signing_key: bytes
     # Names and ids of namespaces and buckets, for a few seconds; cleared on every change.
     lookups: TTLCache[tuple[str, ...], Any]
+    searcher: Searcher
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -42,6 +46,7 @@ class AppContext:
             access_key_id=settings.s3_access_key_id,
             secret_access_key=settings.s3_secret_access_key,
         )
+        registry = ExtractorRegistry()
         return cls(
             settings=settings,
             db=db,
@@ -49,7 +54,14 @@ class AppContext:
             keeper=BlobKeeper(blobs, db),
             signing_key=load_or_create_key(settings.data_dir / "signing.key"),
             lookups=TTLCache(settings.lookup_cache_ttl_s),
-            registry=ExtractorRegistry(),
+            registry=registry,
+            searcher=Searcher(
+                registry,
+                FeatureIndexes(
+                    settings.data_dir / "indexes", exact_limit=settings.exact_search_below
+                ),
+                QueryEmbedder(),
+            ),
             keys=KeyCache(settings.key_cache_ttl_s),
             fetch_policy=FetchPolicy(
                 allow_private=settings.allow_private_urls,
@@ -59,4 +71,5 @@ class AppContext:
         )
 
     def close(self) -> None:
+        self.searcher.indexes.save_all()
         self.db.close()

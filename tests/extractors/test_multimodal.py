@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+import wave
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,14 +13,22 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from assay.extractors.base import BlobInput, DocumentDraft, ExtractorError, ObjectInput
+from assay.extractors.base import (
+    THUMBNAIL_KEY,
+    BlobInput,
+    DocumentDraft,
+    ExtractorError,
+    ObjectInput,
+)
 from assay.extractors.builtin import media
 from assay.extractors.builtin.catalogue import TEXT_DIM, VISUAL_DIM
 from assay.extractors.builtin.multimodal import (
     TEXT_EMBEDDING_URI,
     VISUAL_EMBEDDING_URI,
     MultimodalExtractor,
+    thumbnail,
 )
+from assay.extractors.models import ModelLoadError
 
 SPEECH = Path(__file__).parent.parent / "fixtures" / "speech.wav"  # espeak-ng, 16 kHz mono
 WORD = "HELLO"
@@ -138,9 +147,44 @@ def test_video_first_window_ocr_reads_the_word(video_docs: list[DocumentDraft]) 
     assert WORD.lower() not in video_docs[2].content["ocr_text"].lower()
 
 
-def test_silent_audio_gives_no_documents() -> None:
+def test_silent_audio_fails_as_no_speech() -> None:
     silent = wav(np.zeros(3 * 16_000, dtype=np.float32))
-    assert MultimodalExtractor().extract(obj("audio", silent), {}) == []
+    with pytest.raises(ExtractorError) as info:
+        MultimodalExtractor().extract(obj("audio", silent), {})
+    assert info.value.error_type == "NoSpeech" and "3.0 s" in info.value.message
+
+
+def empty_wav() -> bytes:
+    """A valid 16 kHz mono WAV header with no samples."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16_000)
+    return buf.getvalue()
+
+
+def test_audio_without_samples_fails_as_empty_media() -> None:
+    with pytest.raises(ExtractorError) as info:
+        MultimodalExtractor().extract(obj("audio", empty_wav()), {})
+    assert info.value.error_type == "EmptyMedia"
+
+
+def test_video_segments_carry_jpeg_thumbnails(video_docs: list[DocumentDraft]) -> None:
+    for doc in video_docs:
+        thumb = doc.content[THUMBNAIL_KEY]
+        assert thumb["content_type"] == "image/jpeg"
+        with Image.open(io.BytesIO(thumb["data"])) as im:
+            assert im.format == "JPEG" and im.size == (320, 240)
+            assert (thumb["width"], thumb["height"]) == im.size
+
+
+def test_thumbnails_are_at_most_320_pixels_on_their_long_side() -> None:
+    wide = thumbnail(Image.new("RGB", (1280, 720), "green"))
+    tall = thumbnail(Image.new("RGB", (360, 640), "green"))
+    assert (wide["width"], wide["height"]) == (320, 180)
+    assert (tall["width"], tall["height"]) == (180, 320)
+    assert Image.open(io.BytesIO(wide["data"])).size == (320, 180)
 
 
 @pytest.mark.parametrize("kind", ["audio", "video"])
@@ -157,10 +201,9 @@ def test_truncated_video_is_corrupt_media(video: bytes) -> None:
     assert info.value.error_type == "CorruptMedia"
 
 
-def test_clip_model_path_is_refused() -> None:
-    with pytest.raises(ExtractorError) as info:
+def test_a_missing_clip_model_path_is_a_model_load_error() -> None:
+    with pytest.raises(ModelLoadError, match="/nowhere"):
         MultimodalExtractor().extract(obj("text", b"hi"), {"clip_model_path": "/nowhere"})
-    assert info.value.error_type == "Unsupported"
 
 
 def test_text_and_images_use_multimodal_uris() -> None:

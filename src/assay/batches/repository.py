@@ -8,7 +8,10 @@ from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from assay.kit.db import utcnow
-from assay.models import Batch, BatchItem, Document, Object
+from assay.models import Batch, BatchItem, Document, DocumentVector, Object
+
+# The key of a document row holding its vector rows (`document_vectors`), which go in after it.
+VECTORS = "_vectors"
 
 
 class BatchRepository:
@@ -104,4 +107,8 @@ class BatchRepository:
             )
         )
         if rows:
-            self.session.execute(insert(Document.__table__), rows)
+            vectors = [v for row in rows for v in row[VECTORS]]
+            docs = [{k: v for k, v in row.items() if k != VECTORS} for row in rows]
+            self.session.execute(insert(Document.__table__), docs)
+            if vectors:
+                self.session.execute(insert(DocumentVector.__table__), vectors)

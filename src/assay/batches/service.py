@@ -104,6 +104,7 @@ def submit(
             "feature_extractor_name": c.extractor_name,
             "version": c.extractor_version,
             "params": c.params,
+            "input_mappings": c.input_mappings or {},
         }
         for c in CollectionRepository(session, namespace_id).for_bucket(repo.bucket_id)
     ]

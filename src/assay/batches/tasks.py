@@ -8,7 +8,7 @@ lineage key, and item statuses are set, never incremented.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio.to_thread
@@ -16,12 +16,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assay.batches import states
-from assay.batches.repository import BatchRepository
+from assay.batches.repository import VECTORS, BatchRepository
+from assay.collections.text import search_text
+from assay.collections.vectors import pack_vector
 from assay.events.outbox import emit
-from assay.extractors.base import BlobInput, DocumentDraft, ExtractorError, ObjectInput
+from assay.extractors.base import (
+    THUMBNAIL_KEY,
+    BlobInput,
+    DocumentDraft,
+    ExtractorError,
+    ObjectInput,
+)
+from assay.extractors.models import ModelLoadError
 from assay.extractors.registry import ExtractorRegistry, ExtractorUnavailable
 from assay.kit.db import Database, utcnow
-from assay.kit.ids import new_id
+from assay.kit.ids import int_key, new_id
 from assay.models import Batch, BlobBytes, Job, Object
 from assay.objects.storage import BlobKeeper, in_database
 
@@ -75,12 +84,13 @@ class BatchExtraction:
         extractors: list[dict[str, Any]],
     ) -> _Outcome:
         outcome = _Outcome({}, [], {})
+        broken: dict[str, str] = {}  # collection id → why its model cannot load
         for object_id in object_ids:
             obj = objects.get(object_id)
             if obj is None:
                 outcome.failed[object_id] = ("ObjectDeleted", "the object was deleted")
             else:
-                self._extract(obj, small, extractors, outcome)
+                self._extract(obj, small, extractors, outcome, broken)
         return outcome
 
     def _extract(
@@ -89,12 +99,23 @@ class BatchExtraction:
         small: dict[str, bytes],
         extractors: list[dict[str, Any]],
         outcome: _Outcome,
+        broken: dict[str, str] | None = None,
     ) -> None:
+        """Extract one object with every extractor; a failure fails only this object.
+
+        A model that cannot load fails the object with ModelLoadError, and every later object
+        of the chunk that needs it at once, without trying again: no retries, no hang.
+        """
+        broken = {} if broken is None else broken
         drafts: dict[tuple[str, str, str], list[DocumentDraft]] = {}
+        ref: dict[str, Any] = {}
         try:
             for ref in extractors:
+                if ref["collection_id"] in broken:
+                    raise ModelLoadError(broken[ref["collection_id"]])
                 impl = self.registry.implementation(ref["feature_extractor_name"], ref["version"])
-                item = self._input(obj, impl.reads, small)
+                allowed = impl.spec.mapped_properties(ref.get("input_mappings"))
+                item = self._input(obj, impl.reads, small, allowed)
                 key = (ref["collection_id"], impl.spec.name, impl.spec.version)
                 drafts[key] = impl.extract(item, ref.get("params") or {})
         except ExtractorUnavailable as exc:
@@ -103,13 +124,44 @@ class BatchExtraction:
         except ExtractorError as exc:
             outcome.failed[obj.object_id] = (exc.error_type, exc.message)
             return
+        except ModelLoadError as exc:
+            broken[ref["collection_id"]] = str(exc)
+            outcome.failed[obj.object_id] = ("ModelLoadError", str(exc)[:2000])
+            return
         for key, found in drafts.items():
-            outcome.docs.setdefault(key, []).extend(_row(obj, *key, d) for d in found)
+            stored = [self._store_thumbnail(obj.namespace_id, d) for d in found]
+            outcome.docs.setdefault(key, []).extend(_row(obj, *key, d) for d in stored)
         outcome.succeeded.append(obj.object_id)
 
-    def _input(self, obj: Object, reads: frozenset[str], small: dict[str, bytes]) -> ObjectInput:
+    def _store_thumbnail(self, namespace_id: str, draft: DocumentDraft) -> DocumentDraft:
+        """A draft whose thumbnail bytes went to the blob store, leaving a reference to them
+        (served by `GET /v1/collections/{c}/documents/{d}/thumbnail`)."""
+        thumb = draft.content.get(THUMBNAIL_KEY)
+        if not isinstance(thumb, dict) or not isinstance(thumb.get("data"), bytes):
+            return draft
+        content = {k: v for k, v in draft.content.items() if k != THUMBNAIL_KEY}
+        data: bytes = thumb["data"]
+        content["thumbnail"] = {
+            "sha256": self.keeper.put_derived(namespace_id, data),
+            "content_type": thumb.get("content_type", "image/jpeg"),
+            "size_bytes": len(data),
+            **{k: thumb[k] for k in ("width", "height") if k in thumb},
+        }
+        return replace(draft, content=content)
+
+    def _input(
+        self,
+        obj: Object,
+        reads: frozenset[str],
+        small: dict[str, bytes],
+        allowed: dict[str, frozenset[str]] | None = None,
+    ) -> ObjectInput:
+        """The object as an extractor sees it: only the blobs its collection's `input_mappings`
+        let through (`allowed`: blob type → properties), bytes loaded for types it reads."""
         blobs = []
         for b in obj.blobs:
+            if allowed and b.type in allowed and b.property not in allowed[b.type]:
+                continue
             data = None
             if b.type in reads:
                 data = small.get(b.storage_key)
@@ -155,8 +207,11 @@ def _row(
 ) -> dict[str, Any]:
     content = dict(d.content)
     features = content.pop("_features", {})  # vectors travel in the draft's content
+    document_id = new_id("doc")
+    key = int_key(document_id)
     return {
-        "document_id": new_id("doc"),
+        "document_id": document_id,
+        "doc_key": key,
         "namespace_id": obj.namespace_id,
         "collection_id": collection_id,
         "object_id": obj.object_id,
@@ -167,9 +222,20 @@ def _row(
         "extractor": name,
         "extractor_version": version,
         "content": content,
-        "features": features,
+        "search_text": search_text(content),
         "metadata": d.metadata,
         "created_at": utcnow(),
+        VECTORS: [
+            {
+                "document_id": document_id,
+                "feature_uri": uri,
+                "doc_key": key,
+                "namespace_id": obj.namespace_id,
+                "collection_id": collection_id,
+                "vector": pack_vector(values),
+            }
+            for uri, values in features.items()
+        ],
     }
 
 

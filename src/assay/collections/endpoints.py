@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
+from fastapi.responses import Response, StreamingResponse
 
+from assay.backends.blob.base import BlobNotFound
 from assay.collections import service
 from assay.collections.schemas import (
     CollectionCreate,
@@ -14,6 +16,7 @@ from assay.collections.schemas import (
     DocumentOut,
 )
 from assay.deps import CurrentScope, PageQuery
+from assay.errors import NotFound
 from assay.kit.schemas import ListRequest, Page, Pagination
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
@@ -106,6 +109,32 @@ async def get_document(
             s, scope.namespace_id, collection_identifier, document_id, include_vectors
         )
     )
+
+
+_JPEG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/jpeg": {}}, "description": "The thumbnail's bytes"},
+}
+
+
+@router.get(
+    "/{collection_identifier}/documents/{document_id}/thumbnail",
+    response_class=Response,
+    responses=_JPEG,
+)
+async def get_thumbnail(
+    collection_identifier: str, document_id: str, scope: CurrentScope
+) -> Response:
+    """The keyframe thumbnail (JPEG) of a video segment document; 404 when it has none."""
+    ctx = scope.ctx
+    thumb = await ctx.db.read(
+        lambda s: service.thumbnail(s, scope.namespace_id, collection_identifier, document_id)
+    )
+    try:
+        chunks = await ctx.keeper.read_range(scope.namespace_id, thumb.storage_key, 0, None)
+    except BlobNotFound as exc:
+        raise NotFound(f"the thumbnail of document '{document_id}' is missing") from exc
+    headers = {"ETag": f'"{thumb.sha256}"', "Cache-Control": "private, max-age=86400"}
+    return StreamingResponse(chunks, media_type=thumb.content_type, headers=headers)
 
 
 @lineage_router.get("/v1/objects/{object_id}/documents", response_model=list[DocumentOut])

@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
+from assay.collections.vectors import unpack_vector
 from assay.kit.ids import has_prefix
-from assay.models import Collection, Document
+from assay.models import Collection, Document, DocumentVector
 
 
 class CollectionRepository:
@@ -67,3 +68,15 @@ class CollectionRepository:
         return list(
             self.session.scalars(stmt.order_by(Document.collection_id, Document.document_id))
         )
+
+    def vectors_of(self, document_ids: list[str]) -> dict[str, dict[str, list[float]]]:
+        """The vectors of these documents by feature URI."""
+        stmt = select(DocumentVector.document_id, DocumentVector.feature_uri, DocumentVector.vector)
+        stmt = stmt.where(
+            DocumentVector.namespace_id == self.namespace_id,
+            DocumentVector.document_id.in_(document_ids),
+        )
+        found: dict[str, dict[str, list[float]]] = {}
+        for document_id, uri, data in self.session.execute(stmt):
+            found.setdefault(document_id, {})[uri] = unpack_vector(data).tolist()
+        return found

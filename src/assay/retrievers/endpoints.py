@@ -1,0 +1,109 @@
+"""Retrievers over HTTP: saved pipelines, and running them (saved or ad hoc)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, status
+
+from assay.deps import CurrentScope, PageQuery
+from assay.kit.schemas import ListRequest, Page, Pagination
+from assay.retrievers import service
+from assay.retrievers.schemas import (
+    AdhocExecuteRequest,
+    ExecuteOut,
+    ExecuteRequest,
+    RetrieverCreate,
+    RetrieverCreated,
+    RetrieverDeleted,
+    RetrieverOut,
+)
+
+router = APIRouter(prefix="/v1/retrievers", tags=["retrievers"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=RetrieverCreated)
+async def create_retriever(body: RetrieverCreate, scope: CurrentScope) -> RetrieverCreated:
+    """Save a pipeline of stages over some collections (none named: all of the namespace)."""
+    return await scope.ctx.db.write(
+        lambda s: service.create(s, scope.principal, scope.namespace_id, body)
+    )
+
+
+@router.get("", response_model=Page[RetrieverOut])
+async def list_retrievers(scope: CurrentScope, page: PageQuery) -> Page[RetrieverOut]:
+    """Retrievers of the namespace, newest first."""
+    return await _list(scope, page.limit, page.cursor)
+
+
+@router.post("/list", response_model=Page[RetrieverOut])
+async def list_retrievers_post(body: ListRequest, scope: CurrentScope) -> Page[RetrieverOut]:
+    """The hosted product's list form."""
+    return await _list(scope, body.limit, body.cursor)
+
+
+async def _list(scope: CurrentScope, limit: int, cursor: str | None) -> Page[RetrieverOut]:
+    rows, nxt = await scope.ctx.db.read(
+        lambda s: service.list_page(s, scope.namespace_id, limit=limit, cursor=cursor)
+    )
+    return Page(results=rows, pagination=Pagination(limit=limit, next_cursor=nxt))
+
+
+@router.get("/stages")
+async def list_stages(scope: CurrentScope) -> list[dict[str, Any]]:
+    """Every stage a pipeline may use, with its parameters' JSON schema."""
+    return service.stage_catalogue()
+
+
+@router.post("/execute", response_model=ExecuteOut)
+async def execute_adhoc(body: AdhocExecuteRequest, scope: CurrentScope) -> ExecuteOut:
+    """Run a pipeline given inline, without saving it."""
+    plan = await scope.ctx.db.read(lambda s: service.check_definition(s, scope.namespace_id, body))
+    out = await _execute(scope, plan, body)
+    out.warnings = body.warnings()
+    return out
+
+
+@router.get("/{retriever_identifier}", response_model=RetrieverOut)
+async def get_retriever(retriever_identifier: str, scope: CurrentScope) -> RetrieverOut:
+    """One retriever, by id or name."""
+    return await scope.ctx.db.read(
+        lambda s: service.get(s, scope.namespace_id, retriever_identifier)
+    )
+
+
+@router.delete("/{retriever_identifier}", response_model=RetrieverDeleted)
+async def delete_retriever(retriever_identifier: str, scope: CurrentScope) -> RetrieverDeleted:
+    """Delete a saved retriever (its collections stay)."""
+    retriever_id = await scope.ctx.db.write(
+        lambda s: service.delete(s, scope.principal, scope.namespace_id, retriever_identifier)
+    )
+    return RetrieverDeleted(retriever_id=retriever_id)
+
+
+@router.post("/{retriever_identifier}/execute", response_model=ExecuteOut)
+async def execute_retriever(
+    retriever_identifier: str, body: ExecuteRequest, scope: CurrentScope
+) -> ExecuteOut:
+    """Run a saved retriever: `inputs` fill its `{{INPUT.x}}` templates."""
+    plan = await scope.ctx.db.read(
+        lambda s: service.plan_of(s, scope.namespace_id, retriever_identifier)
+    )
+    out = await _execute(scope, plan, body)
+    out.warnings = body.warnings()
+    return out
+
+
+async def _execute(scope: CurrentScope, plan: service.Plan, body: ExecuteRequest) -> ExecuteOut:
+    ctx = scope.ctx
+    scope.principal.require("read")
+    inputs = body.inputs.model_dump(exclude_none=True, by_alias=True)
+    images = await service.load_images(inputs, ctx.fetch_policy, ctx.settings.tmp_dir)
+    limit, cursor = body.page()
+    # One hop to a thread for the whole run: query models and index searches block.
+    return await ctx.db.read(
+        lambda s: service.execute(
+            s, ctx.searcher, scope.namespace_id, plan, inputs, images, limit=limit, cursor=cursor
+        ),
+        heavy=True,
+    )

@@ -1,0 +1,215 @@
+"""Vector indexes per (collection, feature URI), kept in step with `document_vectors`.
+
+The table is the truth and an index is a cache of it. Triggers append every insert and
+delete of a vector to `vector_log`; an index remembers the last `seq` it applied (its
+watermark, saved with it) and replays the log past it before each search. So extraction in
+another process, a cascade delete of an object, or a crash between a commit and a save never
+leave an index that disagrees with the table: the next search catches up. An index that
+cannot be read, or whose size disagrees with the table after catching up, is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from assay.backends.vector.adaptive import AdaptiveIndex, load_index
+from assay.backends.vector.base import VectorIndex, VectorIndexError
+from assay.collections.vectors import unpack_vector
+from assay.models import DocumentVector, VectorLogEntry
+
+log = logging.getLogger(__name__)
+
+_REBUILD_CHUNK = 20_000
+_SAVE_EVERY_CHANGES = 5_000  # save after this many applied changes...
+_SAVE_EVERY_S = 60.0  # ...or this long after the first unsaved one
+
+
+@dataclass
+class _Entry:
+    index: VectorIndex | None  # None until the first vector arrives (dimensions unknown)
+    seq: int  # the last vector_log seq applied
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    unsaved: int = 0
+    dirty_since: float = 0.0
+
+
+class FeatureIndexes:
+    """Every vector index of this process, opened on first use."""
+
+    def __init__(self, root: Path, *, exact_limit: int = 20_000) -> None:
+        self.root = root
+        self.exact_limit = exact_limit
+        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._open_lock = threading.Lock()
+
+    def search(
+        self,
+        session: Session,
+        collection_id: str,
+        feature_uri: str,
+        query: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Doc keys and cosine similarities of the `k` nearest vectors, best first."""
+        entry = self._entry(session, collection_id, feature_uri)
+        with entry.lock:
+            self._catch_up(session, collection_id, feature_uri, entry)
+            if entry.index is None or len(entry.index) == 0:
+                return np.empty(0, np.uint64), np.empty(0, np.float32)
+            if query.shape[-1] != entry.index.dimensions:
+                raise VectorIndexError(
+                    f"{feature_uri} holds {entry.index.dimensions}-d vectors; "
+                    f"the query has {query.shape[-1]}"
+                )
+            return entry.index.search(query, k, allowed)
+
+    def size(self, session: Session, collection_id: str, feature_uri: str) -> int:
+        """How many vectors the index holds once it has caught up."""
+        entry = self._entry(session, collection_id, feature_uri)
+        with entry.lock:
+            self._catch_up(session, collection_id, feature_uri, entry)
+            return 0 if entry.index is None else len(entry.index)
+
+    def save_all(self) -> None:
+        """Write every index with unsaved changes (at shutdown)."""
+        for (collection_id, feature_uri), entry in list(self._entries.items()):
+            with entry.lock:
+                if entry.unsaved:
+                    self._save(collection_id, feature_uri, entry)
+
+    def path(self, collection_id: str, feature_uri: str) -> Path:
+        digest = hashlib.sha256(feature_uri.encode()).hexdigest()[:16]
+        return self.root / collection_id / f"{digest}.index"
+
+    # -- opening, replaying, rebuilding --------------------------------------------------
+
+    def _entry(self, session: Session, collection_id: str, feature_uri: str) -> _Entry:
+        key = (collection_id, feature_uri)
+        entry = self._entries.get(key)
+        if entry is not None:
+            return entry
+        with self._open_lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._open(session, collection_id, feature_uri)
+                self._entries[key] = entry
+            return entry
+
+    def _open(self, session: Session, collection_id: str, feature_uri: str) -> _Entry:
+        path = self.path(collection_id, feature_uri)
+        if path.exists() or path.with_name(path.name + ".meta.json").exists():
+            try:
+                index, meta = load_index(path)
+                entry = _Entry(index, int(meta["seq"]))
+                self._catch_up(session, collection_id, feature_uri, entry)
+                if len(index) == self._count(session, collection_id, feature_uri):
+                    return entry
+                log.warning("index %s disagrees with the database; rebuilding", path)
+            except (VectorIndexError, KeyError, ValueError) as exc:
+                log.warning("index %s unreadable (%s); rebuilding", path, exc)
+        return self._rebuild(session, collection_id, feature_uri)
+
+    def _rebuild(self, session: Session, collection_id: str, feature_uri: str) -> _Entry:
+        # One read transaction: the vectors and the watermark come from the same snapshot.
+        seq = self._last_seq(session, collection_id, feature_uri)
+        entry = _Entry(None, seq)
+        stmt = (
+            select(DocumentVector.doc_key, DocumentVector.vector)
+            .where(
+                DocumentVector.collection_id == collection_id,
+                DocumentVector.feature_uri == feature_uri,
+            )
+            .execution_options(yield_per=_REBUILD_CHUNK)
+        )
+        for rows in session.execute(stmt).partitions():
+            self._add(entry, [r[0] for r in rows], [r[1] for r in rows])
+        if entry.index is not None:
+            self._save(collection_id, feature_uri, entry)
+        return entry
+
+    def _catch_up(
+        self, session: Session, collection_id: str, feature_uri: str, entry: _Entry
+    ) -> None:
+        stmt = (
+            select(VectorLogEntry.seq, VectorLogEntry.doc_key, VectorLogEntry.op)
+            .where(
+                VectorLogEntry.collection_id == collection_id,
+                VectorLogEntry.feature_uri == feature_uri,
+                VectorLogEntry.seq > entry.seq,
+            )
+            .order_by(VectorLogEntry.seq)
+        )
+        changes = session.execute(stmt).all()
+        if not changes:
+            return
+        # Keys are never reused (a re-extracted document gets a new id), so the net effect
+        # is: what was removed goes, what was added and not removed since comes in.
+        removed = {key for _, key, op in changes if op == "-"}
+        added = [key for _, key, op in changes if op == "+" and key not in removed]
+        if removed and entry.index is not None:
+            entry.index.remove(np.fromiter(removed, np.uint64, len(removed)))
+        for start in range(0, len(added), _REBUILD_CHUNK):
+            chunk = added[start : start + _REBUILD_CHUNK]
+            keys, blobs = self._vectors(session, collection_id, feature_uri, chunk)
+            self._add(entry, keys, blobs)
+        entry.seq = changes[-1][0]
+        entry.unsaved += len(changes)
+        entry.dirty_since = entry.dirty_since or time.monotonic()
+        if (
+            entry.unsaved >= _SAVE_EVERY_CHANGES
+            or time.monotonic() - entry.dirty_since >= _SAVE_EVERY_S
+        ):
+            self._save(collection_id, feature_uri, entry)
+
+    def _vectors(
+        self, session: Session, collection_id: str, feature_uri: str, keys: list[int]
+    ) -> tuple[list[int], list[bytes]]:
+        stmt = select(DocumentVector.doc_key, DocumentVector.vector).where(
+            DocumentVector.collection_id == collection_id,
+            DocumentVector.feature_uri == feature_uri,
+            DocumentVector.doc_key.in_(keys),
+        )
+        rows = session.execute(stmt).all()
+        return [r[0] for r in rows], [r[1] for r in rows]
+
+    def _add(self, entry: _Entry, keys: list[int], blobs: list[bytes]) -> None:
+        if not keys:
+            return
+        vectors = np.stack([unpack_vector(b) for b in blobs])
+        if entry.index is None:
+            entry.index = AdaptiveIndex(vectors.shape[1], exact_limit=self.exact_limit)
+        entry.index.add(np.asarray(keys, dtype=np.uint64), vectors)
+
+    def _save(self, collection_id: str, feature_uri: str, entry: _Entry) -> None:
+        if entry.index is None:
+            return
+        path = self.path(collection_id, feature_uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        entry.index.save(path, {"seq": entry.seq, "feature_uri": feature_uri})
+        entry.unsaved, entry.dirty_since = 0, 0.0
+
+    @staticmethod
+    def _count(session: Session, collection_id: str, feature_uri: str) -> int:
+        stmt = select(func.count()).where(
+            DocumentVector.collection_id == collection_id,
+            DocumentVector.feature_uri == feature_uri,
+        )
+        return int(session.scalar(stmt) or 0)
+
+    @staticmethod
+    def _last_seq(session: Session, collection_id: str, feature_uri: str) -> int:
+        stmt = select(func.max(VectorLogEntry.seq)).where(
+            VectorLogEntry.collection_id == collection_id,
+            VectorLogEntry.feature_uri == feature_uri,
+        )
+        return int(session.scalar(stmt) or 0)

@@ -1,0 +1,137 @@
+"""What every stage works on: hits (scored documents) and the run's context.
+
+A pipeline is a list of stages; each takes the hits so far (None before the first stage
+that produced any) and returns new ones. Stages register by `stage_id`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
+
+from assay.errors import ValidationFailed
+from assay.models import Collection, Document
+from assay.retrievers.indexes import FeatureIndexes
+from assay.retrievers.queries import QueryEmbedder
+from assay.retrievers.repository import SearchRepository
+
+
+@dataclass
+class Hit:
+    doc_key: int
+    score: float
+
+
+@dataclass
+class RunContext:
+    """One execution: the namespace's session, its collections, the inputs, the indexes."""
+
+    session: Session
+    search: SearchRepository
+    collections: list[Collection]
+    inputs: dict[str, Any]
+    images: dict[str, bytes]  # image inputs already fetched or decoded, by the string given
+    indexes: FeatureIndexes
+    embedder: QueryEmbedder
+    features: dict[str, frozenset[str]]  # the vector feature URIs of each collection
+    _docs: dict[int, Document] = field(default_factory=dict)
+
+    def documents(self, keys: Iterable[int]) -> dict[int, Document]:
+        """Documents by key, loaded once per run."""
+        missing = [k for k in keys if k not in self._docs]
+        if missing:
+            self._docs.update(self.search.documents_by_key(missing))
+        return self._docs
+
+    def allowed(self, filters: Any, hits: list[Hit] | None) -> np.ndarray | None:
+        """Doc keys a search may return: those passing `filters` (and the run's input filters)
+        among the hits so far; None when nothing restricts it."""
+        groups = [g for g in (filters, self.inputs.get("filters")) if g]
+        keys: np.ndarray | None = None
+        if groups:
+            keys = self.search.keys_matching(self.collection_ids, groups)
+        if hits is not None:
+            prior = np.fromiter((h.doc_key for h in hits), np.uint64, len(hits))
+            keys = prior if keys is None else np.intersect1d(keys, prior)
+        return keys
+
+    def features_of(self, collection: Collection) -> frozenset[str]:
+        return self.features.get(collection.collection_id, frozenset())
+
+    @property
+    def collection_ids(self) -> list[str]:
+        return [c.collection_id for c in self.collections]
+
+
+class Stage(Protocol):
+    stage_id: str
+    params_model: type[BaseModel]
+
+    def run(self, ctx: RunContext, hits: list[Hit] | None, params: Any) -> list[Hit]:
+        """The hits after this stage."""
+
+
+STAGES: dict[str, Stage] = {}
+
+
+def stage(stage_id: str, *aliases: str) -> Callable[[type], type]:
+    """Class decorator: register a stage under its id (and aliases)."""
+
+    def register(cls: type) -> type:
+        cls.stage_id = stage_id  # type: ignore[attr-defined]
+        for name in (stage_id, *aliases):
+            STAGES[name] = cls()
+        return cls
+
+    return register
+
+
+@dataclass
+class StageRun:
+    stage_name: str
+    stage_id: str
+    input_count: int
+    output_count: int
+    duration_ms: float
+
+
+def run_stages(ctx: RunContext, stages: list[dict[str, Any]]) -> tuple[list[Hit], list[StageRun]]:
+    """Every stage in order; parameters are validated here, after templates were filled."""
+    hits: list[Hit] | None = None
+    stats: list[StageRun] = []
+    for i, spec in enumerate(stages):
+        stage_id = spec["config"]["stage_id"]
+        impl = STAGES[stage_id]
+        params = _params(impl, spec["config"].get("parameters") or {}, i)
+        started = time.perf_counter()
+        before = None if hits is None else len(hits)
+        hits = impl.run(ctx, hits, params)
+        ms = (time.perf_counter() - started) * 1000
+        stats.append(StageRun(spec["stage_name"], stage_id, before or 0, len(hits), round(ms, 3)))
+    return hits or [], stats
+
+
+def _params(impl: Stage, raw: dict[str, Any], index: int) -> BaseModel:
+    try:
+        return impl.params_model.model_validate(raw)
+    except ValidationError as exc:
+        where = ["stages", index, "config", "parameters"]
+        raise ValidationFailed(
+            f"stage {index} has invalid parameters",
+            [
+                {"loc": [*where, *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                for e in exc.errors()
+            ],
+        ) from exc
+
+
+def ranked(scores: dict[int, float], k: int | None = None) -> list[Hit]:
+    """Hits by descending score (ties by key, so results are stable), at most `k`."""
+    order = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [Hit(key, score) for key, score in order[:k]]

@@ -1,0 +1,92 @@
+"""A search's query as a vector in the space of the feature it searches.
+
+Text-space features (`text_embedding` of every extractor) take text, or an image through the
+same labels-and-OCR path images were indexed with; `visual_embedding` takes an image; a
+CLIP feature takes either, through the collection's own CLIP weights.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from assay.errors import ValidationFailed
+from assay.extractors.base import parse_feature_uri
+
+
+@dataclass(frozen=True)
+class Query:
+    """Text, or the bytes of an image."""
+
+    text: str | None = None
+    image: bytes | None = None
+
+
+class QueryEmbedder:
+    """Turns queries into unit vectors; the models are the extractors' own, loaded once."""
+
+    def embed(self, feature_uri: str, query: Query, params: dict[str, Any]) -> np.ndarray:
+        output = parse_feature_uri(feature_uri).output
+        if output == "visual_embedding":
+            return self._visual(query, feature_uri)
+        if output.startswith("clip"):
+            return self._clip(query, params)
+        if output.endswith("embedding"):
+            return self._text_space(query)
+        raise ValidationFailed.at(
+            ["stages", "searches", "feature_uri"], f"{feature_uri} is not a vector feature"
+        )
+
+    def _text_space(self, query: Query) -> np.ndarray:
+        from assay.extractors import vision
+        from assay.extractors.builtin.image import imagenet_labels, text_space_vector, top_labels
+        from assay.extractors.models import embed_texts
+
+        if query.text is not None:
+            return _unit(embed_texts([query.text])[0])
+        image = _image(query)
+        classified = vision.classify([image])[0]
+        labels = top_labels(classified.probabilities, imagenet_labels(), 5)
+        ocr = "\n".join(vision.read_text(np.asarray(image, dtype=np.uint8)))
+        return _unit(text_space_vector(labels, ocr))
+
+    def _visual(self, query: Query, feature_uri: str) -> np.ndarray:
+        from assay.extractors import vision
+
+        if query.image is None:
+            raise ValidationFailed.at(
+                ["inputs"],
+                f"{feature_uri} is searched with an image: give query_url or query_image",
+            )
+        return _unit(vision.classify([_image(query)])[0].embedding)
+
+    def _clip(self, query: Query, params: dict[str, Any]) -> np.ndarray:
+        from assay.extractors import clip
+
+        path = params.get("clip_model_path")
+        if not path:
+            raise ValidationFailed.at(["stages"], "this collection has no clip_model_path")
+        if query.text is not None:
+            return _unit(clip.embed_clip_text(path, [query.text])[0])
+        return _unit(clip.embed_clip_images(path, [_image(query)])[0])
+
+
+def _image(query: Query) -> Any:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(io.BytesIO(query.image or b""))
+        return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ValidationFailed.at(
+            ["inputs", "query_image"], "the query image cannot be decoded"
+        ) from exc
+
+
+def _unit(values: Any) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float32)
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v

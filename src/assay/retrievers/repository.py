@@ -1,0 +1,146 @@
+"""SQL of retrievers and of searching documents; every query is namespace-scoped."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import ColumnElement, Select, select, text
+from sqlalchemy.orm import Session
+
+from assay.collections.vectors import unpack_vector
+from assay.kit.ids import has_prefix
+from assay.kit.paging import build_filter
+from assay.kit.schemas import FilterGroup
+from assay.models import Document, DocumentVector, Retriever
+
+_KEY_CHUNK = 5_000  # doc keys per IN list (SQLite allows 32,766 variables)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class RetrieverRepository:
+    def __init__(self, session: Session, namespace_id: str) -> None:
+        self.session = session
+        self.namespace_id = namespace_id
+
+    def scoped(self) -> Select[tuple[Retriever]]:
+        return select(Retriever).where(Retriever.namespace_id == self.namespace_id)
+
+    def get_by_ident(self, ident: str) -> Retriever | None:
+        col = Retriever.retriever_id if has_prefix(ident, "ret") else Retriever.retriever_name
+        return self.session.scalar(self.scoped().where(col == ident))
+
+    def add(self, retriever: Retriever) -> Retriever:
+        self.session.add(retriever)
+        self.session.flush()
+        return retriever
+
+    def delete(self, retriever: Retriever) -> None:
+        self.session.delete(retriever)
+
+
+class SearchRepository:
+    """Documents of one namespace as search sees them: by key, by filter, by words."""
+
+    def __init__(self, session: Session, namespace_id: str) -> None:
+        self.session = session
+        self.namespace_id = namespace_id
+
+    def documents_by_key(self, keys: Sequence[int]) -> dict[int, Document]:
+        found: dict[int, Document] = {}
+        for chunk in _chunks(keys):
+            stmt = select(Document).where(
+                Document.namespace_id == self.namespace_id, Document.doc_key.in_(chunk)
+            )
+            found.update((d.doc_key, d) for d in self.session.scalars(stmt))
+        return found
+
+    def keys_matching(
+        self, collection_ids: list[str], groups: Iterable[FilterGroup | dict[str, Any]]
+    ) -> np.ndarray:
+        """Keys of the collections' documents that pass every filter group."""
+        conditions = [
+            build_filter(g if isinstance(g, FilterGroup) else FilterGroup.model_validate(g),
+                         document_field)
+            for g in groups
+        ]  # fmt: skip
+        stmt = select(Document.doc_key).where(
+            Document.namespace_id == self.namespace_id,
+            Document.collection_id.in_(collection_ids),
+            *conditions,
+        )
+        keys = self.session.scalars(stmt).all()
+        return np.unique(np.asarray(keys, dtype=np.uint64))
+
+    def text_search(
+        self, collection_ids: list[str], query: str, k: int, allowed: np.ndarray | None
+    ) -> list[tuple[int, float]]:
+        """BM25 over document text (higher is better), best first, at most `k`."""
+        words = _WORD.findall(query)
+        if not words or k <= 0:
+            return []
+        match = " OR ".join('"' + w.replace('"', "") + '"' for w in words[:64])
+        ids = ", ".join(f":c{i}" for i in range(len(collection_ids)))
+        sql = (
+            "SELECT d.doc_key, bm25(document_text) AS s FROM document_text "
+            "JOIN documents d ON d.doc_key = document_text.rowid "
+            f"WHERE document_text MATCH :q AND d.namespace_id = :ns AND d.collection_id IN ({ids}) "
+            "ORDER BY s"
+        )
+        params: dict[str, Any] = {"q": match, "ns": self.namespace_id}
+        params.update({f"c{i}": c for i, c in enumerate(collection_ids)})
+        if allowed is None:
+            rows = self.session.execute(text(sql + " LIMIT :k"), {**params, "k": k})
+            return [(int(key), -float(s)) for key, s in rows]
+        permitted = set(allowed.tolist())
+        found: list[tuple[int, float]] = []
+        for key, s in self.session.execute(text(sql), params):
+            if int(key) in permitted:
+                found.append((int(key), -float(s)))
+                if len(found) == k:
+                    break
+        return found
+
+    def vectors(self, keys: Sequence[int], feature_uri: str) -> dict[int, np.ndarray]:
+        """These documents' vectors under one feature."""
+        found: dict[int, np.ndarray] = {}
+        for chunk in _chunks(keys):
+            stmt = select(DocumentVector.doc_key, DocumentVector.vector).where(
+                DocumentVector.namespace_id == self.namespace_id,
+                DocumentVector.feature_uri == feature_uri,
+                DocumentVector.doc_key.in_(chunk),
+            )
+            found.update((key, unpack_vector(data)) for key, data in self.session.execute(stmt))
+        return found
+
+
+def document_field(name: str) -> ColumnElement[Any] | None:
+    """Columns a retriever filter or sort may name."""
+    head, _, rest = name.partition(".")
+    json_cols = {"metadata": Document.metadata_, "content": Document.content}
+    if head in json_cols and rest:
+        path = tuple(rest.split("."))
+        return json_cols[head][path] if len(path) > 1 else json_cols[head][path[0]]
+    if head == "segment" and rest:
+        return Document.segment[rest]
+    plain: dict[str, Any] = {
+        "document_id": Document.document_id,
+        "collection_id": Document.collection_id,
+        "object_id": Document.object_id,
+        "source.object_id": Document.object_id,
+        "blob_id": Document.blob_id,
+        "source.blob_id": Document.blob_id,
+        "property": Document.property,
+        "source.property": Document.property,
+        "extractor": Document.extractor,
+        "created_at": Document.created_at,
+    }
+    return plain.get(name)
+
+
+def _chunks(keys: Sequence[int]) -> Iterable[list[int]]:
+    items = [int(k) for k in keys]
+    for start in range(0, len(items), _KEY_CHUNK):
+        yield items[start : start + _KEY_CHUNK]

@@ -1,0 +1,32 @@
+"""`text_search`: BM25 over chunk text, OCR text, transcripts and labels (SQLite FTS5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from assay.kit.schemas import FilterGroup
+from assay.retrievers.pipeline import Hit, RunContext, stage
+
+
+class TextSearchParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str | None = None
+    top_k: int = Field(default=100, ge=1, le=10_000)
+    filters: FilterGroup | None = None
+
+
+@stage("text_search", "full_text_search", "bm25_search")
+class TextSearch:
+    params_model = TextSearchParams
+
+    def run(self, ctx: RunContext, hits: list[Hit] | None, params: Any) -> list[Hit]:
+        p: TextSearchParams = params
+        query = p.query if p.query is not None else ctx.inputs.get("query")
+        if not isinstance(query, str) or not query.strip():
+            return list(hits or [])
+        allowed = ctx.allowed(p.filters, hits)
+        found = ctx.search.text_search(ctx.collection_ids, query, p.top_k, allowed)
+        return [Hit(key, score) for key, score in found]
