@@ -368,3 +368,22 @@ async def test_stage_catalogue(client: httpx.AsyncClient) -> None:
         "limit",
     } <= ids
     assert "deduplicate" in next(s for s in stages if s["stage_id"] == "group_by")["aliases"]
+
+
+async def test_precomputed_vector_queries(client: httpx.AsyncClient) -> None:
+    await _corpus(client)
+    docs = (
+        await client.get(
+            "/v1/collections/text_extractor/documents?include_vectors=true", headers=NS
+        )
+    ).json()["results"]
+    target = next(d for d in docs if d["metadata"]["topic"] == "finance")
+    vector = target["features"][URI]
+    stage = _search_stage(query="{{INPUT.embedding}}")
+    r = await _adhoc(client, [stage], inputs={"embedding": vector})
+    assert r.status_code == 200, r.text
+    first = r.json()["results"][0]
+    assert first["document_id"] == target["document_id"] and first["score"] > 0.999
+    spec = _search_stage(query={"input_mode": "vector", "vector": vector[:10]})
+    r = await _adhoc(client, [spec], inputs={})
+    assert r.status_code == 422 and "384" in r.json()["error"]["message"], r.text

@@ -19,10 +19,11 @@ from assay.extractors.base import parse_feature_uri
 
 @dataclass(frozen=True)
 class Query:
-    """Text, or the bytes of an image."""
+    """Text, the bytes of an image, or a vector computed elsewhere."""
 
     text: str | None = None
     image: bytes | None = None
+    vector: tuple[float, ...] | None = None
 
 
 class QueryEmbedder:
@@ -30,6 +31,8 @@ class QueryEmbedder:
 
     def embed(self, feature_uri: str, query: Query, params: dict[str, Any]) -> np.ndarray:
         output = parse_feature_uri(feature_uri).output
+        if query.vector is not None:  # precomputed: the caller vouches for its space
+            return _unit(query.vector)
         if output == "visual_embedding":
             return self._visual(query, feature_uri)
         if output.startswith("clip"):

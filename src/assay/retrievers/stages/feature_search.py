@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from assay.backends.vector.base import VectorIndexError
 from assay.errors import ValidationFailed
 from assay.extractors.base import canonical_feature_uri
 from assay.kit.schemas import FilterGroup
@@ -22,8 +23,9 @@ class QuerySpec(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    input_mode: Literal["text", "image", "content", "url", "base64"] = "text"
+    input_mode: Literal["text", "image", "content", "url", "base64", "vector", "embedding"] = "text"
     text: str | None = None
+    vector: list[float] | None = None
     url: str | None = None
     value: str | None = None
     base64: str | None = None
@@ -33,7 +35,7 @@ class Search(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     feature_uri: str
-    query: str | QuerySpec | None = None
+    query: str | list[float] | QuerySpec | None = None
     top_k: int = Field(default=100, ge=1, le=10_000)
     filters: FilterGroup | None = None
     weight: float = Field(default=1.0, ge=0)
@@ -80,22 +82,29 @@ class FeatureSearch:
                 vector_cache[cache_key] = ctx.embedder.embed(
                     s.feature_uri, query, collection.params
                 )
-            keys, sims = ctx.indexes.search(
-                ctx.session, collection.collection_id, s.feature_uri,
-                vector_cache[cache_key], s.top_k, allowed,
-            )  # fmt: skip
+            try:
+                keys, sims = ctx.indexes.search(
+                    ctx.session, collection.collection_id, s.feature_uri,
+                    vector_cache[cache_key], s.top_k, allowed,
+                )  # fmt: skip
+            except VectorIndexError as exc:  # a precomputed vector of the wrong size
+                raise ValidationFailed.at(["stages", "searches", "query"], str(exc)) from exc
             scores.update(zip(keys.tolist(), sims.tolist(), strict=True))
         found = ranked(scores, s.top_k)
         return [h for h in found if s.min_score is None or h.score >= s.min_score]
 
 
-def _query(ctx: RunContext, raw: str | QuerySpec | None) -> Query | None:
+def _query(ctx: RunContext, raw: str | list[float] | QuerySpec | None) -> Query | None:
     if raw is None:
         return None
+    if isinstance(raw, list):
+        return Query(vector=tuple(raw)) if raw else None
     if isinstance(raw, str):
         if raw in ctx.images:  # the string given as query_url / query_image
             return Query(image=ctx.images[raw])
         return Query(text=raw) if raw.strip() else None
+    if raw.input_mode in ("vector", "embedding"):
+        return Query(vector=tuple(raw.vector)) if raw.vector else None
     if raw.input_mode == "text":
         return Query(text=raw.text) if raw.text and raw.text.strip() else None
     ref = raw.url or raw.value or raw.base64
