@@ -28,7 +28,7 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
 async def readyz(ctx: Ctx) -> Any:
-    """The database and the blob store answer."""
+    """The database, the blob store and the vector index folder answer."""
     checks: dict[str, str] = {}
     try:
         await ctx.db.read(lambda s: s.execute(text("SELECT 1")).scalar())
@@ -40,6 +40,11 @@ async def readyz(ctx: Ctx) -> Any:
         checks["blob_store"] = "ok"
     except Exception as exc:
         checks["blob_store"] = f"error: {type(exc).__name__}"
+    try:
+        ctx.searcher.indexes.check()
+        checks["vector_index"] = "ok"
+    except OSError as exc:
+        checks["vector_index"] = f"error: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
     body = Health(status="ok" if ok else "unavailable", checks=checks)
     return body if ok else JSONResponse(body.model_dump(), status_code=503)

@@ -80,6 +80,13 @@ class FeatureIndexes:
             self._catch_up(session, collection_id, feature_uri, entry)
             return 0 if entry.index is None else len(entry.index)
 
+    def check(self) -> None:
+        """Raise unless the index folder can be written (readiness)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        probe = self.root / ".ready"
+        probe.write_bytes(b"")
+        probe.unlink()
+
     def save_all(self) -> None:
         """Write every index with unsaved changes (at shutdown)."""
         for (collection_id, feature_uri), entry in list(self._entries.items()):

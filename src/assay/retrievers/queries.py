@@ -15,6 +15,7 @@ import numpy as np
 
 from assay.errors import ValidationFailed
 from assay.extractors.base import parse_feature_uri
+from assay.extractors.models import ModelLoadError
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,12 @@ class QueryEmbedder:
         path = params.get("clip_model_path")
         if not path:
             raise ValidationFailed.at(["stages"], "this collection has no clip_model_path")
-        if query.text is not None:
-            return _unit(clip.embed_clip_text(path, [query.text])[0])
-        return _unit(clip.embed_clip_images(path, [_image(query)])[0])
+        try:
+            if query.text is not None:
+                return _unit(clip.embed_clip_text(path, [query.text])[0])
+            return _unit(clip.embed_clip_images(path, [_image(query)])[0])
+        except ModelLoadError as exc:  # the collection's own param points at no usable model
+            raise ValidationFailed.at(["stages", "searches", "feature_uri"], str(exc)) from exc
 
 
 def _image(query: Query) -> Any:

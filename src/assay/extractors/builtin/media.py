@@ -62,7 +62,9 @@ def open_media(source: Source, what: str = "media") -> Iterator[Any]:
         try:
             for stream in container.streams:
                 if stream.type in ("audio", "video") and stream.codec_context is None:
-                    raise ExtractorError("UnsupportedCodec", f"{what}: no decoder for {stream}")
+                    raise ExtractorError(
+                        "UnsupportedCodec", f"{what}: no decoder for its {stream.type} stream"
+                    )
             yield container
         finally:
             container.close()
