@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,20 @@ SEED_SCHEMA = {
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", admin_key=ADMIN_KEY)
+
+
+@asynccontextmanager
+async def open_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app over ASGI with these settings; a crash reads as a 500 answer, not an exception."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://assay.test",
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        ) as c:
+            yield c
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import io
 import json
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,15 @@ import pytest_asyncio
 from PIL import Image
 
 from assay.config import Settings
-from assay.main import create_app
-from tests.conftest import ADMIN_KEY, Origin, b64, make_bucket, make_namespace, png_bytes
+from tests.conftest import (
+    ADMIN_KEY,
+    Origin,
+    b64,
+    make_bucket,
+    make_namespace,
+    open_client,
+    png_bytes,
+)
 
 PNG = png_bytes("HERO", (120, 60))
 SEED_TEXT = "Wireless headphones"
@@ -43,20 +49,6 @@ JPEG = jpeg_bytes()
 # namespace and bucket, so tests stay independent. Everything runs on the module's loop.
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@asynccontextmanager
-async def open_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app over ASGI with these settings; a crash reads as a 500 answer, not an exception."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://assay.test",
-            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        ) as c:
-            yield c
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import struct
 import uuid
 import wave
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,15 @@ import pytest_asyncio
 from PIL import Image
 
 from assay.config import Settings
-from assay.main import create_app
-from tests.conftest import ADMIN_KEY, Origin, b64, make_bucket, make_namespace, png_bytes
+from tests.conftest import (
+    ADMIN_KEY,
+    Origin,
+    b64,
+    make_bucket,
+    make_namespace,
+    open_client,
+    png_bytes,
+)
 
 MEDIA_SCHEMA = {
     "properties": {
@@ -91,20 +97,6 @@ def noisy_png(side: int = 80) -> bytes:
 
 
 # --------------------------------------------------------------------------- app clients
-
-
-@asynccontextmanager
-async def open_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app over ASGI; a crash reads as a 500 answer instead of an exception."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://assay.test",
-            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        ) as c:
-            yield c
 
 
 class Api:

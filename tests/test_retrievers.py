@@ -3,6 +3,7 @@ templates, pagination, stage stats, and the errors users meet."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ from assay.batches.service import JOB_KIND
 from assay.batches.tasks import BatchExtraction
 from assay.config import Settings
 from assay.engine.local import LocalWorkers
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, Origin, open_client, png_bytes
 
 NS = {"X-Namespace": "search"}
 TEXT = {"feature_extractor_name": "text_extractor", "version": "v1"}
@@ -387,3 +388,24 @@ async def test_precomputed_vector_queries(client: httpx.AsyncClient) -> None:
     spec = _search_stage(query={"input_mode": "vector", "vector": vector[:10]})
     r = await _adhoc(client, [spec], inputs={})
     assert r.status_code == 422 and "384" in r.json()["error"]["message"], r.text
+
+
+async def test_query_url_goes_through_the_ssrf_guard(
+    client: httpx.AsyncClient, origin: Origin, tmp_path: Path
+) -> None:
+    await _corpus(client)
+    url = origin.serve("/q.png", png_bytes("LAVA", (160, 64)), "image/png")
+    stage = _search_stage(query="{{INPUT.query_url}}")
+    r = await _adhoc(client, [stage], inputs={"query_url": url})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"]["validation_errors"][0]["loc"] == ["inputs", "query_url"]
+    assert origin.hits == []  # refused before any connection
+
+    data_dir = tmp_path / "private"
+    settings = Settings(data_dir=data_dir, admin_key=ADMIN_KEY, allow_private_urls=True)
+    async with open_client(settings) as private:
+        await _corpus(private)
+        body = {"stages": [stage], "inputs": {"query_url": url}}
+        r = await private.post("/v1/retrievers/execute", headers=NS, json=body)
+        assert r.status_code == 200, r.text
+        assert origin.hits == ["/q.png"] and len(r.json()["results"]) == 6
