@@ -285,6 +285,27 @@ async def test_deleted_objects_leave_the_results(client: httpx.AsyncClient) -> N
     assert r.json()["results"] == []
 
 
+async def test_deleting_collections_and_namespaces_removes_their_index_files(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    await _corpus(client)
+    await _adhoc(client, [_search_stage()], inputs={"query": "lava"})  # builds the index
+    root = settings.data_dir / "indexes"
+    (col,) = [p.name for p in root.iterdir() if p.is_dir()]
+    r = await client.delete(f"/v1/collections/{col}", headers=NS)
+    assert r.status_code == 200, r.text
+    assert not (root / col).exists()
+    await _corpus(client, ns="second")
+    second = {"X-Namespace": "second"}
+    body = {"collection_identifiers": [], "stages": [_search_stage()], "inputs": {"query": "x"}}
+    assert (
+        await client.post("/v1/retrievers/execute", headers=second, json=body)
+    ).status_code == 200
+    assert [p for p in root.iterdir() if p.is_dir()]
+    assert (await client.delete("/v1/namespaces/second")).status_code == 200
+    assert not [p for p in root.iterdir() if p.is_dir()]
+
+
 async def test_bad_definitions_and_other_tenants(client: httpx.AsyncClient) -> None:
     await _corpus(client)
     r = await _adhoc(

@@ -71,6 +71,7 @@ async def delete_collection(collection_identifier: str, scope: CurrentScope) -> 
     collection_id = await scope.ctx.db.write(
         lambda s: service.delete(s, scope.principal, scope.namespace_id, collection_identifier)
     )
+    scope.ctx.searcher.indexes.drop([collection_id])
     return CollectionDeleted(collection_id=collection_id)
 
 

@@ -61,9 +61,10 @@ async def patch_namespace(
 @router.delete("/{namespace_identifier}", response_model=NamespaceDeleted)
 async def delete_namespace(namespace_identifier: str, caller: CurrentCaller) -> NamespaceDeleted:
     """Delete a namespace and everything in it."""
-    ns_id = await caller.ctx.db.write(
+    ns_id, collection_ids = await caller.ctx.db.write(
         lambda s: service.delete(s, caller.principal, namespace_identifier)
     )
     caller.ctx.lookups.clear()
+    caller.ctx.searcher.indexes.drop(collection_ids)
     caller.ctx.blobs.delete_prefix(f"{ns_id}/")
     return NamespaceDeleted(namespace_id=ns_id)

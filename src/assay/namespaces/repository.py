@@ -33,6 +33,10 @@ class NamespaceRepository:
         self.session.flush()
         return namespace
 
+    def collection_ids(self, namespace_id: str) -> list[str]:
+        stmt = select(Collection.collection_id).where(Collection.namespace_id == namespace_id)
+        return list(self.session.scalars(stmt))
+
     def delete(self, namespace: Namespace) -> None:
         self.session.delete(namespace)
 

@@ -73,12 +73,15 @@ def patch(session: Session, principal: Principal, ident: str, body: NamespacePat
     return _out(ns, NamespaceRepository(session).counts([ns.namespace_id])[ns.namespace_id])
 
 
-def delete(session: Session, principal: Principal, ident: str) -> str:
-    """Deletes the namespace and, by cascade, everything in it; returns its id."""
+def delete(session: Session, principal: Principal, ident: str) -> tuple[str, list[str]]:
+    """Deletes the namespace and, by cascade, everything in it; returns its id and the ids
+    of the collections that went with it (their vector indexes live outside the database)."""
     ns = resolve(session, principal, ident)
     principal.require("write")
-    NamespaceRepository(session).delete(ns)
-    return ns.namespace_id
+    repo = NamespaceRepository(session)
+    collection_ids = repo.collection_ids(ns.namespace_id)
+    repo.delete(ns)
+    return ns.namespace_id, collection_ids
 
 
 def list_page(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -86,6 +87,14 @@ class FeatureIndexes:
         probe = self.root / ".ready"
         probe.write_bytes(b"")
         probe.unlink()
+
+    def drop(self, collection_ids: list[str]) -> None:
+        """Forget the indexes of deleted collections and remove their files."""
+        gone = set(collection_ids)
+        for key in [k for k in self._entries if k[0] in gone]:
+            self._entries.pop(key, None)
+        for collection_id in gone:
+            shutil.rmtree(self.root / collection_id, ignore_errors=True)
 
     def save_all(self) -> None:
         """Write every index with unsaved changes (at shutdown)."""
