@@ -64,10 +64,16 @@ def transcribe(audio: str | BinaryIO | np.ndarray, offset_ms: int = 0) -> list[S
             beam_size=1,
             vad_filter=True,
             condition_on_previous_text=False,
+            # Without word times, a segment after a silence starts where the previous one
+            # ended, so speech at 21 s would read as 4-24 s and land in the wrong window.
+            word_timestamps=True,
         )
         found: list[Any] = list(segments)  # the generator runs the decoding: keep it locked
-    return [
-        Segment(offset_ms + round(s.start * 1000), offset_ms + round(s.end * 1000), s.text.strip())
-        for s in found
-        if s.text.strip()
-    ]
+    return [_segment(s, offset_ms) for s in found if s.text.strip()]
+
+
+def _segment(s: Any, offset_ms: int) -> Segment:
+    """A segment bounded by its first and last word (by its own bounds if it has no words)."""
+    words = getattr(s, "words", None) or []
+    start, end = (words[0].start, words[-1].end) if words else (s.start, s.end)
+    return Segment(offset_ms + round(start * 1000), offset_ms + round(end * 1000), s.text.strip())
