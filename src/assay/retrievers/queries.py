@@ -47,10 +47,10 @@ class QueryEmbedder:
     def _text_space(self, query: Query) -> np.ndarray:
         from assay.extractors import vision
         from assay.extractors.builtin.image import imagenet_labels, text_space_vector, top_labels
-        from assay.extractors.models import embed_texts
+        from assay.extractors.models import embed_query
 
         if query.text is not None:
-            return _unit(embed_texts([query.text])[0])
+            return _unit(embed_query(query.text))
         image = _image(query)
         classified = vision.classify([image])[0]
         labels = top_labels(classified.probabilities, imagenet_labels(), 5)
