@@ -60,7 +60,11 @@ class DocumentVector(Base):
     """
 
     __tablename__ = "document_vectors"
-    __table_args__ = (Index("ix_document_vectors_feature", "collection_id", "feature_uri"),)
+    __table_args__ = (
+        Index("ix_document_vectors_feature", "collection_id", "feature_uri"),
+        # Looking vectors up by key must not fall back to scanning a whole collection.
+        Index("uq_document_vectors_key", "doc_key", "feature_uri", unique=True),
+    )
 
     document_id: Mapped[str] = mapped_column(
         ForeignKey("documents.document_id", ondelete="CASCADE"), primary_key=True

@@ -190,12 +190,12 @@ class FeatureIndexes:
     def _vectors(
         self, session: Session, collection_id: str, feature_uri: str, keys: list[int]
     ) -> tuple[list[int], list[bytes]]:
-        stmt = select(DocumentVector.doc_key, DocumentVector.vector).where(
-            DocumentVector.collection_id == collection_id,
-            DocumentVector.feature_uri == feature_uri,
-            DocumentVector.doc_key.in_(keys),
-        )
-        rows = session.execute(stmt).all()
+        # By key only (the unique key index): naming the collection too would make SQLite
+        # walk all of the collection's vectors instead.
+        stmt = select(
+            DocumentVector.doc_key, DocumentVector.vector, DocumentVector.collection_id
+        ).where(DocumentVector.doc_key.in_(keys), DocumentVector.feature_uri == feature_uri)
+        rows = [r for r in session.execute(stmt) if r[2] == collection_id]
         return [r[0] for r in rows], [r[1] for r in rows]
 
     def _add(self, entry: _Entry, keys: list[int], blobs: list[bytes]) -> None:

@@ -49,12 +49,16 @@ class SearchRepository:
         self.namespace_id = namespace_id
 
     def documents_by_key(self, keys: Sequence[int]) -> dict[int, Document]:
+        # The namespace is checked on the rows, not in SQL: given both, SQLite walks the
+        # namespace's index (every document of it) instead of looking the keys up.
         found: dict[int, Document] = {}
         for chunk in _chunks(keys):
-            stmt = select(Document).where(
-                Document.namespace_id == self.namespace_id, Document.doc_key.in_(chunk)
+            stmt = select(Document).where(Document.doc_key.in_(chunk))
+            found.update(
+                (d.doc_key, d)
+                for d in self.session.scalars(stmt)
+                if d.namespace_id == self.namespace_id
             )
-            found.update((d.doc_key, d) for d in self.session.scalars(stmt))
         return found
 
     def keys_matching(
@@ -107,12 +111,14 @@ class SearchRepository:
         """These documents' vectors under one feature."""
         found: dict[int, np.ndarray] = {}
         for chunk in _chunks(keys):
-            stmt = select(DocumentVector.doc_key, DocumentVector.vector).where(
-                DocumentVector.namespace_id == self.namespace_id,
-                DocumentVector.feature_uri == feature_uri,
-                DocumentVector.doc_key.in_(chunk),
+            stmt = select(
+                DocumentVector.doc_key, DocumentVector.vector, DocumentVector.namespace_id
+            ).where(DocumentVector.doc_key.in_(chunk), DocumentVector.feature_uri == feature_uri)
+            found.update(
+                (key, unpack_vector(data))
+                for key, data, ns in self.session.execute(stmt)
+                if ns == self.namespace_id
             )
-            found.update((key, unpack_vector(data)) for key, data in self.session.execute(stmt))
         return found
 
 

@@ -74,6 +74,9 @@ def upgrade() -> None:
     op.create_index(
         "ix_document_vectors_feature", "document_vectors", ["collection_id", "feature_uri"]
     )
+    op.create_index(
+        "uq_document_vectors_key", "document_vectors", ["doc_key", "feature_uri"], unique=True
+    )
     if op.get_bind().dialect.name == "sqlite":
         for ddl in _SQLITE_TRIGGERS[:2]:
             op.execute(ddl)
@@ -144,6 +147,7 @@ def downgrade() -> None:
         batch_op.drop_constraint(batch_op.f("uq_documents_doc_key"), type_="unique")
         batch_op.drop_column("search_text")
         batch_op.drop_column("doc_key")
+    op.drop_index("uq_document_vectors_key", table_name="document_vectors")
     op.drop_index("ix_document_vectors_feature", table_name="document_vectors")
     op.drop_table("document_vectors")
     op.drop_index("ix_vector_log_feature_seq", table_name="vector_log")
