@@ -76,10 +76,14 @@ class FeatureIndexes:
 
     def size(self, session: Session, collection_id: str, feature_uri: str) -> int:
         """How many vectors the index holds once it has caught up."""
+        return len(self.keys(session, collection_id, feature_uri))
+
+    def keys(self, session: Session, collection_id: str, feature_uri: str) -> np.ndarray:
+        """Every key the index holds once it has caught up (checks and tests)."""
         entry = self._entry(session, collection_id, feature_uri)
         with entry.lock:
             self._catch_up(session, collection_id, feature_uri, entry)
-            return 0 if entry.index is None else len(entry.index)
+            return np.empty(0, np.uint64) if entry.index is None else entry.index.keys()
 
     def check(self) -> None:
         """Raise unless the index folder can be written (readiness)."""
