@@ -91,7 +91,7 @@ class SearchRepository:
             "SELECT d.doc_key, bm25(document_text) AS s FROM document_text "
             "JOIN documents d ON d.doc_key = document_text.rowid "
             f"WHERE document_text MATCH :q AND d.namespace_id = :ns AND d.collection_id IN ({ids}) "
-            "ORDER BY s"
+            "ORDER BY s, d.doc_key"  # ties in a stable order
         )
         params: dict[str, Any] = {"q": match, "ns": self.namespace_id}
         params.update({f"c{i}": c for i, c in enumerate(collection_ids)})
