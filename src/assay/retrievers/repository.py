@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, Select, select, text
 from sqlalchemy.orm import Session
 
 from assay.collections.vectors import unpack_vector
+from assay.errors import BadRequest
 from assay.kit.ids import has_prefix
 from assay.kit.paging import build_filter
 from assay.kit.schemas import FilterGroup
@@ -85,6 +86,8 @@ class SearchRepository:
         words = _WORD.findall(query)
         if not words or k <= 0:
             return []
+        if self.session.get_bind().dialect.name != "sqlite":
+            raise BadRequest("text_search runs on SQLite's FTS5; PostgreSQL's is not built yet")
         match = " OR ".join('"' + w.replace('"', "") + '"' for w in words[:64])
         ids = ", ".join(f":c{i}" for i in range(len(collection_ids)))
         sql = (
