@@ -51,7 +51,7 @@ def test_serve_starts_on_embedded_defaults_and_prints_the_admin_key_once(tmp_pat
     try:
         _wait_healthy(url, proc)
         ready = httpx.get(f"{url}/readyz").json()
-        assert ready["checks"] == {"database": "ok", "blob_store": "ok"}
+        assert ready["checks"] == {"database": "ok", "blob_store": "ok", "vector_index": "ok"}
     finally:
         first = _stop(proc)
     match = re.search(r"Generated the first admin key \(shown only once\): (sk_live_\w+)", first)
