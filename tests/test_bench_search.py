@@ -62,3 +62,22 @@ def test_every_system_at_2000_vectors(bench: ModuleType, tmp_path: Path) -> None
     assert result.checks and result.checks[0][0].startswith("Assay recall")
     bench.report(result)
     assert list(tmp_path.iterdir()) == []  # the work folder is cleaned up
+
+
+def test_shared_graph_maps_assay_keys_back_to_rows(bench: ModuleType, tmp_path: Path) -> None:
+    cfg = bench.Config(
+        queries=20,
+        rounds=1,
+        concurrency=2,
+        exact_below=500,
+        workdir=tmp_path,
+        share_graph=True,
+        skip_lancedb=True,
+        skip_text=True,
+    )
+    result = bench.run_size(1_500, cfg)
+    raw = next(r for r in result.rows if r.system == "raw usearch" and r.mode == "1 thread")
+    vector = next(r for r in result.rows if r.system.startswith("Assay vector"))
+    assert raw.recall is not None and vector.recall is not None
+    assert raw.recall > 0.8 and abs(raw.recall - vector.recall) <= 0.05
+    assert raw.build_s == result.assay.build.usearch_add_s
