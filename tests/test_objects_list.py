@@ -15,8 +15,7 @@ import pytest
 import pytest_asyncio
 
 from assay.config import Settings
-from assay.main import create_app
-from tests.conftest import ADMIN_KEY, make_bucket, make_namespace
+from tests.conftest import ADMIN_KEY, make_bucket, make_namespace, open_client
 
 COLORS = ("red", "green", "blue")
 N = 25
@@ -57,32 +56,25 @@ class Catalog:
 async def catalog(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Catalog]:
     """25 objects with metadata; a crash answers 500 instead of raising into the test."""
     settings = Settings(data_dir=tmp_path_factory.mktemp("list") / "data", admin_key=ADMIN_KEY)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://assay.test",
-            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        ) as client:
-            ns = await make_namespace(client)
-            bucket = await make_bucket(client, ns["namespace_id"])
-            h = {"X-Namespace": ns["namespace_id"]}
-            base = f"/v1/buckets/{bucket['bucket_id']}/objects"
-            ids = []
-            for n in range(N):
-                body = {
-                    "key_prefix": prefix_of(n),
-                    "metadata": meta_of(n),
-                    "blobs": [{"property": "product_text", "type": "text", "content": f"item {n}"}],
-                }
-                r = await client.post(base, json=body, headers=h)
-                assert r.status_code == 201, r.text
-                ids.append(r.json()["object_id"])
-                # ids carry milliseconds: keep creations in distinct milliseconds so
-                # "newest first" has exactly one right answer.
-                await asyncio.sleep(0.002)
-            yield Catalog(client, h, base, ids)
+    async with open_client(settings) as client:
+        ns = await make_namespace(client)
+        bucket = await make_bucket(client, ns["namespace_id"])
+        h = {"X-Namespace": ns["namespace_id"]}
+        base = f"/v1/buckets/{bucket['bucket_id']}/objects"
+        ids = []
+        for n in range(N):
+            body = {
+                "key_prefix": prefix_of(n),
+                "metadata": meta_of(n),
+                "blobs": [{"property": "product_text", "type": "text", "content": f"item {n}"}],
+            }
+            r = await client.post(base, json=body, headers=h)
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["object_id"])
+            # ids carry milliseconds: keep creations in distinct milliseconds so
+            # "newest first" has exactly one right answer.
+            await asyncio.sleep(0.002)
+        yield Catalog(client, h, base, ids)
 
 
 def assert_422(r: httpx.Response, loc_tail: list[Any], prefix: bool = False) -> dict[str, Any]:
