@@ -345,7 +345,9 @@ def _crop(image: Any) -> Any:
 
 
 def extractor_alone(name: str, kind: str, payloads: list[bytes]) -> Callable[[], Timed]:
-    """Assay's extractor called once per object, as the engine does; models load up front."""
+    """Assay's extractor called as the engine calls it, a job's chunk of objects at a time;
+    models load up front."""
+    from assay.batches.service import CHUNK
     from assay.extractors.base import BlobInput, ObjectInput
     from assay.extractors.builtin.image import ImageExtractor
     from assay.extractors.builtin.text import TextExtractor
@@ -360,8 +362,8 @@ def extractor_alone(name: str, kind: str, payloads: list[bytes]) -> Callable[[],
 
     def run() -> Timed:
         with Timed() as t:
-            for item in inputs:
-                impl.extract(item, {})
+            for start in range(0, len(inputs), CHUNK):
+                impl.extract_many(inputs[start : start + CHUNK], {})
         return t
 
     return run
@@ -609,7 +611,7 @@ def peak_rss_mb() -> float:
 
 
 def video_child(path: str, interval: int) -> None:
-    """Child process: load the models, then extract the video's bytes as the engine hands them."""
+    """Child process: load the models, then extract the video as the engine hands it over."""
     from assay.extractors import speech, vision
     from assay.extractors.base import BlobInput, ObjectInput
     from assay.extractors.builtin.multimodal import MultimodalExtractor
@@ -620,8 +622,8 @@ def video_child(path: str, interval: int) -> None:
     load_s = time.perf_counter() - t0
     loaded_mb = peak_rss_mb()
     with Timed() as t:
-        data = Path(path).read_bytes()  # the engine reads a blob whole into `BlobInput.data`
-        blob = BlobInput("blob_video", "body", "video", "video/mp4", {}, data)
+        # The engine hands a large blob over as the store's file, streamed by the decoders.
+        blob = BlobInput("blob_video", "body", "video", "video/mp4", {}, path=Path(path))
         docs = MultimodalExtractor().extract(
             ObjectInput("obj_video", {}, {}, (blob,)), {"time_split_interval": interval}
         )

@@ -4,6 +4,7 @@ CLIP vectors from a local folder, input mappings, bad media and models that cann
 from __future__ import annotations
 
 import io
+import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -19,9 +20,10 @@ from assay.batches.service import JOB_KIND
 from assay.batches.tasks import BatchExtraction
 from assay.config import Settings
 from assay.engine.local import LocalWorkers
-from assay.extractors.builtin.multimodal import CLIP_EMBEDDING_URI
-from tests.conftest import ADMIN_KEY, TINY_CLIP_DIM, b64, png_bytes
-from tests.extractors.test_multimodal import empty_wav, make_video, wav
+from assay.extractors.base import BlobInput
+from assay.extractors.builtin.multimodal import CLIP_EMBEDDING_URI, MultimodalExtractor
+from tests.conftest import ADMIN_KEY, S3_BUCKET, TINY_CLIP_DIM, b64, open_client, png_bytes
+from tests.extractors.test_multimodal import SPEECH, empty_wav, make_video, wav
 
 NS = {"X-Namespace": "media"}
 MEDIA_SCHEMA = {
@@ -349,3 +351,53 @@ async def test_a_packaged_model_that_cannot_load_fails_the_batch(
     assert batch["status"] == "FAILED" and batch["error_summary"] == {"ModelLoadError": 4}
     (message,) = {f["message"] for f in (await _failures(client, batch["batch_id"])).values()}
     assert "no sentence-transformers model" in message and "gone" in message
+
+
+# --------------------------------------------------------------------------- large blobs
+
+
+@pytest.mark.parametrize("store", ["local", pytest.param("s3", marks=pytest.mark.s3)])
+async def test_large_blobs_reach_extractors_as_files_never_whole_in_memory(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every blob in the blob store, extractors get a file (the local store's own, or a
+    copy of the S3 object removed after the chunk) and decode from it."""
+    s3: dict[str, Any] = {}
+    if store == "s3":
+        s3 = {
+            "blob_store": f"s3://{S3_BUCKET}/large-{tmp_path.name[-8:]}",
+            "s3_endpoint_url": request.getfixturevalue("s3_endpoint"),
+            "s3_region": "us-east-1",
+            "s3_access_key_id": "testing",
+            "s3_secret_access_key": "testing",
+        }
+    settings = Settings(
+        data_dir=tmp_path / "data", admin_key=ADMIN_KEY, workers=0, small_blob_max_bytes=0, **s3
+    )
+    copies = tmp_path / "tmp"
+    copies.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(copies))
+    seen: list[BlobInput] = []
+    extract_many = MultimodalExtractor.extract_many
+
+    def spying(self: MultimodalExtractor, objects: Any, params: dict[str, Any]) -> Any:
+        seen.extend(b for o in objects for b in o.blobs)
+        assert all(b.path is not None and b.path.is_file() for b in seen)
+        return extract_many(self, objects, params)
+
+    monkeypatch.setattr(MultimodalExtractor, "extract_many", spying)
+    async with open_client(settings) as c:
+        await _namespace(c, ocr=False)
+        audio = await _object(c, "aud", "audio", SPEECH.read_bytes())
+        text = await _object(c, "body", "text", "Foxes of the northern forest")
+        image = await _object(c, "img", "image", png_bytes("BIG", (96, 48)))
+        batch, _ = await _process(c, [audio, text, image])
+        assert batch["status"] == "COMPLETED" and batch["progress"]["succeeded"] == 3, batch
+        spoken = " ".join(d["content"]["transcript"] for d in await _documents(c, audio))
+        assert "fox" in spoken.lower()
+        assert [d["content"]["text"] for d in await _documents(c, text)] == [
+            "Foxes of the northern forest"
+        ]
+        assert len(await _documents(c, image)) == 1
+    assert {b.data for b in seen} == {None} and len(seen) == 3
+    assert list(copies.glob("assay-extract-*")) == []  # S3 copies are gone with their chunk

@@ -216,3 +216,14 @@ def test_multipart_rejects_bad_parts_and_aborts_idempotently(s3_endpoint: str) -
     store.abort_multipart("ns/mp/bad", upload_id)
     store.abort_multipart("ns/mp/bad", "no-such-upload")
     assert not store.exists("ns/mp/bad")
+
+
+def test_local_path_is_the_file_for_local_stores_and_none_for_remote_ones(store: BlobStore) -> None:
+    store.put_bytes(b"on disk", "ns/lp/here")
+    path = store.local_path("ns/lp/here")
+    if isinstance(store, LocalBlobStore):
+        assert path is not None and path.read_bytes() == b"on disk"
+        with pytest.raises(BlobNotFound):
+            store.local_path("ns/lp/missing")
+    else:
+        assert path is None

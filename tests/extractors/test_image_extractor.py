@@ -170,3 +170,29 @@ def test_corrupt_bytes_fail_with_corrupt_image(data: bytes) -> None:
 def test_blobs_of_other_types_are_ignored() -> None:
     blob = BlobInput("t", "body", "text", "text/plain", {}, b"hello")
     assert ImageExtractor().extract(ObjectInput("o", {}, {}, (blob,)), {}) == []
+
+
+def test_a_chunk_of_objects_shares_passes_and_a_corrupt_one_fails_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from assay.extractors import vision
+
+    passes: list[int] = []
+    classify = vision.classify
+
+    def counting(images: list[Any]) -> Any:
+        passes.append(len(images))
+        return classify(images)
+
+    monkeypatch.setattr(vision, "classify", counting)
+    objects = [obj(disc_image()), obj(b"not an image"), obj(disc_image(), noise_image())]
+    first, bad, both = ImageExtractor().extract_many(objects, {"ocr": False})
+    assert passes == [3]  # one forward pass for the three good images of the chunk
+    assert isinstance(bad, ExtractorError) and bad.error_type == "CorruptImage"
+    assert isinstance(first, list) and isinstance(both, list)
+    assert [d.blob_id for d in first] == ["b0"] and [d.blob_id for d in both] == ["b0", "b1"]
+    (alone,) = ImageExtractor().extract(objects[0], {"ocr": False})
+    for uri in (VISUAL_EMBEDDING_URI, TEXT_EMBEDDING_URI):
+        assert cosine(vector(first[0], uri), vector(alone, uri)) > 0.9999
+    labels = [[lb["label"] for lb in d.content["labels"]] for d in (first[0], alone)]
+    assert labels[0] == labels[1]

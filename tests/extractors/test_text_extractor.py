@@ -130,6 +130,38 @@ def test_all_chunks_of_an_object_are_embedded_in_one_call(monkeypatch: pytest.Mo
     assert [d.blob_id for d in drafts] == ["blob_1"] * 3 + ["blob_2"]
 
 
+def test_a_chunk_of_objects_is_embedded_in_one_call_and_a_bad_one_fails_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    calls: list[int] = []
+
+    def counting(texts: list[str]) -> list[list[float]]:
+        calls.append(len(texts))
+        return embed_texts(texts)
+
+    monkeypatch.setattr(text_module, "embed_texts", counting)
+    on_disk = tmp_path / "big.txt"
+    on_disk.write_text(P2, encoding="utf-8")  # a large blob reaches extractors as a file
+    file_blob = BlobInput("blob_f", "body", "text", "text/plain", {}, path=on_disk)
+    objects = [
+        ObjectInput("o1", {}, {}, (blob(P1.encode()),)),
+        ObjectInput("o2", {}, {}, (blob(b"\xff\xfe broken", blob_id="bad"),)),
+        ObjectInput("o3", {}, {}, (file_blob,)),
+        ObjectInput("o4", {}, {}, (blob(P3.encode(), blob_id="b4"),)),
+    ]
+    results = TextExtractor().extract_many(objects, {"split_by": "paragraphs"})
+    assert calls == [3]
+    first, bad, from_file, last = results
+    assert isinstance(bad, ExtractorError) and bad.error_type == "InvalidContent"
+    assert isinstance(first, list) and isinstance(from_file, list) and isinstance(last, list)
+    assert [d.content["text"] for d in [*first, *from_file, *last]] == [P1, P2, P3]
+    # The same vectors as one object at a time.
+    for drafts, alone in ((first, objects[0]), (from_file, objects[2])):
+        (single,) = TextExtractor().extract(alone, {"split_by": "paragraphs"})
+        got, want = drafts[0].content[FEATURES_KEY], single.content[FEATURES_KEY]
+        assert cosine(got[TEXT_EMBEDDING_URI], want[TEXT_EMBEDDING_URI]) > 0.9999
+
+
 @pytest.mark.parametrize("data", [b"", b"  \n\n\t "])
 def test_empty_text_gives_no_documents(data: bytes) -> None:
     assert TextExtractor().extract(obj(blob(data)), {}) == []

@@ -7,14 +7,17 @@ lineage key, and item statuses are set, never incremented.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from assay.backends.blob.base import BlobNotFound
 from assay.batches import states
 from assay.batches.repository import VECTORS, BatchRepository
 from assay.collections.text import search_text
@@ -83,55 +86,68 @@ class BatchExtraction:
         small: dict[str, bytes],
         extractors: list[dict[str, Any]],
     ) -> _Outcome:
+        """Extract the chunk with each extractor in turn, all its objects at once (so models
+        run full batches); a failure fails only its object. Large blobs reach extractors as
+        files: the store's own, or copies in a folder removed when the chunk is done."""
         outcome = _Outcome({}, [], {})
-        broken: dict[str, str] = {}  # collection id → why its model cannot load
         for object_id in object_ids:
-            obj = objects.get(object_id)
-            if obj is None:
+            if object_id not in objects:
                 outcome.failed[object_id] = ("ObjectDeleted", "the object was deleted")
-            else:
-                self._extract(obj, small, extractors, outcome, broken)
+        drafts: dict[str, dict[tuple[str, str, str], list[DocumentDraft]]] = {}
+        with tempfile.TemporaryDirectory(prefix="assay-extract-") as folder:
+            for ref in extractors:
+                live = [objects[o] for o in object_ids if o in objects and o not in outcome.failed]
+                if not live:
+                    break
+                for obj, found in self._extract_with(ref, live, small, Path(folder), outcome):
+                    drafts.setdefault(obj.object_id, {})[found[0]] = found[1]
+        for object_id in object_ids:
+            if object_id in outcome.failed:
+                continue
+            obj = objects[object_id]
+            for key, found in drafts.get(object_id, {}).items():
+                stored = [self._store_thumbnail(obj.namespace_id, d) for d in found]
+                outcome.docs.setdefault(key, []).extend(_row(obj, *key, d) for d in stored)
+            outcome.succeeded.append(object_id)
         return outcome
 
-    def _extract(
+    def _extract_with(
         self,
-        obj: Object,
+        ref: dict[str, Any],
+        objects: list[Object],
         small: dict[str, bytes],
-        extractors: list[dict[str, Any]],
+        folder: Path,
         outcome: _Outcome,
-        broken: dict[str, str] | None = None,
-    ) -> None:
-        """Extract one object with every extractor; a failure fails only this object.
-
-        A model that cannot load fails the object with ModelLoadError, and every later object
-        of the chunk that needs it at once, without trying again: no retries, no hang.
-        """
-        broken = {} if broken is None else broken
-        drafts: dict[tuple[str, str, str], list[DocumentDraft]] = {}
-        ref: dict[str, Any] = {}
+    ) -> Iterator[tuple[Object, tuple[tuple[str, str, str], list[DocumentDraft]]]]:
+        """One extractor over the live objects: (object, (collection key, drafts)) for each
+        that succeeded; failures go to `outcome.failed`. A model that cannot load fails every
+        object at once with ModelLoadError: no retries, no hang."""
         try:
-            for ref in extractors:
-                if ref["collection_id"] in broken:
-                    raise ModelLoadError(broken[ref["collection_id"]])
-                impl = self.registry.implementation(ref["feature_extractor_name"], ref["version"])
-                allowed = impl.spec.mapped_properties(ref.get("input_mappings"))
-                item = self._input(obj, impl.reads, small, allowed)
-                key = (ref["collection_id"], impl.spec.name, impl.spec.version)
-                drafts[key] = impl.extract(item, ref.get("params") or {})
+            impl = self.registry.implementation(ref["feature_extractor_name"], ref["version"])
         except ExtractorUnavailable as exc:
-            outcome.failed[obj.object_id] = ("ExtractorUnavailable", str(exc))
+            outcome.failed.update(
+                {o.object_id: ("ExtractorUnavailable", str(exc)) for o in objects}
+            )
             return
-        except ExtractorError as exc:
-            outcome.failed[obj.object_id] = (exc.error_type, exc.message)
-            return
+        allowed = impl.spec.mapped_properties(ref.get("input_mappings"))
+        inputs: list[tuple[Object, ObjectInput]] = []
+        for obj in objects:
+            try:
+                inputs.append((obj, self._input(obj, impl.reads, small, allowed, folder)))
+            except BlobNotFound as exc:
+                outcome.failed[obj.object_id] = ("BlobNotFound", f"blob bytes are gone: {exc}")
+        try:
+            results = impl.extract_many([item for _, item in inputs], ref.get("params") or {})
         except ModelLoadError as exc:
-            broken[ref["collection_id"]] = str(exc)
-            outcome.failed[obj.object_id] = ("ModelLoadError", str(exc)[:2000])
+            error = ("ModelLoadError", str(exc)[:2000])
+            outcome.failed.update({obj.object_id: error for obj, _ in inputs})
             return
-        for key, found in drafts.items():
-            stored = [self._store_thumbnail(obj.namespace_id, d) for d in found]
-            outcome.docs.setdefault(key, []).extend(_row(obj, *key, d) for d in stored)
-        outcome.succeeded.append(obj.object_id)
+        key = (ref["collection_id"], impl.spec.name, impl.spec.version)
+        for (obj, _), result in zip(inputs, results, strict=True):
+            if isinstance(result, ExtractorError):
+                outcome.failed[obj.object_id] = (result.error_type, result.message)
+            else:
+                yield obj, (key, result)
 
     def _store_thumbnail(self, namespace_id: str, draft: DocumentDraft) -> DocumentDraft:
         """A draft whose thumbnail bytes went to the blob store, leaving a reference to them
@@ -154,21 +170,23 @@ class BatchExtraction:
         obj: Object,
         reads: frozenset[str],
         small: dict[str, bytes],
-        allowed: dict[str, frozenset[str]] | None = None,
+        allowed: dict[str, frozenset[str]],
+        folder: Path,
     ) -> ObjectInput:
         """The object as an extractor sees it: only the blobs its collection's `input_mappings`
-        let through (`allowed`: blob type → properties), bytes loaded for types it reads."""
+        let through (`allowed`: blob type → properties), with their bytes for types it reads:
+        small ones in memory, large ones as a local file."""
         blobs = []
         for b in obj.blobs:
             if allowed and b.type in allowed and b.property not in allowed[b.type]:
                 continue
-            data = None
+            data, path = None, None
             if b.type in reads:
                 data = small.get(b.storage_key)
-                if data is None:  # a large blob: read from the blob store, in this thread
-                    data = b"".join(self.keeper.blobs.read_range(b.storage_key, 0, None))
+                if data is None:
+                    path = self.keeper.local_file(b.storage_key, folder)
             blobs.append(
-                BlobInput(b.blob_id, b.property, b.type, b.content_type, b.metadata_, data)
+                BlobInput(b.blob_id, b.property, b.type, b.content_type, b.metadata_, data, path)
             )
         return ObjectInput(obj.object_id, obj.metadata_, obj.properties, tuple(blobs))
 

@@ -1,14 +1,14 @@
-"""What an extractor declares: inputs, outputs (feature URIs) and a params model.
-
-Extraction code itself arrives with the extraction engine; this module only describes
-extractors so that namespaces and collections can be checked against the catalogue.
+"""What an extractor declares (inputs, outputs with feature URIs, a params model) and the
+interface every extractor implements: objects in, document drafts out.
 """
 
 from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
@@ -121,8 +121,9 @@ class ExtractorSpec:
 
 @dataclass(frozen=True)
 class BlobInput:
-    """One blob of the object being extracted; `data` is loaded only for types the
-    extractor reads (see `Extractor.reads`)."""
+    """One blob of the object being extracted. Its bytes are loaded only for types the
+    extractor reads (see `Extractor.reads`): small ones as `data`, large ones as a local file
+    at `path`, so a long video is streamed from disk and never sits in memory whole."""
 
     blob_id: str
     property: str
@@ -130,6 +131,25 @@ class BlobInput:
     content_type: str
     metadata: dict[str, Any]
     data: bytes | None = None
+    path: Path | None = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether its bytes came with it (in memory or in a file)."""
+        return self.data is not None or self.path is not None
+
+    @property
+    def source(self) -> bytes | Path:
+        """Its bytes, or the file holding them: what streaming decoders take."""
+        if self.data is not None:
+            return self.data
+        return self.path if self.path is not None else b""
+
+    def read(self) -> bytes:
+        """Its bytes in memory (read from its file if it has one)."""
+        if self.data is not None:
+            return self.data
+        return self.path.read_bytes() if self.path is not None else b""
 
 
 @dataclass(frozen=True)
@@ -169,12 +189,16 @@ class RetriableExtractorError(ExtractorError):
     """A passing failure (a model still loading, a full disk): the work is tried again."""
 
 
+# What `extract_many` answers per object: its documents, or why that object alone failed.
+Extracted = list[DocumentDraft] | ExtractorError
+
+
 class Extractor(ABC):
     """Turns an object's blobs into documents.
 
     Implementations load their models lazily and once per process, keep heavy imports inside
     methods, and may be called from worker threads. `reads` names the blob types whose bytes
-    `extract` needs; other blobs arrive without `data`.
+    `extract` needs; other blobs arrive without them.
     """
 
     spec: ExtractorSpec
@@ -183,3 +207,33 @@ class Extractor(ABC):
     @abstractmethod
     def extract(self, obj: ObjectInput, params: dict[str, Any]) -> list[DocumentDraft]:
         """Documents for every blob of `obj` this extractor handles."""
+
+    def extract_many(
+        self, objects: Sequence[ObjectInput], params: dict[str, Any]
+    ) -> list[Extracted]:
+        """Documents for several objects, in order; a bad object fails alone (its
+        ExtractorError in its place). Extractors whose models gain from larger batches
+        override this to run them once over all the objects."""
+        results: list[Extracted] = []
+        for obj in objects:
+            try:
+                results.append(self.extract(obj, params))
+            except ExtractorError as exc:
+                results.append(exc)
+        return results
+
+
+class BatchedExtractor(Extractor):
+    """An extractor whose real work is `extract_many`; `extract` is the batch of one."""
+
+    def extract(self, obj: ObjectInput, params: dict[str, Any]) -> list[DocumentDraft]:
+        (result,) = self.extract_many([obj], params)
+        if isinstance(result, ExtractorError):
+            raise result
+        return result
+
+    @abstractmethod
+    def extract_many(
+        self, objects: Sequence[ObjectInput], params: dict[str, Any]
+    ) -> list[Extracted]:
+        """Documents for several objects, in order; a bad object fails alone."""

@@ -45,17 +45,14 @@ class QueryEmbedder:
         )
 
     def _text_space(self, query: Query) -> np.ndarray:
-        from assay.extractors import vision
-        from assay.extractors.builtin.image import imagenet_labels, text_space_vector, top_labels
+        from assay.extractors.builtin.image import describe
         from assay.extractors.models import embed_query
 
         if query.text is not None:
             return _unit(embed_query(query.text))
-        image = _image(query)
-        classified = vision.classify([image])[0]
-        labels = top_labels(classified.probabilities, imagenet_labels(), 5)
-        ocr = "\n".join(vision.read_text(np.asarray(image, dtype=np.uint8)))
-        return _unit(text_space_vector(labels, ocr))
+        # The query image described as image_extractor describes stored images (its defaults).
+        (described,) = describe([_image(query)], top_k=5, ocr=True)
+        return _unit(described.text_vector)
 
     def _visual(self, query: Query, feature_uri: str) -> np.ndarray:
         from assay.extractors import vision

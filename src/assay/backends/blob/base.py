@@ -40,6 +40,11 @@ class BlobStore(Protocol):
 
     def delete_prefix(self, prefix: str) -> None: ...
 
+    def local_path(self, key: str) -> Path | None:
+        """The file on this machine holding a key's bytes, if the store keeps them in one
+        (BlobNotFound when it would but the key is missing); None for remote stores."""
+        ...
+
     def check(self) -> None:
         """Raise if the store cannot be reached (used by /readyz)."""
         ...

@@ -70,6 +70,12 @@ class LocalBlobStore:
         except FileNotFoundError as exc:
             raise BlobNotFound(key) from exc
 
+    def local_path(self, key: str) -> Path:
+        path = self._path(key)
+        if not path.is_file():
+            raise BlobNotFound(key)
+        return path
+
     def read_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         try:
             fh = self._path(key).open("rb")

@@ -188,6 +188,9 @@ class S3BlobStore:
                         f"failed, e.g. {first.get('Key')}: {first.get('Code')}"
                     )
 
+    def local_path(self, key: str) -> None:
+        return None  # the bytes are in S3: readers stream them or copy them to a file
+
     def check(self) -> None:
         with self._errors("head bucket"):
             self._client.head_bucket(Bucket=self.bucket)

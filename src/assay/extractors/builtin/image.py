@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assay.extractors.base import (
+    BatchedExtractor,
     BlobInput,
     DocumentDraft,
-    Extractor,
+    Extracted,
     ExtractorError,
     ObjectInput,
 )
@@ -27,45 +30,84 @@ LABEL_PROMPT = "a photo of a {label}"
 OCR_WEIGHT = 0.5  # share of the OCR text in the text-space vector when the image has text
 _LABELS_FILE = Path(__file__).with_name("imagenet_labels.txt")
 _DECIMALS = 6
+# Images decoded and classified together: a full forward pass, while a job's decoded images
+# (up to 50 objects of any size) never sit in memory at once.
+CLASSIFY_BATCH = 16
+_prompt_vectors: dict[str, Any] = {}  # label prompt → its MiniLM vector (≤ 1000 of them)
 
 
-class ImageExtractor(Extractor):
+@dataclass(frozen=True)
+class Described:
+    """What the image path finds in one picture."""
+
+    labels: list[dict[str, Any]]
+    ocr_text: str
+    visual: list[float]
+    text_vector: list[float]
+
+
+class ImageExtractor(BatchedExtractor):
     spec = IMAGE
     reads = frozenset({"image"})
 
-    def extract(self, obj: ObjectInput, params: dict[str, Any]) -> list[DocumentDraft]:
-        from assay.extractors import vision
-
+    def extract_many(
+        self, objects: Sequence[ObjectInput], params: dict[str, Any]
+    ) -> list[Extracted]:
         p = image_params(params)
-        blobs = [b for b in obj.blobs if b.type in self.reads and b.data is not None]
-        if not blobs:
-            return []
-        images = [open_image(b) for b in blobs]
-        # One forward pass for every image of the object.
-        classified = vision.classify(images)
-        names = imagenet_labels()
-        drafts: list[DocumentDraft] = []
-        for blob, image, c in zip(blobs, images, classified, strict=True):
-            labels = top_labels(c.probabilities, names, p.top_k_labels)
-            ocr_text = "\n".join(vision.read_text(rgb_array(image))) if p.ocr else ""
-            label_text = ", ".join(lb["label"] for lb in labels)
-            drafts.append(
-                DocumentDraft(
-                    blob_id=blob.blob_id,
-                    property=blob.property,
-                    content={
-                        "labels": labels,
-                        "ocr_text": ocr_text,
-                        "text": f"{label_text} {ocr_text}".strip(),
-                        FEATURES_KEY: {
-                            VISUAL_EMBEDDING_URI: c.embedding,
-                            TEXT_EMBEDDING_URI: text_space_vector(labels, ocr_text),
-                        },
-                    },
-                    metadata={**obj.metadata, **blob.metadata, **obj.properties},
-                )
-            )
-        return drafts
+        drafts: list[list[DocumentDraft]] = [[] for _ in objects]
+        failed: dict[int, ExtractorError] = {}
+        work = [(i, b) for i, obj in enumerate(objects) for b in obj.blobs if self._reads(b)]
+        for start in range(0, len(work), CLASSIFY_BATCH):
+            opened: list[tuple[int, BlobInput, Image.Image]] = []
+            for i, blob in work[start : start + CLASSIFY_BATCH]:
+                if i in failed:
+                    continue
+                try:
+                    opened.append((i, blob, open_image(blob)))
+                except ExtractorError as exc:
+                    failed[i] = exc
+            found = describe([image for *_, image in opened], p.top_k_labels, p.ocr)
+            for (i, blob, _), d in zip(opened, found, strict=True):
+                drafts[i].append(_draft(objects[i], blob, d))
+        return [failed.get(i, d) for i, d in enumerate(drafts)]
+
+    def _reads(self, blob: BlobInput) -> bool:
+        return blob.type in self.reads and blob.loaded
+
+
+def _draft(obj: ObjectInput, blob: BlobInput, d: Described) -> DocumentDraft:
+    label_text = ", ".join(lb["label"] for lb in d.labels)
+    return DocumentDraft(
+        blob_id=blob.blob_id,
+        property=blob.property,
+        content={
+            "labels": d.labels,
+            "ocr_text": d.ocr_text,
+            "text": f"{label_text} {d.ocr_text}".strip(),
+            FEATURES_KEY: {VISUAL_EMBEDDING_URI: d.visual, TEXT_EMBEDDING_URI: d.text_vector},
+        },
+        metadata={**obj.metadata, **blob.metadata, **obj.properties},
+    )
+
+
+def describe(images: list[Image.Image], top_k: int, ocr: bool) -> list[Described]:
+    """Labels, OCR text, visual and text-space vectors of RGB images: one classifier pass and
+    one text encode for all of them."""
+    from assay.extractors import vision
+
+    if not images:
+        return []
+    names = imagenet_labels()
+    seen = []
+    for image, c in zip(images, vision.classify(images), strict=True):
+        labels = top_labels(c.probabilities, names, top_k)
+        ocr_text = "\n".join(vision.read_text(rgb_array(image))) if ocr else ""
+        seen.append((labels, ocr_text, c.embedding))
+    text_vectors = text_space_vectors([(labels, text) for labels, text, _ in seen])
+    return [
+        Described(labels, text, visual, vector)
+        for (labels, text, visual), vector in zip(seen, text_vectors, strict=True)
+    ]
 
 
 def image_params(params: dict[str, Any] | None) -> ImageParams:
@@ -88,7 +130,7 @@ def open_image(blob: BlobInput) -> Image.Image:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(blob.data or b"")) as im:
+        with Image.open(io.BytesIO(blob.read())) as im:
             im.load()
             return im.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
@@ -108,20 +150,37 @@ def top_labels(probabilities: list[float], names: tuple[str, ...], k: int) -> li
     return [{"label": names[i], "score": probabilities[i]} for i in best]
 
 
-def text_space_vector(labels: list[dict[str, Any]], ocr_text: str) -> list[float]:
-    """Unit 384-d vector: probability-weighted label prompts, blended with the OCR text."""
+def text_space_vectors(found: list[tuple[list[dict[str, Any]], str]]) -> list[list[float]]:
+    """Unit 384-d vectors, one per (labels, OCR text): the probability-weighted label prompts,
+    blended with the OCR text. Prompt vectors are remembered (there are 1000 labels), and the
+    OCR texts are encoded in one call."""
     import numpy as np
 
-    prompts = [LABEL_PROMPT.format(label=lb["label"]) for lb in labels]
-    text = ocr_text.strip()
-    vectors = np.asarray(embed_texts([*prompts, text] if text else prompts), dtype=np.float64)
-    weights = np.asarray([lb["score"] for lb in labels], dtype=np.float64)
-    if weights.sum() <= 0:
-        weights = np.ones_like(weights)
-    mixed = _unit(weights @ vectors[: len(prompts)])
-    if text:
-        mixed = _unit((1 - OCR_WEIGHT) * mixed + OCR_WEIGHT * vectors[-1])
-    return mixed.round(_DECIMALS).tolist()
+    prompts = {LABEL_PROMPT.format(label=lb["label"]) for labels, _ in found for lb in labels}
+    _remember_prompts(sorted(prompts))
+    texts = [text.strip() for _, text in found]
+    written = [t for t in texts if t]
+    ocr_vectors = dict(zip(written, embed_texts(written), strict=True))
+    out = []
+    for (labels, _), text in zip(found, texts, strict=True):
+        vectors = np.asarray(
+            [_prompt_vectors[LABEL_PROMPT.format(label=lb["label"])] for lb in labels],
+            dtype=np.float64,
+        )
+        weights = np.asarray([lb["score"] for lb in labels], dtype=np.float64)
+        if weights.sum() <= 0:
+            weights = np.ones_like(weights)
+        mixed = _unit(weights @ vectors)
+        if text:
+            mixed = _unit((1 - OCR_WEIGHT) * mixed + OCR_WEIGHT * np.asarray(ocr_vectors[text]))
+        out.append(mixed.round(_DECIMALS).tolist())
+    return out
+
+
+def _remember_prompts(prompts: list[str]) -> None:
+    """Encode, in one call, the label prompts not encoded before."""
+    missing = [t for t in prompts if t not in _prompt_vectors]
+    _prompt_vectors.update(zip(missing, embed_texts(missing), strict=True))
 
 
 def _unit(v: Any) -> Any:

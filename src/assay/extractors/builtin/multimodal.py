@@ -11,15 +11,16 @@ a CLIP/SigLIP image vector and texts and transcripts its text vector, under `CLI
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from assay.extractors import clip
 from assay.extractors.base import (
     THUMBNAIL_KEY,
+    BatchedExtractor,
     BlobInput,
     DocumentDraft,
-    Extractor,
+    Extracted,
     ExtractorError,
     ObjectInput,
 )
@@ -49,35 +50,43 @@ _RENAMED = {
 }
 
 
-@dataclass(frozen=True)
-class Described:
-    """What the image path finds in one picture."""
-
-    labels: list[dict[str, Any]]
-    ocr_text: str
-    visual: list[float]
-    text_vector: list[float]
-
-
-class MultimodalExtractor(Extractor):
+class MultimodalExtractor(BatchedExtractor):
     spec = MULTIMODAL
     reads = frozenset({"text", "json", "image", "audio", "video"})
 
-    def extract(self, obj: ObjectInput, params: dict[str, Any]) -> list[DocumentDraft]:
+    def extract_many(
+        self, objects: Sequence[ObjectInput], params: dict[str, Any]
+    ) -> list[Extracted]:
         p = MultimodalParams.model_validate(params or {})
         if p.clip_model_path:
             clip.load(p.clip_model_path)  # a missing or broken model fails before any decoding
-        drafts = [_renamed(d) for d in text_x.TextExtractor().extract(obj, params)]
-        drafts += [_renamed(d) for d in image_x.ImageExtractor().extract(obj, params)]
-        for blob in obj.blobs:
-            if blob.data is None:
-                continue
-            if blob.type == "audio":
-                drafts += audio_documents(obj, blob)
-            elif blob.type == "video":
-                drafts += video_documents(obj, blob, p)
-        if p.clip_model_path:
-            add_clip_vectors(obj, drafts, p.clip_model_path)
+        # Texts and images of all the objects share their models' batches; audio and video
+        # are long enough to batch within themselves, one blob at a time.
+        texts = text_x.TextExtractor().extract_many(objects, params)
+        images = image_x.ImageExtractor().extract_many(objects, params)
+        return [
+            self._one(obj, p, text, image)
+            for obj, text, image in zip(objects, texts, images, strict=True)
+        ]
+
+    def _one(
+        self, obj: ObjectInput, p: MultimodalParams, texts: Extracted, images: Extracted
+    ) -> Extracted:
+        if isinstance(texts, ExtractorError):
+            return texts
+        if isinstance(images, ExtractorError):
+            return images
+        drafts = [_renamed(d) for d in [*texts, *images]]
+        try:
+            for blob in obj.blobs:
+                if blob.type == "audio" and blob.loaded:
+                    drafts += audio_documents(obj, blob)
+                elif blob.type == "video" and blob.loaded:
+                    drafts += video_documents(obj, blob, p)
+            if p.clip_model_path:
+                add_clip_vectors(obj, drafts, p.clip_model_path)
+        except ExtractorError as exc:
+            return exc
         return drafts
 
 
@@ -86,11 +95,7 @@ def add_clip_vectors(obj: ObjectInput, drafts: list[DocumentDraft], model_path: 
     (video segments got theirs from the keyframe already)."""
     pending = [d for d in drafts if CLIP_EMBEDDING_URI not in d.content.get(FEATURES_KEY, {})]
     image_blobs = {d.blob_id for d in pending if "labels" in d.content}
-    blobs = [
-        b
-        for b in obj.blobs
-        if b.type == "image" and b.blob_id in image_blobs and b.data is not None
-    ]
+    blobs = [b for b in obj.blobs if b.type == "image" and b.blob_id in image_blobs and b.loaded]
     images = [image_x.open_image(b) for b in blobs]
     vectors = clip.as_lists(clip.embed_clip_images(model_path, images)) if images else []
     by_blob = dict(zip([b.blob_id for b in blobs], vectors, strict=True))
@@ -129,7 +134,7 @@ def _transcribed(blob: BlobInput) -> tuple[list[Segment], int]:
     what = f"{blob.type} blob {blob.blob_id}"
     segments: list[Segment] = []
     decoded = 0
-    for offset_s, samples in media.audio_chunks(blob.data or b"", what):
+    for offset_s, samples in media.audio_chunks(blob.source, what):
         decoded += samples.size
         segments += speech.transcribe(samples, offset_ms=round(offset_s * 1000))
     return segments, decoded
@@ -139,7 +144,7 @@ def audio_documents(obj: ObjectInput, blob: BlobInput) -> list[DocumentDraft]:
     """One document per speech segment; audio without any speech fails (it would be invisible
     to search), as EmptyMedia when it holds no sound at all and NoSpeech when it is silence."""
     what = f"audio blob {blob.blob_id}"
-    info = media.probe(blob.data or b"", what)
+    info = media.probe(blob.source, what)
     if not info.has_audio:
         raise ExtractorError("CorruptMedia", f"{what} has no audio stream")
     segments, decoded = _transcribed(blob)
@@ -167,21 +172,6 @@ def _clamp(ms: int, end: int | None) -> int:
     return max(0, min(ms, end) if end is not None else ms)
 
 
-def describe_images(images: list[Image.Image], p: MultimodalParams) -> list[Described]:
-    """Labels, OCR text, visual and text-space vectors of images, classified in one pass."""
-    from assay.extractors import vision
-
-    names = image_x.imagenet_labels()
-    out: list[Described] = []
-    for im, c in zip(images, vision.classify(images), strict=True):
-        labels = image_x.top_labels(c.probabilities, names, p.top_k_labels)
-        ocr_text = "\n".join(vision.read_text(image_x.rgb_array(im))) if p.ocr else ""
-        out.append(
-            Described(labels, ocr_text, c.embedding, image_x.text_space_vector(labels, ocr_text))
-        )
-    return out
-
-
 def _blend(a: list[float], b: list[float]) -> list[float]:
     """The unit-length mean of two unit vectors."""
     import numpy as np
@@ -194,7 +184,7 @@ def _blend(a: list[float], b: list[float]) -> list[float]:
 def video_documents(obj: ObjectInput, blob: BlobInput, p: MultimodalParams) -> list[DocumentDraft]:
     """One document per `time_split_interval` window: keyframe description plus its speech."""
     what = f"video blob {blob.blob_id}"
-    data = blob.data or b""
+    data = blob.source
     info = media.probe(data, what)
     windows = media.window_bounds(info.duration_ms, p.time_split_interval)
     spoken: dict[int, list[str]] = {}
@@ -206,14 +196,14 @@ def video_documents(obj: ObjectInput, blob: BlobInput, p: MultimodalParams) -> l
     transcripts = {i: " ".join(texts) for i, texts in spoken.items()}
     t_vectors = dict(zip(transcripts, embed_texts(list(transcripts.values())), strict=True))
 
-    described: dict[int, Described] = {}
+    described: dict[int, image_x.Described] = {}
     thumbnails: dict[int, dict[str, Any]] = {}
     clip_vectors: dict[int, list[float]] = {}
     batch: list[tuple[int, Image.Image]] = []
 
     def flush() -> None:
         indexes, frames = [i for i, _ in batch], [f for _, f in batch]
-        described.update(zip(indexes, describe_images(frames, p), strict=True))
+        described.update(zip(indexes, image_x.describe(frames, p.top_k_labels, p.ocr), strict=True))
         if p.clip_model_path:
             vectors = clip.as_lists(clip.embed_clip_images(p.clip_model_path, frames))
             clip_vectors.update(zip(indexes, vectors, strict=True))

@@ -19,8 +19,8 @@ class PassthroughExtractor(Extractor):
             if blob.type not in self.spec.input_types:
                 continue
             content: dict[str, Any] = {}
-            if blob.data is not None:
-                content["text"] = _text_of(blob.type, blob.data, blob.blob_id)
+            if blob.loaded:
+                content["text"] = _text_of(blob.type, blob.read(), blob.blob_id)
             metadata = {**obj.metadata, **blob.metadata, **obj.properties}
             drafts.append(DocumentDraft(blob.blob_id, blob.property, content, metadata))
         return drafts

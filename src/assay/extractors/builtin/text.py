@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from assay.extractors.base import (
+    BatchedExtractor,
     BlobInput,
     DocumentDraft,
-    Extractor,
+    Extracted,
     ExtractorError,
     ObjectInput,
 )
@@ -21,30 +23,43 @@ TEXT_EMBEDDING_URI = TEXT.feature_uri("text_embedding")
 FEATURES_KEY = "_features"
 
 
-class TextExtractor(Extractor):
+class TextExtractor(BatchedExtractor):
     spec = TEXT
     reads = frozenset({"text", "json"})
 
-    def extract(self, obj: ObjectInput, params: dict[str, Any]) -> list[DocumentDraft]:
+    def extract_many(
+        self, objects: Sequence[ObjectInput], params: dict[str, Any]
+    ) -> list[Extracted]:
         p = text_params(params)
-        pieces: list[tuple[BlobInput, Chunk]] = []
-        for blob in obj.blobs:
-            if blob.type not in self.reads or blob.data is None:
-                continue
-            text = blob_text(blob)
-            pieces.extend((blob, c) for c in chunk(text, p.split_by, p.chunk_size, p.chunk_overlap))
-        # One encode call per object so every chunk shares the model's batches.
-        vectors = embed_texts([c.text for _, c in pieces])
-        return [
-            DocumentDraft(
-                blob_id=blob.blob_id,
-                property=blob.property,
-                content={"text": c.text, FEATURES_KEY: {TEXT_EMBEDDING_URI: vector}},
-                metadata={**obj.metadata, **blob.metadata, **obj.properties},
-                segment={"start_char": c.start, "end_char": c.end},
+        drafts: list[list[DocumentDraft]] = [[] for _ in objects]
+        failed: dict[int, ExtractorError] = {}
+        pieces: list[tuple[int, BlobInput, Chunk]] = []
+        for i, obj in enumerate(objects):
+            try:
+                pieces += [(i, blob, c) for blob in self._blobs(obj) for c in _chunks(blob, p)]
+            except ExtractorError as exc:
+                failed[i] = exc
+        # One encode over every chunk of every object, so the model runs full batches.
+        vectors = embed_texts([c.text for *_, c in pieces])
+        for (i, blob, c), vector in zip(pieces, vectors, strict=True):
+            obj = objects[i]
+            drafts[i].append(
+                DocumentDraft(
+                    blob_id=blob.blob_id,
+                    property=blob.property,
+                    content={"text": c.text, FEATURES_KEY: {TEXT_EMBEDDING_URI: vector}},
+                    metadata={**obj.metadata, **blob.metadata, **obj.properties},
+                    segment={"start_char": c.start, "end_char": c.end},
+                )
             )
-            for (blob, c), vector in zip(pieces, vectors, strict=True)
-        ]
+        return [failed.get(i, d) for i, d in enumerate(drafts)]
+
+    def _blobs(self, obj: ObjectInput) -> list[BlobInput]:
+        return [b for b in obj.blobs if b.type in self.reads and b.loaded]
+
+
+def _chunks(blob: BlobInput, p: TextParams) -> list[Chunk]:
+    return chunk(blob_text(blob), p.split_by, p.chunk_size, p.chunk_overlap)
 
 
 def text_params(params: dict[str, Any] | None) -> TextParams:
@@ -56,7 +71,7 @@ def text_params(params: dict[str, Any] | None) -> TextParams:
 def blob_text(blob: BlobInput) -> str:
     """A blob's text: UTF-8 as is, JSON in its canonical form (sorted keys, no escaping)."""
     try:
-        text = (blob.data or b"").decode("utf-8")
+        text = blob.read().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ExtractorError("InvalidContent", f"blob {blob.blob_id} is not UTF-8: {exc}") from exc
     if blob.type != "json":
