@@ -23,7 +23,7 @@ log = logging.getLogger("assay.engine")
 def make_workers(ctx: AppContext, count: int) -> LocalWorkers:
     """Workers for every job kind, on this process's database and backends."""
     bodies = {
-        BATCH_EXTRACT: BatchExtraction(ctx.db, ctx.keeper, ctx.registry),
+        BATCH_EXTRACT: BatchExtraction(ctx.db, ctx.keeper, ctx.registry, threads=count),
         SYNC_RUN: SyncRun.from_context(ctx),
     }
     return LocalWorkers(ctx.db, bodies, count=count, lease_s=ctx.settings.job_lease_s)

@@ -7,13 +7,14 @@ lineage key, and item statuses are set, never incremented.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -46,12 +47,18 @@ class _Outcome:
 
 
 class BatchExtraction:
-    """Runs `batch.extract` jobs."""
+    """Runs `batch.extract` jobs. Models run on this body's own threads, one per worker: torch
+    keeps an OpenMP team per calling thread, and hopping between a shared pool's threads costs
+    new teams whose idle threads spin against the busy one (measured: 2,000 texts 25 % slower
+    when each job ran on a new thread)."""
 
-    def __init__(self, db: Database, keeper: BlobKeeper, registry: ExtractorRegistry) -> None:
+    def __init__(
+        self, db: Database, keeper: BlobKeeper, registry: ExtractorRegistry, threads: int = 1
+    ) -> None:
         self.db = db
         self.keeper = keeper
         self.registry = registry
+        self._threads = ThreadPoolExecutor(max(1, threads), thread_name_prefix="assay-extract")
 
     async def run(self, job: Job) -> None:
         batch_id, bucket_id = job.payload["batch_id"], job.payload["bucket_id"]
@@ -64,9 +71,9 @@ class BatchExtraction:
             return
         objects = await self.db.read(lambda s: _load(s, ns, object_ids))
         small = await self.db.read(lambda s: _small_bytes(s, ns, objects.values()))
-        # One hand-off to a thread for the whole chunk: the models run there, off the loop.
-        outcome = await anyio.to_thread.run_sync(
-            self._extract_all, object_ids, objects, small, extractors
+        # One hand-off to a model thread for the whole chunk: the models run there, off the loop.
+        outcome = await asyncio.get_running_loop().run_in_executor(
+            self._threads, self._extract_all, object_ids, objects, small, extractors
         )
         await self.db.write(lambda s: _record(s, ns, bucket_id, batch_id, outcome))
 
@@ -94,12 +101,12 @@ class BatchExtraction:
             if object_id not in objects:
                 outcome.failed[object_id] = ("ObjectDeleted", "the object was deleted")
         drafts: dict[str, dict[tuple[str, str, str], list[DocumentDraft]]] = {}
-        with tempfile.TemporaryDirectory(prefix="assay-extract-") as folder:
+        with _Scratch() as folder:
             for ref in extractors:
                 live = [objects[o] for o in object_ids if o in objects and o not in outcome.failed]
                 if not live:
                     break
-                for obj, found in self._extract_with(ref, live, small, Path(folder), outcome):
+                for obj, found in self._extract_with(ref, live, small, folder, outcome):
                     drafts.setdefault(obj.object_id, {})[found[0]] = found[1]
         for object_id in object_ids:
             if object_id in outcome.failed:
@@ -116,7 +123,7 @@ class BatchExtraction:
         ref: dict[str, Any],
         objects: list[Object],
         small: dict[str, bytes],
-        folder: Path,
+        folder: _Scratch,
         outcome: _Outcome,
     ) -> Iterator[tuple[Object, tuple[tuple[str, str, str], list[DocumentDraft]]]]:
         """One extractor over the live objects: (object, (collection key, drafts)) for each
@@ -171,7 +178,7 @@ class BatchExtraction:
         reads: frozenset[str],
         small: dict[str, bytes],
         allowed: dict[str, frozenset[str]],
-        folder: Path,
+        folder: _Scratch,
     ) -> ObjectInput:
         """The object as an extractor sees it: only the blobs its collection's `input_mappings`
         let through (`allowed`: blob type → properties), with their bytes for types it reads:
@@ -184,11 +191,31 @@ class BatchExtraction:
             if b.type in reads:
                 data = small.get(b.storage_key)
                 if data is None:
-                    path = self.keeper.local_file(b.storage_key, folder)
+                    path = self.keeper.local_file(b.storage_key, folder.path)
             blobs.append(
                 BlobInput(b.blob_id, b.property, b.type, b.content_type, b.metadata_, data, path)
             )
         return ObjectInput(obj.object_id, obj.metadata_, obj.properties, tuple(blobs))
+
+
+class _Scratch:
+    """A temporary folder for copies of remote blobs, made only when one is needed and removed
+    with everything in it on exit."""
+
+    def __init__(self) -> None:
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+
+    def path(self) -> Path:
+        if self._folder is None:
+            self._folder = tempfile.TemporaryDirectory(prefix="assay-extract-")
+        return Path(self._folder.name)
+
+    def __enter__(self) -> _Scratch:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._folder is not None:
+            self._folder.cleanup()
 
 
 def _start(

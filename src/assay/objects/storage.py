@@ -10,7 +10,7 @@ that failed are removed again unless another object uses them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import anyio.to_thread
@@ -73,14 +73,14 @@ class BlobKeeper:
         self.blobs.put_bytes(data, derived_key(namespace_id, sha256))
         return sha256
 
-    def local_file(self, key: str, folder: Path) -> Path:
+    def local_file(self, key: str, folder: Callable[[], Path]) -> Path:
         """A file on this machine holding a stored blob's bytes: the store's own file when it
-        keeps one, else a copy streamed into `folder` (the caller removes it). Synchronous, for
-        extraction threads; BlobNotFound when the bytes are gone."""
+        keeps one, else a copy streamed into `folder()` (the caller removes it). Synchronous,
+        for extraction threads; BlobNotFound when the bytes are gone."""
         path = self.blobs.local_path(key)
         if path is not None:
             return path
-        copy = folder / hashlib.sha256(key.encode()).hexdigest()
+        copy = folder() / hashlib.sha256(key.encode()).hexdigest()
         with copy.open("wb") as out:
             for piece in self.blobs.read_range(key, 0, None):
                 out.write(piece)
