@@ -345,25 +345,28 @@ def _crop(image: Any) -> Any:
 
 
 def extractor_alone(name: str, kind: str, payloads: list[bytes]) -> Callable[[], Timed]:
-    """Assay's extractor called as the engine calls it, a job's chunk of objects at a time;
-    models load up front."""
-    from assay.batches.service import CHUNK
+    """Assay's extractor called as the engine calls it: once per job, on the objects the batch
+    service puts in each job (`job_chunks`: like sizes together); models load up front."""
+    from assay.batches.service import job_chunks
     from assay.extractors.base import BlobInput, ObjectInput
     from assay.extractors.builtin.image import ImageExtractor
     from assay.extractors.builtin.text import TextExtractor
 
     impl = {"text_extractor": TextExtractor, "image_extractor": ImageExtractor}[name]()
     mime = "text/plain" if kind == "text" else "image/png"
-    inputs = [
-        ObjectInput(f"obj_{i}", {}, {}, (BlobInput(f"blob_{i}", "body", kind, mime, {}, data),))
+    inputs = {
+        f"obj_{i}": ObjectInput(
+            f"obj_{i}", {}, {}, (BlobInput(f"blob_{i}", "body", kind, mime, {}, data),)
+        )
         for i, data in enumerate(payloads)
-    ]
-    impl.extract(inputs[0], {})  # models load outside the timing
+    }
+    jobs = job_chunks([(object_id, len(payloads[i])) for i, object_id in enumerate(inputs)])
+    impl.extract(inputs["obj_0"], {})  # models load outside the timing
 
     def run() -> Timed:
         with Timed() as t:
-            for start in range(0, len(inputs), CHUNK):
-                impl.extract_many(inputs[start : start + CHUNK], {})
+            for job in jobs:
+                impl.extract_many([inputs[object_id] for object_id in job], {})
         return t
 
     return run

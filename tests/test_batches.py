@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
-from assay.batches.service import JOB_KIND
+from assay.batches.service import CHUNK, JOB_BYTES, JOB_KIND, job_chunks
 from assay.batches.tasks import BatchExtraction
 from assay.engine.local import LocalWorkers
 from assay.extractors.base import ExtractorError, ObjectInput
@@ -248,3 +249,21 @@ async def test_cancel_stops_queued_work_and_the_task_says_so(client: httpx.Async
     assert again.status_code == 409
     other = await client.get(f"/v1/tasks/{task_id}", headers={"X-Namespace": "production"})
     assert other.status_code == 404  # no such namespace for this caller: nothing leaks
+
+
+def test_jobs_group_objects_of_like_size_within_count_and_byte_bounds() -> None:
+    mib = 1024 * 1024
+    texts = [(f"t{i:03}", 100 + (i * 37) % 900) for i in range(120)]
+    videos = [("v1", 300 * mib), ("v2", 90 * mib), ("v3", 90 * mib), ("v4", 90 * mib)]
+    chunks = job_chunks([*videos, *texts])
+    assert sorted(o for c in chunks for o in c) == sorted(o for o, _ in [*videos, *texts])
+    size = dict([*videos, *texts])
+    assert all(len(c) <= CHUNK for c in chunks)
+    # Smallest first: every job's objects are no larger than the next job's.
+    for a, b in itertools.pairwise(chunks):
+        assert max(size[o] for o in a) <= min(size[o] for o in b)
+    # Big media: two 90-MiB videos fit a job, a third would pass JOB_BYTES; 300 MiB goes alone.
+    assert chunks[-3][-2:] == ["v2", "v3"] and chunks[-2:] == [["v4"], ["v1"]]
+    assert all(sum(size[o] for o in c) <= JOB_BYTES for c in chunks if len(c) > 1)
+    # Equal sizes keep their order.
+    assert job_chunks([("b", 5), ("a", 5), ("c", 1)]) == [["c", "b", "a"]]

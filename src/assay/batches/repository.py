@@ -8,7 +8,7 @@ from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from assay.kit.db import utcnow
-from assay.models import Batch, BatchItem, Document, DocumentVector, Object
+from assay.models import Batch, BatchItem, Blob, Document, DocumentVector, Object
 
 # The key of a document row holding its vector rows (`document_vectors`), which go in after it.
 VECTORS = "_vectors"
@@ -60,6 +60,19 @@ class BatchRepository:
         if status is not None:
             stmt = stmt.where(BatchItem.status == status)
         return list(self.session.scalars(stmt.order_by(BatchItem.object_id)))
+
+    def object_sizes(self, batch_id: str, status: str | None = None) -> list[tuple[str, int]]:
+        """(object id, bytes of its blobs) of a batch's items, in object id order."""
+        size = func.coalesce(func.sum(Blob.size_bytes), 0)
+        stmt = (
+            select(BatchItem.object_id, size)
+            .outerjoin(Blob, Blob.object_id == BatchItem.object_id)
+            .where(BatchItem.batch_id == batch_id)
+            .group_by(BatchItem.object_id)
+        )
+        if status is not None:
+            stmt = stmt.where(BatchItem.status == status)
+        return [(o, int(n)) for o, n in self.session.execute(stmt.order_by(BatchItem.object_id))]
 
     def counts(self, batch_id: str) -> dict[str, int]:
         stmt = (

@@ -24,6 +24,7 @@ from assay.models import Batch, Task
 from assay.objects.service import find_bucket
 
 CHUNK = 50  # objects per job: small enough for progress to move, big enough to amortise
+JOB_BYTES = 256 * 1024 * 1024  # blob bytes per job, at most (a bigger object has a job alone)
 JOB_KIND = "batch.extract"
 TASK_TYPE = "api_buckets_batches_submit"
 
@@ -95,8 +96,8 @@ def submit(
     batch = _batch(repo, batch_id)
     if batch.status != "DRAFT":
         raise Conflict(f"batch {batch_id} was already submitted (it is {batch.status})")
-    object_ids = repo.object_ids(batch_id)
-    if not object_ids:
+    objects = repo.object_sizes(batch_id)
+    if not objects:
         raise ValidationFailed.at(["object_ids"], "the batch has no objects to process")
     batch.extractors = [
         {
@@ -114,7 +115,7 @@ def submit(
     session.add(task)
     batch.task_id = task.task_id
     states.move(session, batch, "QUEUED")
-    _enqueue(session, batch, object_ids)
+    _enqueue(session, batch, objects)
     return TaskRef(
         task_id=task.task_id,
         task_type=TASK_TYPE,
@@ -124,14 +125,35 @@ def submit(
     )
 
 
-def _enqueue(session: Session, batch: Batch, object_ids: list[str]) -> None:
-    for i in range(0, len(object_ids), CHUNK):
+def _enqueue(session: Session, batch: Batch, objects: list[tuple[str, int]]) -> None:
+    for object_ids in job_chunks(objects):
         payload = {
             "batch_id": batch.batch_id,
             "bucket_id": batch.bucket_id,
-            "object_ids": object_ids[i : i + CHUNK],
+            "object_ids": object_ids,
         }
         jobs.enqueue(session, batch.namespace_id, JOB_KIND, payload)
+
+
+def job_chunks(objects: list[tuple[str, int]]) -> list[list[str]]:
+    """(object id, size) cut into jobs of at most CHUNK objects and JOB_BYTES, smallest first.
+
+    Ordered by size, a job's inputs are alike: a text model pads short texts to their
+    neighbours' length, not to a long outlier's, and large media never hold up many small
+    objects nor share a job's scratch space with each other. Ties keep their order.
+    """
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    held = 0
+    for object_id, size in sorted(objects, key=lambda o: o[1]):
+        if current and (len(current) == CHUNK or held + size > JOB_BYTES):
+            chunks.append(current)
+            current, held = [], 0
+        current.append(object_id)
+        held += size
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def cancel(
@@ -152,11 +174,12 @@ def retry(
     principal.require("write")
     repo = _repo(session, namespace_id, bucket_ident)
     batch = _batch(repo, batch_id)
-    failed = repo.object_ids(batch_id, "FAILED")
+    failed = repo.object_sizes(batch_id, "FAILED")
     if not failed:
         raise Conflict(f"batch {batch_id} has no failed objects to retry")
     states.move(session, batch, "QUEUED")
-    repo.set_items(batch_id, failed, status="PENDING", error_type=None, message=None, attempts=0)
+    ids = [object_id for object_id, _ in failed]
+    repo.set_items(batch_id, ids, status="PENDING", error_type=None, message=None, attempts=0)
     _enqueue(session, batch, failed)
     return TaskRef(
         task_id=batch.task_id or "",
