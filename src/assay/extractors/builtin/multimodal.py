@@ -29,6 +29,7 @@ from assay.extractors.builtin import media
 from assay.extractors.builtin import text as text_x
 from assay.extractors.builtin.catalogue import MULTIMODAL, MultimodalParams
 from assay.extractors.models import embed_texts
+from assay.kit.memory import trim_heap
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -44,6 +45,7 @@ THUMBNAIL_QUALITY = 80
 # Keyframes classified per forward pass: few, since they arrive one per window anyway and the
 # classifier's working set grows with the batch (measured: +286 MB for 16, +85 MB for 4).
 KEYFRAME_BATCH = 4
+TRIM_EVERY_KEYFRAMES = 16  # freed heap goes back to the OS this often (a trim takes ~20-50 ms)
 # The single-modality extractors' URIs, renamed to this extractor's when their output is reused.
 _RENAMED = {
     text_x.TEXT_EMBEDDING_URI: TEXT_EMBEDDING_URI,
@@ -139,6 +141,7 @@ def _transcribed(blob: BlobInput) -> tuple[list[Segment], int]:
     for offset_s, samples in media.audio_chunks(blob.source, what):
         decoded += samples.size
         segments += speech.transcribe(samples, offset_ms=round(offset_s * 1000))
+        trim_heap()
     return segments, decoded
 
 
@@ -210,6 +213,8 @@ def video_documents(obj: ObjectInput, blob: BlobInput, p: MultimodalParams) -> l
             vectors = clip.as_lists(clip.embed_clip_images(p.clip_model_path, frames))
             clip_vectors.update(zip(indexes, vectors, strict=True))
         batch.clear()
+        if len(described) % TRIM_EVERY_KEYFRAMES == 0:
+            trim_heap()
 
     for index, frame in media.keyframes(data, p.time_split_interval, what):
         thumbnails[index] = thumbnail(frame)
