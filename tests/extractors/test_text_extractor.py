@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from assay.extractors import query_encoder as query_encoder_module
 from assay.extractors.base import BlobInput, ExtractorError, ObjectInput
 from assay.extractors.builtin import text as text_module
 from assay.extractors.builtin.catalogue import TEXT_DIM
@@ -19,11 +20,11 @@ from assay.extractors.builtin.text import (
     FEATURES_KEY,
     TEXT_EMBEDDING_URI,
     TextExtractor,
-    embed_query,
     text_params,
 )
 from assay.extractors.models import (
     ModelLoadError,
+    embed_query,
     embed_texts,
     load_sentence_transformer,
     text_encoder,
@@ -208,4 +209,37 @@ def test_measure_encode_throughput() -> None:
     for text in texts[:20]:
         embed_query(text)
     query_ms = (time.perf_counter() - started) / 20 * 1000
-    print(f"\nMiniLM: {batch_rate:.0f} sentences/s in batches of 64; one query {query_ms:.1f} ms")
+    print(
+        f"\nMiniLM: {batch_rate:.0f} sentences/s; one query {query_ms:.1f} ms (the first builds the ONNX graph)"
+    )
+
+
+QUERIES = [
+    "where is the kitten sleeping?",
+    "Ünïcödé — naïve café façade 日本語のテキスト",
+    "",
+    " ".join(["revenue grew while costs fell and the rain kept falling"] * 60),  # > 256 tokens
+]
+
+
+def test_queries_on_onnxruntime_match_the_document_encoder() -> None:
+    encoder = query_encoder_module.query_encoder()
+    assert encoder is not None, "the ONNX query encoder could not be built"
+    for text, document in zip(QUERIES, embed_texts(QUERIES), strict=True):
+        query = embed_query.__wrapped__(text)  # not the cache
+        assert len(query) == TEXT_DIM
+        assert cosine(list(query), document) > 0.99999
+
+
+def test_queries_fall_back_to_torch_when_no_graph_can_be_exported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(_: Any) -> bytes:
+        raise RuntimeError("no exporter here")
+
+    monkeypatch.setattr(query_encoder_module, "_export", broken)
+    monkeypatch.setattr(query_encoder_module, "_encoder", None)
+    monkeypatch.setattr(query_encoder_module, "_unavailable", False)
+    assert query_encoder_module.query_encoder() is None
+    query = embed_query.__wrapped__(QUERIES[0])
+    assert cosine(list(query), embed_texts(QUERIES[:1])[0]) > 0.99999

@@ -82,13 +82,19 @@ def text_encoder() -> SentenceTransformer:
 
 @lru_cache(maxsize=4096)
 def embed_query(text: str) -> tuple[float, ...]:
-    """One search query's unit MiniLM vector, computed on a single thread and remembered.
+    """One search query's unit MiniLM vector, remembered (the next page of the same search
+    costs nothing). It runs on onnxruntime where the graph could be exported (~5 ms), else on
+    one torch thread (~13 ms; two threads that wait on each other collapse to ~500 ms whenever
+    another process wants the cores)."""
+    from assay.extractors.query_encoder import query_encoder
 
-    A short query gains little from intra-op parallelism, and two torch threads that wait on
-    each other collapse when anything else wants the cores (measured: ~500 ms per query with
-    2 threads while another process was busy, 13 ms with 1). Repeated queries (the next page
-    of the same search) cost nothing.
-    """
+    encoder = query_encoder()
+    if encoder is not None:
+        return tuple(float(x) for x in encoder.embed(text))
+    return _embed_query_torch(text)
+
+
+def _embed_query_torch(text: str) -> tuple[float, ...]:
     import torch
 
     model = text_encoder()

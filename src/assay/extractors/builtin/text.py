@@ -81,7 +81,3 @@ def blob_text(blob: BlobInput) -> str:
     except ValueError as exc:
         raise ExtractorError("InvalidContent", f"blob {blob.blob_id} is not JSON: {exc}") from exc
 
-
-def embed_query(text: str) -> list[float]:
-    """A search query in the same 384-d space as text_extractor chunks."""
-    return embed_texts([text])[0]
