@@ -210,7 +210,8 @@ def test_measure_encode_throughput() -> None:
         embed_query(text)
     query_ms = (time.perf_counter() - started) / 20 * 1000
     print(
-        f"\nMiniLM: {batch_rate:.0f} sentences/s; one query {query_ms:.1f} ms (the first builds the ONNX graph)"
+        f"\nMiniLM: {batch_rate:.0f} sentences/s; one query {query_ms:.1f} ms"
+        " (the first builds the ONNX graph)"
     )
 
 
