@@ -7,11 +7,8 @@ from __future__ import annotations
 import io
 import wave
 from collections.abc import AsyncIterator
-from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
-import av
 import httpx
 import numpy as np
 import pytest
@@ -24,11 +21,12 @@ from assay.config import Settings
 from assay.engine.local import LocalWorkers
 from assay.extractors.builtin import media
 from assay.main import create_app
+from tests import media_fixtures
 from tests.conftest import ADMIN_KEY, b64
+from tests.media_fixtures import SPEECH, speech_track
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
-SPEECH = Path(__file__).parent / "fixtures" / "speech.wav"  # "The quick brown fox jumps ..."
 SPOKEN = "the quick brown fox jumps over the lazy dog"
 MAIN, OTHER = {"X-Namespace": "media"}, {"X-Namespace": "elsewhere"}
 ECHO = {"X-Namespace": "echo"}  # the same sentence said twice, 20 s apart
@@ -86,34 +84,9 @@ def png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def speech_track(seconds: int, starts_s: list[int]) -> np.ndarray:
-    """`seconds` of silence with the fixture's speech starting at each of `starts_s`."""
-    speech = media.audio_array(SPEECH.read_bytes())
-    audio = np.zeros(seconds * 16_000, dtype=np.float32)
-    for at in starts_s:
-        audio[at * 16_000 : at * 16_000 + speech.size] = speech
-    return audio
-
-
 def mp4(windows: list[Image.Image], audio: np.ndarray) -> bytes:
-    """mpeg4 + AAC at FPS, showing `windows[i]` for the i-th WINDOW_S seconds, over `audio`."""
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        v = out.add_stream("mpeg4", rate=FPS)
-        v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
-        a = out.add_stream("aac", rate=16_000, layout="mono")
-        for i in range(audio.size // 16_000 * FPS):
-            frame = av.VideoFrame.from_image(windows[i // (WINDOW_S * FPS)].resize((320, 240)))
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            out.mux(v.encode(frame))
-        out.mux(v.encode(None))
-        for i, start in enumerate(range(0, audio.size, 1024)):
-            piece = audio[start : start + 1024].reshape(1, -1)
-            af = av.AudioFrame.from_ndarray(piece, format="fltp", layout="mono")
-            af.sample_rate, af.pts, af.time_base = 16_000, i * 1024, Fraction(1, 16_000)
-            out.mux(a.encode(af))
-        out.mux(a.encode(None))
-    return buf.getvalue()
+    """An MP4 at FPS showing `windows[i]` for the i-th WINDOW_S seconds, over `audio`."""
+    return media_fixtures.mp4(lambda i: windows[i // (WINDOW_S * FPS)], audio, FPS)
 
 
 def make_video() -> bytes:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import time
 import wave
-from fractions import Fraction
-from pathlib import Path
 
 import av
 import numpy as np
@@ -29,8 +27,8 @@ from assay.extractors.builtin.multimodal import (
     thumbnail,
 )
 from assay.extractors.models import ModelLoadError
+from tests.media_fixtures import SPEECH, mp4, speech_track
 
-SPEECH = Path(__file__).parent.parent / "fixtures" / "speech.wav"  # espeak-ng, 16 kHz mono
 WORD = "HELLO"
 FPS, SECONDS, SPEECH_AT = 5, 25, 12
 
@@ -56,29 +54,11 @@ def wav(samples: np.ndarray, rate: int = 16_000) -> bytes:
 
 def make_video() -> bytes:
     """25 s of 320x240 at 5 fps: a drawn word for 12 s, then blue; the speech starts at 12 s."""
-    speech = media.audio_array(SPEECH.read_bytes())
-    audio = np.zeros(SECONDS * 16_000, dtype=np.float32)
-    audio[SPEECH_AT * 16_000 : SPEECH_AT * 16_000 + speech.size] = speech
     word = Image.new("RGB", (320, 240), "white")
     ImageDraw.Draw(word).text((40, 80), WORD, fill="black", font=ImageFont.load_default(size=64))
     blue = Image.new("RGB", (320, 240), (30, 60, 200))
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        v = out.add_stream("mpeg4", rate=FPS)
-        v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
-        a = out.add_stream("aac", rate=16_000, layout="mono")
-        for i in range(SECONDS * FPS):
-            frame = av.VideoFrame.from_image(word if i < SPEECH_AT * FPS else blue)
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            out.mux(v.encode(frame))
-        out.mux(v.encode(None))
-        for i, start in enumerate(range(0, audio.size, 1024)):
-            piece = audio[start : start + 1024].reshape(1, -1)
-            af = av.AudioFrame.from_ndarray(piece, format="fltp", layout="mono")
-            af.sample_rate, af.pts, af.time_base = 16_000, i * 1024, Fraction(1, 16_000)
-            out.mux(a.encode(af))
-        out.mux(a.encode(None))
-    return buf.getvalue()
+    audio = speech_track(SECONDS, [SPEECH_AT])
+    return mp4(lambda i: word if i < SPEECH_AT * FPS else blue, audio, FPS)
 
 
 @pytest.fixture(scope="module")
