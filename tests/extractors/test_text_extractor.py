@@ -244,3 +244,19 @@ def test_queries_fall_back_to_torch_when_no_graph_can_be_exported(
     assert query_encoder_module.query_encoder() is None
     query = embed_query.__wrapped__(QUERIES[0])
     assert cosine(list(query), embed_texts(QUERIES[:1])[0]) > 0.99999
+
+
+def test_the_query_encoder_builds_and_answers_while_documents_are_encoded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(query_encoder_module, "_encoder", None)
+    monkeypatch.setattr(query_encoder_module, "_unavailable", False)
+    documents = [f"Document {i} about harbours, cranes and night trains." for i in range(256)]
+    queries = [f"which crane moved crate {i}?" for i in range(24)]
+    with ThreadPoolExecutor(6) as pool:
+        encoded = [pool.submit(embed_texts, documents) for _ in range(2)]
+        answers = list(pool.map(embed_query.__wrapped__, queries))
+        assert all(f.result() == encoded[0].result() for f in encoded)
+    assert query_encoder_module.query_encoder() is not None  # it did not fall back
+    for query, reference in zip(answers, embed_texts(queries), strict=True):
+        assert cosine(list(query), reference) > 0.99999

@@ -19,7 +19,7 @@ _DECIMALS = 6  # float32 carries ~7 digits; 6 keeps JSON small and cosines exact
 _load_lock = threading.Lock()
 # Fast tokenizers raise "Already borrowed" when two threads share one, and concurrent forward
 # passes only fight over the same torch threads, so encodes take turns.
-_encode_lock = threading.Lock()
+encode_lock = threading.Lock()
 _text_encoder: SentenceTransformer | None = None
 _torch_ready = False
 
@@ -98,7 +98,7 @@ def _embed_query_torch(text: str) -> tuple[float, ...]:
     import torch
 
     model = text_encoder()
-    with _encode_lock:
+    with encode_lock:
         before = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
@@ -115,7 +115,7 @@ def embed_texts(texts: list[str]) -> list[list[float]]:
     if not texts:
         return []
     model = text_encoder()
-    with _encode_lock:
+    with encode_lock:
         vectors = model.encode(
             texts,
             batch_size=ENCODE_BATCH_SIZE,

@@ -15,7 +15,7 @@ import threading
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from assay.extractors.models import text_encoder
+from assay.extractors.models import encode_lock, text_encoder
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,16 +37,17 @@ class OnnxQueryEncoder:
 
         model = text_encoder()
         self.max_length = int(model.max_seq_length)
-        # A copy: fast tokenizers refuse concurrent use ("Already borrowed").
-        self.tokenizer = copy.deepcopy(model.tokenizer)
+        # The document encoder may be busy in another thread: copy its tokenizer (fast
+        # tokenizers refuse concurrent use, "Already borrowed") and trace its model in turn.
+        with encode_lock:
+            self.tokenizer = copy.deepcopy(model.tokenizer)
+            graph = _export(model[0].auto_model)
         self._tokenizer_lock = threading.Lock()
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            _export(model[0].auto_model), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def embed(self, text: str) -> np.ndarray:
         """The unit mean-pooled vector of `text` (truncated as the document encoder does)."""

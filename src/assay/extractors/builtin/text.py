@@ -80,4 +80,3 @@ def blob_text(blob: BlobInput) -> str:
         return json.dumps(json.loads(text), ensure_ascii=False, sort_keys=True)
     except ValueError as exc:
         raise ExtractorError("InvalidContent", f"blob {blob.blob_id} is not JSON: {exc}") from exc
-
