@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from assay.extractors import query_encoder as query_encoder_module
+from assay.extractors import minilm_onnx
 from assay.extractors.base import BlobInput, ExtractorError, ObjectInput
 from assay.extractors.builtin import text as text_module
 from assay.extractors.builtin.catalogue import TEXT_DIM
@@ -223,40 +223,54 @@ QUERIES = [
 ]
 
 
-def test_queries_on_onnxruntime_match_the_document_encoder() -> None:
-    encoder = query_encoder_module.query_encoder()
-    assert encoder is not None, "the ONNX query encoder could not be built"
-    for text, document in zip(QUERIES, embed_texts(QUERIES), strict=True):
-        query = embed_query.__wrapped__(text)  # not the cache
-        assert len(query) == TEXT_DIM
-        assert cosine(list(query), document) > 0.99999
+def torch_vectors(texts: list[str]) -> list[list[float]]:
+    """The reference: the packaged SentenceTransformer's own encode on torch."""
+    found = text_encoder().encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    return [list(map(float, v)) for v in found]
 
 
-def test_queries_fall_back_to_torch_when_no_graph_can_be_exported(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def fresh_onnx(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget the process's onnxruntime sessions and graph, so the test builds them."""
+    monkeypatch.setattr(minilm_onnx, "_encoders", {})
+    monkeypatch.setattr(minilm_onnx, "_graph", None)
+    monkeypatch.setattr(minilm_onnx, "_unavailable", False)
+
+
+def test_onnxruntime_gives_the_vectors_torch_gives() -> None:
+    assert minilm_onnx.onnx_minilm("query") is not None, "no onnxruntime MiniLM was built"
+    assert minilm_onnx.onnx_minilm("documents") is not None
+    texts = [*QUERIES, *(f"{P1} {'and more ' * i}" for i in range(40))]  # mixed lengths
+    reference = torch_vectors(texts)
+    for got, want in zip(embed_texts(texts), reference, strict=True):
+        assert len(got) == TEXT_DIM and cosine(got, want) > 0.99999
+    for text, want in zip(QUERIES, reference, strict=False):
+        assert cosine(list(embed_query.__wrapped__(text)), want) > 0.99999  # not the cache
+
+
+def test_torch_answers_when_no_graph_can_be_exported(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(_: Any) -> bytes:
         raise RuntimeError("no exporter here")
 
-    monkeypatch.setattr(query_encoder_module, "_export", broken)
-    monkeypatch.setattr(query_encoder_module, "_encoder", None)
-    monkeypatch.setattr(query_encoder_module, "_unavailable", False)
-    assert query_encoder_module.query_encoder() is None
-    query = embed_query.__wrapped__(QUERIES[0])
-    assert cosine(list(query), embed_texts(QUERIES[:1])[0]) > 0.99999
+    fresh_onnx(monkeypatch)
+    monkeypatch.setattr(minilm_onnx, "_export", broken)
+    assert minilm_onnx.onnx_minilm("query") is None
+    assert minilm_onnx.onnx_minilm("documents") is None
+    reference = torch_vectors(QUERIES[:2])
+    assert cosine(list(embed_query.__wrapped__(QUERIES[0])), reference[0]) > 0.99999
+    for got, want in zip(embed_texts(QUERIES[:2]), reference, strict=True):
+        assert cosine(got, want) > 0.99999
 
 
-def test_the_query_encoder_builds_and_answers_while_documents_are_encoded(
+def test_onnx_sessions_build_and_answer_while_documents_are_encoded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(query_encoder_module, "_encoder", None)
-    monkeypatch.setattr(query_encoder_module, "_unavailable", False)
+    fresh_onnx(monkeypatch)
     documents = [f"Document {i} about harbours, cranes and night trains." for i in range(256)]
     queries = [f"which crane moved crate {i}?" for i in range(24)]
     with ThreadPoolExecutor(6) as pool:
         encoded = [pool.submit(embed_texts, documents) for _ in range(2)]
         answers = list(pool.map(embed_query.__wrapped__, queries))
         assert all(f.result() == encoded[0].result() for f in encoded)
-    assert query_encoder_module.query_encoder() is not None  # it did not fall back
-    for query, reference in zip(answers, embed_texts(queries), strict=True):
+    assert minilm_onnx.onnx_minilm("query") is not None  # nothing fell back to torch
+    for query, reference in zip(answers, torch_vectors(queries), strict=True):
         assert cosine(list(query), reference) > 0.99999

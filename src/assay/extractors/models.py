@@ -86,11 +86,11 @@ def embed_query(text: str) -> tuple[float, ...]:
     costs nothing). It runs on onnxruntime where the graph could be exported (~5 ms), else on
     one torch thread (~13 ms; two threads that wait on each other collapse to ~500 ms whenever
     another process wants the cores)."""
-    from assay.extractors.query_encoder import query_encoder
+    from assay.extractors.minilm_onnx import onnx_minilm
 
-    encoder = query_encoder()
+    encoder = onnx_minilm("query")
     if encoder is not None:
-        return tuple(float(x) for x in encoder.embed(text))
+        return tuple(float(x) for x in encoder.embed([text], batch_size=1)[0])
     return _embed_query_torch(text)
 
 
@@ -111,9 +111,17 @@ def _embed_query_torch(text: str) -> tuple[float, ...]:
 
 
 def embed_texts(texts: list[str]) -> list[list[float]]:
-    """Unit-length MiniLM vectors for `texts`, as rounded Python floats."""
+    """Unit-length MiniLM vectors for `texts`, as rounded Python floats: on onnxruntime on a
+    CPU (the same vectors, ~1.6x faster), else on torch."""
+    from assay.extractors.minilm_onnx import onnx_minilm
+
     if not texts:
         return []
+    encoder = onnx_minilm("documents")
+    if encoder is not None:
+        with encode_lock:
+            found = encoder.embed(texts, batch_size=ENCODE_BATCH_SIZE)
+        return found.round(_DECIMALS).tolist()
     model = text_encoder()
     with encode_lock:
         vectors = model.encode(
