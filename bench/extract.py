@@ -288,11 +288,11 @@ def raw_onnx_encoder(model: Any) -> Callable[[list[str]], Timed]:
     import numpy as np
     import onnxruntime as ort
 
-    from assay.extractors.minilm_onnx import _export  # the graph only: not in the timing
+    from assay.extractors.minilm_onnx import graph_file  # the graph only: not in the timing
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = os.cpu_count() or 1
-    session = ort.InferenceSession(_export(model[0].auto_model), options)
+    session = ort.InferenceSession(str(graph_file()), options)
     names = ("input_ids", "attention_mask", "token_type_ids")
 
     def encode(texts: list[str]) -> Timed:
