@@ -10,6 +10,8 @@ from typing import Any
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from assay.kit.limits import MediaLimits
+
 
 class Settings(BaseSettings):
     """Everything an operator can set. Paths left empty are derived from `data_dir`."""
@@ -48,6 +50,12 @@ class Settings(BaseSettings):
     write_batch_max: int = Field(default=256, ge=1)
     # Vector indexes search exactly (numpy) up to this many vectors, then switch to HNSW.
     exact_search_below: int = Field(default=20_000, ge=0)
+    # What one blob may cost to decode (see assay.kit.limits.MediaLimits for the reasons).
+    max_image_pixels: int = Field(default=MediaLimits.max_image_pixels, ge=1)
+    max_media_duration_s: float = Field(default=MediaLimits.max_media_duration_s, gt=0)
+    min_media_bitrate_bps: float = Field(default=MediaLimits.min_media_bitrate_bps, ge=0)
+    max_video_frames: int = Field(default=MediaLimits.max_video_frames, ge=1)
+    max_video_windows: int = Field(default=MediaLimits.max_video_windows, ge=1)
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
@@ -57,6 +65,16 @@ class Settings(BaseSettings):
         if not self.blob_store:
             self.blob_store = f"file://{self.data_dir / 'blobs'}"
         return self
+
+    @property
+    def media_limits(self) -> MediaLimits:
+        return MediaLimits(
+            max_image_pixels=self.max_image_pixels,
+            max_media_duration_s=self.max_media_duration_s,
+            min_media_bitrate_bps=self.min_media_bitrate_bps,
+            max_video_frames=self.max_video_frames,
+            max_video_windows=self.max_video_windows,
+        )
 
     @property
     def is_sqlite(self) -> bool:

@@ -35,6 +35,7 @@ def registrar_for(ctx: AppContext) -> Registrar:
         settings.tmp_dir,
         settings.small_blob_max_bytes,
         s3_download=getattr(ctx.blobs, "download", None),  # only the S3 store has one
+        limits=settings.media_limits,
     )
     return Registrar(ctx.db, ctx.keeper, materializer, ctx.lookups)
 

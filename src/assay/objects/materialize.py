@@ -22,6 +22,7 @@ from assay.backends.blob.base import BlobNotFound
 from assay.errors import ValidationFailed
 from assay.kit.fetch import FetchError, FetchPolicy, fetch_to_file
 from assay.kit.ids import new_id
+from assay.kit.limits import MediaLimits
 from assay.objects import media
 from assay.objects.schemas import ObjectCreate
 from assay.objects.sources import (
@@ -86,6 +87,7 @@ class Materializer:
     tmp_dir: Path
     small_max_bytes: int = 64 * 1024
     s3_download: S3Download | None = None  # present when the blob store is S3
+    limits: MediaLimits = field(default_factory=MediaLimits)
 
     async def prepare(
         self,

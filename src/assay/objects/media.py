@@ -9,6 +9,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from assay.kit import content_types
+
 GENERIC = "application/octet-stream"
 _DEFAULT_TYPES = {
     "text": "text/plain",
@@ -111,10 +113,11 @@ def _parse_json(data: bytes) -> None:
 
 
 def _usable(content_type: str | None) -> str | None:
-    if not content_type:
+    """A declared content type worth keeping: well-formed (normalised) and not the generic one."""
+    normal = content_types.normalize(content_type)
+    if normal is None or content_types.base_type(normal) in (GENERIC, "binary/octet-stream"):
         return None
-    base = content_type.split(";")[0].strip().lower()
-    return None if base in ("", GENERIC, "binary/octet-stream") else base
+    return normal
 
 
 def _guess(filename: str | None) -> str | None:
