@@ -9,10 +9,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from assay.deps import Ctx, CurrentCaller
+from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import Schema
 
-router = APIRouter(tags=["operations"])
-catalogue_router = APIRouter(tags=["feature extractors"])
+router = APIRouter(tags=["operations"], route_class=StrictJsonRoute)
+catalogue_router = APIRouter(tags=["feature extractors"], route_class=StrictJsonRoute)
 
 
 class Health(Schema):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ from assay.context import AppContext
 from assay.errors import AppError
 from assay.idempotency.middleware import IdempotencyMiddleware
 from assay.kit.ids import new_id
-from assay.kit.middleware import BodyLimitMiddleware
+from assay.kit.middleware import BodyLimitMiddleware, InternalErrorMiddleware
 from assay.migrations.runner import upgrade_to_head
 from assay.workers import Background
 
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     include_routes(app)
     _document_bearer_auth(app)
     _install_error_handlers(app)
+    app.add_middleware(InternalErrorMiddleware)  # innermost: see its docstring
     app.add_middleware(
         IdempotencyMiddleware, db=lambda: app.state.ctx.db, ttl_s=settings.idempotency_ttl_s
     )
@@ -108,19 +110,26 @@ def prepare(settings: Settings) -> AppContext:
     return ctx
 
 
+class ErrorResponse(JSONResponse):
+    """An error envelope in ASCII-only JSON: it encodes whatever text a message quotes."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode("ascii")
+
+
 def _envelope(
     status: int, type_: str, message: str, details: dict[str, Any] | None = None
 ) -> JSONResponse:
     error: dict[str, Any] = {"type": type_, "message": message}
     if details is not None:
         error["details"] = details
-    return JSONResponse({"success": False, "status": status, "error": error}, status_code=status)
+    return ErrorResponse({"success": False, "status": status, "error": error}, status_code=status)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(_: Request, exc: AppError) -> JSONResponse:
-        response = JSONResponse(exc.body(), status_code=exc.status)
+        response = ErrorResponse(exc.body(), status_code=exc.status)
         retry_after = getattr(exc, "retry_after_s", None)
         if retry_after is not None:
             response.headers["Retry-After"] = str(retry_after)
@@ -147,6 +156,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             response.headers.update(exc.headers)
         return response
 
+    # Errors inside the app are answered by InternalErrorMiddleware; this catches the outer layers.
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         request_id = new_id("req")  # made only here: it ties the answer to this log line

@@ -7,9 +7,10 @@ from fastapi import APIRouter, status
 from assay.auth import service
 from assay.auth.schemas import KeyCreate, KeyCreated, KeyOut
 from assay.deps import CurrentCaller
+from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import Page, Pagination
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/v1/keys", tags=["keys"], route_class=StrictJsonRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=KeyCreated)

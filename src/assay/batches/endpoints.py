@@ -14,9 +14,12 @@ from assay.batches.schemas import (
     TaskRef,
 )
 from assay.deps import CurrentScope, PageQuery
+from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import ListRequest, Page, Pagination
 
-router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/batches", tags=["batches"])
+router = APIRouter(
+    prefix="/v1/buckets/{bucket_identifier}/batches", tags=["batches"], route_class=StrictJsonRoute
+)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=BatchOut)

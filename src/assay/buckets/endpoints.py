@@ -7,9 +7,10 @@ from fastapi import APIRouter, status
 from assay.buckets import service
 from assay.buckets.schemas import BucketCreate, BucketDeleted, BucketOut, BucketPatch
 from assay.deps import CurrentScope, PageQuery
+from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import ListRequest, Page, Pagination
 
-router = APIRouter(prefix="/v1/buckets", tags=["buckets"])
+router = APIRouter(prefix="/v1/buckets", tags=["buckets"], route_class=StrictJsonRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=BucketOut)

@@ -17,10 +17,12 @@ from assay.collections.schemas import (
 )
 from assay.deps import CurrentScope, PageQuery
 from assay.errors import NotFound
+from assay.kit import content_types
+from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import ListRequest, Page, Pagination
 
-router = APIRouter(prefix="/v1/collections", tags=["collections"])
-lineage_router = APIRouter(tags=["collections"])
+router = APIRouter(prefix="/v1/collections", tags=["collections"], route_class=StrictJsonRoute)
+lineage_router = APIRouter(tags=["collections"], route_class=StrictJsonRoute)
 IncludeVectors = Annotated[bool, Query(description="add each document's feature vectors")]
 
 
@@ -134,8 +136,9 @@ async def get_thumbnail(
         chunks = await ctx.keeper.read_range(scope.namespace_id, thumb.storage_key, 0, None)
     except BlobNotFound as exc:
         raise NotFound(f"the thumbnail of document '{document_id}' is missing") from exc
-    headers = {"ETag": f'"{thumb.sha256}"', "Cache-Control": "private, max-age=86400"}
-    return StreamingResponse(chunks, media_type=thumb.content_type, headers=headers)
+    media_type, headers = content_types.download_headers(thumb.content_type, None)
+    headers |= {"ETag": f'"{thumb.sha256}"', "Cache-Control": "private, max-age=86400"}
+    return StreamingResponse(chunks, media_type=media_type, headers=headers)
 
 
 @lineage_router.get("/v1/objects/{object_id}/documents", response_model=list[DocumentOut])

@@ -8,6 +8,7 @@ LF smuggled into it would otherwise break every later download of the blob.
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 _TOKEN = r"[a-z0-9!#$&^_.+\-]+"
 _MEDIA_TYPE = re.compile(rf"({_TOKEN})/({_TOKEN})")
@@ -44,3 +45,32 @@ def base_type(value: str) -> str:
 def is_active(value: str) -> bool:
     """Whether a browser would execute or render this type (it is then sent as an attachment)."""
     return bool(_ACTIVE.match(base_type(value)))
+
+
+def download_headers(content_type: str | None, filename: str | None) -> tuple[str, dict[str, str]]:
+    """The content type to send a stored blob with, and the headers that keep it inert.
+
+    Blobs are served from the API's own origin: the browser must neither guess another type
+    (`nosniff`) nor run what it gets (a sandboxing CSP), and active types go out as
+    attachments so they are saved, never rendered.
+    """
+    sent = normalize(content_type) or GENERIC
+    headers = {
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
+    if is_active(sent):
+        headers["Content-Disposition"] = _attachment(filename)
+    return sent, headers
+
+
+def _attachment(filename: str | None) -> str:
+    """`attachment` with the file name as RFC 6266 allows: an ASCII fallback and UTF-8 form."""
+    if not filename:
+        return "attachment"
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    fallback = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"%' else "_" for c in name
+    )
+    encoded = quote(name.encode("utf-8", "backslashreplace"), safe="")
+    return f"attachment; filename=\"{fallback or 'download'}\"; filename*=UTF-8''{encoded}"

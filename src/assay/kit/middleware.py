@@ -1,19 +1,28 @@
-"""Pure ASGI middleware: the request-body size limit (413 before the body is read whole)."""
+"""Pure ASGI middleware: the request-body size limit (413 before the body is read whole) and
+the last-resort 500 that keeps the connection open."""
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assay.kit.ids import new_id
 
-async def send_error(send: Send, status: int, type_: str, message: str) -> None:
+log = logging.getLogger("assay")
+
+
+async def send_error(
+    send: Send, status: int, type_: str, message: str, details: dict[str, Any] | None = None
+) -> None:
     """Answer with the API's error envelope from inside middleware."""
-    body = json.dumps(
-        {"success": False, "status": status, "error": {"type": type_, "message": message}}
-    ).encode()
+    error: dict[str, Any] = {"type": type_, "message": message}
+    if details is not None:
+        error["details"] = details
+    body = json.dumps({"success": False, "status": status, "error": error}).encode()
     await send(
         {
             "type": "http.response.start",
@@ -25,6 +34,43 @@ async def send_error(send: Send, status: int, type_: str, message: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class InternalErrorMiddleware:
+    """Answers an unexpected exception with the 500 envelope inside the app.
+
+    Starlette's outermost handler re-raises after answering, and uvicorn then closes the
+    connection, resetting the next request a keep-alive client already sent on it. Here the
+    error ends with the answer. A failure after the answer started (a broken download stream)
+    still propagates: the client must see the body cut short.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:
+                raise
+            request_id = new_id("req")  # made only here: it ties the answer to this log line
+            log.exception(
+                "unhandled error in %s %s (%s)", scope["method"], scope["path"], request_id
+            )
+            await send_error(
+                send, 500, "InternalError", "internal error", {"request_id": request_id}
+            )
 
 
 class BodyLimitMiddleware:

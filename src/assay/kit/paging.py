@@ -10,6 +10,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,6 +25,7 @@ from assay.kit.db import UTCDateTime
 from assay.kit.schemas import Condition, FilterGroup
 
 M = TypeVar("M")
+MAX_IN_VALUES = 1000
 
 
 @dataclass(frozen=True)
@@ -116,26 +118,90 @@ def _typed(col: ColumnElement[Any], value: Any) -> ColumnElement[Any]:
     return json_col.as_string()
 
 
+_VALUE = ["filters", "value"]
+_INT64 = 2**63
+
+
+def _kind(value: Any) -> str | None:
+    """`string`, `number` or `boolean` for a value a filter may compare with; None otherwise."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "number" if -_INT64 <= value < _INT64 else None
+    if isinstance(value, float):
+        return "number" if math.isfinite(value) else None
+    return "string" if isinstance(value, str) else None
+
+
+def _checked(col: ColumnElement[Any], field: str, value: Any) -> Any:
+    """`value` as the column `field` compares with, or a 422 saying what it must be.
+
+    A timestamp column takes RFC 3339 text; a text column takes text; a JSON element takes a
+    string, a number (within 64 bits) or a boolean. Anything else would reach the database as
+    a value it cannot bind or compare, and fail there as a 500.
+    """
+    kind = _kind(value)
+    if isinstance(col.type, UTCDateTime):
+        try:
+            moment = dt.datetime.fromisoformat(value) if kind == "string" else None
+        except ValueError:
+            moment = None
+        if moment is None:
+            msg = f"'{field}' compares with an RFC 3339 timestamp such as 2026-01-31T12:00:00Z"
+            raise ValidationFailed.at(_VALUE, msg, "type_mismatch")
+        return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    if isinstance(col.type, JSON):
+        if kind is None:
+            msg = f"'{field}' compares with a string, a 64-bit number or a boolean"
+            raise ValidationFailed.at(_VALUE, msg, "type_mismatch")
+        return value
+    expected = _column_kind(col)
+    if expected is not None and kind != expected:
+        raise ValidationFailed.at(_VALUE, f"'{field}' compares with a {expected}", "type_mismatch")
+    return value
+
+
+def _column_kind(col: ColumnElement[Any]) -> str | None:
+    """What a plain column holds, as `_kind` names it."""
+    try:
+        python_type = col.type.python_type
+    except NotImplementedError:
+        return None
+    if python_type is bool:
+        return "boolean"
+    return {str: "string", int: "number", float: "number"}.get(python_type)
+
+
 def _compare(col: ColumnElement[Any], cond: Condition) -> ColumnElement[bool]:
-    op, value = cond.operator, cond.value
+    op, value, field = cond.operator, cond.value, cond.field
     if op == "exists":
+        if value not in (None, True, False):
+            raise ValidationFailed.at(_VALUE, "'exists' takes true, false or nothing")
         present = _typed(col, "").isnot(None)
         return present if value in (None, True) else not_(present)
     if op in ("in", "nin"):
-        if not isinstance(value, list) or not value:
-            raise ValidationFailed.at(["filters", "value"], f"'{op}' needs a non-empty list")
+        if not isinstance(value, list) or not value or len(value) > MAX_IN_VALUES:
+            msg = f"'{op}' needs a list of 1 to {MAX_IN_VALUES} values"
+            raise ValidationFailed.at(_VALUE, msg)
+        values = [_checked(col, field, v) for v in value]
+        if len({_kind(v) for v in value}) > 1:
+            msg = f"the values of '{op}' must all be strings, all numbers or all booleans"
+            raise ValidationFailed.at(_VALUE, msg, "type_mismatch")
         target = _typed(col, value[0])
-        return target.in_(value) if op == "in" else target.not_in(value)
+        return target.in_(values) if op == "in" else target.not_in(values)
     if isinstance(value, list | dict) or value is None:
-        raise ValidationFailed.at(["filters", "value"], f"'{op}' needs a scalar value")
-    target = _typed(col, value)
+        raise ValidationFailed.at(_VALUE, f"'{op}' needs a scalar value")
     if op in ("contains", "starts_with"):
-        text = str(value)
+        if not isinstance(value, str):
+            raise ValidationFailed.at(_VALUE, f"'{op}' needs a string", "type_mismatch")
+        target = _typed(col, value)
         return (
-            target.contains(text, autoescape=True)
+            target.contains(value, autoescape=True)
             if op == "contains"
-            else target.startswith(text, autoescape=True)
+            else target.startswith(value, autoescape=True)
         )
+    value = _checked(col, field, value)
+    target = _typed(col, value)
     comparisons: dict[str, Callable[[Any], ColumnElement[bool]]] = {
         "eq": target.__eq__,
         "ne": target.__ne__,

@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from assay.deps import CurrentCaller, PageQuery
+from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import ListRequest, Page, Pagination
 from assay.namespaces import service
 from assay.namespaces.schemas import NamespaceCreate, NamespaceDeleted, NamespaceOut, NamespacePatch
 
-router = APIRouter(prefix="/v1/namespaces", tags=["namespaces"])
+router = APIRouter(prefix="/v1/namespaces", tags=["namespaces"], route_class=StrictJsonRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=NamespaceOut)

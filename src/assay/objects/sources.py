@@ -12,6 +12,7 @@ from typing import Any
 
 from assay.buckets.schemas import SCALAR_TYPES
 from assay.errors import ValidationFailed
+from assay.kit import content_types
 from assay.objects.schemas import BlobIn
 
 _URL = re.compile(r"^(https?|s3)://\S+$", re.IGNORECASE)
@@ -104,8 +105,11 @@ def _from_data(blob: BlobIn, value: Any, where: tuple[str | int, ...]) -> Source
             return RemoteUrl(str(value["url"]), blob.filename, "data")
         if "base64" in keys and keys <= {"base64", "mime_type", "filename"}:
             name = value.get("filename") or blob.filename
+            if not isinstance(name, str | None) or len(name or "") > 1024:
+                raise ValidationFailed.at((*where, "filename"), "filename must be a short string")
             src = _decode_base64_or_data_uri(str(value["base64"]), name, where)
-            return InlineBytes(src.data, value.get("mime_type") or src.content_type, name)
+            mime = _mime_type(value.get("mime_type"), (*where, "mime_type"))
+            return InlineBytes(src.data, mime or src.content_type, name)
         if keys == {"text"} and blob.type == "text":
             return InlineBytes(str(value["text"]).encode(), "text/plain", blob.filename)
     if blob.type == "text" and isinstance(value, str):
@@ -116,6 +120,16 @@ def _from_data(blob: BlobIn, value: Any, where: tuple[str | int, ...]) -> Source
             raise ValidationFailed.at(where, msg)
         return _decode_base64_or_data_uri(value, blob.filename, where)
     return _from_content(blob, value, where)
+
+
+def _mime_type(value: Any, where: tuple[str | int, ...]) -> str | None:
+    """A given MIME type, normalised; a 422 when it is not one."""
+    if value is None:
+        return None
+    normal = content_types.normalize(value) if isinstance(value, str) else None
+    if normal is None:
+        raise ValidationFailed.at(where, "not a content type: expected type/subtype")
+    return normal
 
 
 def _decode_base64_or_data_uri(

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, status
 
 from assay.deps import CurrentScope, PageQuery
+from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import ListRequest, Page, Pagination
 from assay.retrievers import service
 from assay.retrievers.schemas import (
@@ -19,7 +20,7 @@ from assay.retrievers.schemas import (
     RetrieverOut,
 )
 
-router = APIRouter(prefix="/v1/retrievers", tags=["retrievers"])
+router = APIRouter(prefix="/v1/retrievers", tags=["retrievers"], route_class=StrictJsonRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=RetrieverCreated)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from assay.deps import CurrentScope, NamespaceScope, PageQuery
 from assay.errors import ValidationFailed
+from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import Pagination
 from assay.syncs import service
 from assay.syncs.schemas import (
@@ -17,7 +18,9 @@ from assay.syncs.schemas import (
     SyncTriggered,
 )
 
-router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/syncs", tags=["syncs"])
+router = APIRouter(
+    prefix="/v1/buckets/{bucket_identifier}/syncs", tags=["syncs"], route_class=StrictJsonRoute
+)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SyncOut)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from assay.deps import CurrentScope
+from assay.kit.routing import StrictJsonRoute
 from assay.tasks import service
 from assay.tasks.schemas import TaskOut
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], route_class=StrictJsonRoute)
 
 
 @router.get("/{task_id}", response_model=TaskOut)

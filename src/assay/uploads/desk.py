@@ -131,7 +131,7 @@ class UploadDesk:
             raise ValidationFailed.at(["file_hash"], msg, "hash_mismatch")
         existing = None
         if upload.skip_duplicates:
-            existing = await self.db.read(lambda s: service.existing_object(s, bucket, sha))
+            existing = await self.db.read(lambda s: service.existing_object(s, bucket, upload, sha))
         if existing is not None:
             path.unlink(missing_ok=True)
             object_id = existing

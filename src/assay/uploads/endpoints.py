@@ -9,6 +9,7 @@ from assay.backends.blob.base import PresigningStore
 from assay.context import AppContext
 from assay.deps import CurrentScope, NamespaceScope, PageQuery, context_of
 from assay.errors import AppError
+from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import ListRequest, Page, Pagination
 from assay.objects.endpoints import registrar_for
 from assay.uploads import service
@@ -23,8 +24,10 @@ from assay.uploads.schemas import (
     UploadOut,
 )
 
-router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/uploads", tags=["uploads"])
-transfer_router = APIRouter(tags=["uploads"])
+router = APIRouter(
+    prefix="/v1/buckets/{bucket_identifier}/uploads", tags=["uploads"], route_class=StrictJsonRoute
+)
+transfer_router = APIRouter(tags=["uploads"], route_class=StrictJsonRoute)
 
 
 def _desk(ctx: AppContext) -> UploadDesk:
@@ -47,7 +50,9 @@ async def create_upload(
     """A signed URL to PUT the file to (or one per part); confirm it afterwards."""
     desk = _desk(scope.ctx)
     bucket = await desk.registrar.bucket(scope.namespace_id, bucket_identifier)
-    upload = await scope.ctx.db.write(lambda s: service.create(s, scope.principal, bucket, body))
+    upload = await scope.ctx.db.write(
+        lambda s: service.create(s, scope.principal, bucket, body, desk.max_bytes)
+    )
     upload = await desk.open(upload)
     out = desk.describe(upload, _base_url(request))
     out.warnings = body.warnings()
@@ -65,7 +70,7 @@ async def create_uploads_batch(
     for index, item in enumerate(body.uploads):
         try:
             upload = await scope.ctx.db.write(
-                lambda s, i=item: service.create(s, scope.principal, bucket, i)
+                lambda s, i=item: service.create(s, scope.principal, bucket, i, desk.max_bytes)
             )
             upload = await desk.open(upload)
             succeeded.append(desk.describe(upload, _base_url(request)))

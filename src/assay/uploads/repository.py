@@ -27,8 +27,13 @@ class UploadRepository:
         self.session.flush()
         return upload
 
-    def object_with_content(self, sha256: str) -> str | None:
-        """An object of this bucket that already holds a blob with these bytes."""
+    def object_with_content(self, sha256: str, prop: str, blob_type: str) -> str | None:
+        """An object of this bucket whose `prop` blob already holds these bytes as `blob_type`.
+
+        Only the same property (and type) counts: those bytes passed its type check when that
+        blob was registered, while bytes held under another type (text, say) prove nothing
+        about whether they are an image.
+        """
         stmt = (
             select(Object.object_id)
             .join(Blob, Blob.object_id == Object.object_id)
@@ -36,6 +41,8 @@ class UploadRepository:
                 Object.namespace_id == self.namespace_id,
                 Object.bucket_id == self.bucket_id,
                 Blob.sha256 == sha256,
+                Blob.property == prop,
+                Blob.type == blob_type,
             )
             .limit(1)
         )

@@ -3,19 +3,21 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from assay.buckets.schemas import PropertyType
+from assay.kit import content_types
 from assay.kit.schemas import RequestSchema, Schema
 
 SHA256_HEX = r"^[0-9a-fA-F]{64}$"
 MIN_PART = 5 * 1024 * 1024
+MAX_FILE_BYTES = 5 * 1024**4  # S3's largest object
 
 
 class UploadCreate(RequestSchema):
     filename: str = Field(min_length=1, max_length=1024, examples=["photo.jpg"])
     content_type: str = Field(default="application/octet-stream", max_length=200)
-    file_size_bytes: int | None = Field(default=None, ge=0)
+    file_size_bytes: int | None = Field(default=None, ge=0, le=MAX_FILE_BYTES)
     file_hash: str | None = Field(default=None, pattern=SHA256_HEX)
     blob_property: str | None = Field(default=None, max_length=100)
     blob_type: PropertyType | None = None
@@ -29,6 +31,14 @@ class UploadCreate(RequestSchema):
     metadata: dict[str, Any] | None = None
 
     unimplemented: ClassVar[frozenset[str]] = frozenset({"metadata"})
+
+    @field_validator("content_type")
+    @classmethod
+    def _normalised(cls, value: str) -> str:
+        normal = content_types.normalize(value)
+        if normal is None:
+            raise ValueError("not a content type: expected type/subtype, e.g. image/jpeg")
+        return normal
 
 
 class UploadBatchCreate(RequestSchema):

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from assay.auth.principal import Principal
 from assay.buckets.schemas import BLOB_TYPES
-from assay.errors import Conflict, NotFound, ValidationFailed
+from assay.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from assay.events.outbox import emit
 from assay.kit.db import utcnow
 from assay.kit.ids import new_id
@@ -61,10 +61,22 @@ def pick_property(schema: dict[str, Any], body: UploadCreate) -> tuple[str, str]
     return fits[0]
 
 
-def create(session: Session, principal: Principal, bucket: BucketRef, body: UploadCreate) -> Upload:
+MAX_PARTS = 10_000  # S3's own limit; each part is a URL in the answer
+
+
+def create(
+    session: Session, principal: Principal, bucket: BucketRef, body: UploadCreate, max_bytes: int
+) -> Upload:
     principal.require("write")
-    if body.multipart and body.file_size_bytes is None:
-        raise ValidationFailed.at(["file_size_bytes"], "multipart uploads need file_size_bytes")
+    size = body.file_size_bytes
+    if size is not None and size > max_bytes:
+        raise PayloadTooLarge(f"file_size_bytes is over the {max_bytes} bytes an upload may hold")
+    if body.multipart:
+        if size is None:
+            raise ValidationFailed.at(["file_size_bytes"], "multipart uploads need file_size_bytes")
+        if math.ceil(size / body.part_size_bytes) > MAX_PARTS:
+            msg = f"more than {MAX_PARTS} parts: choose a larger part_size_bytes"
+            raise ValidationFailed.at(["part_size_bytes"], msg)
     prop, blob_type = pick_property(bucket.bucket_schema, body)
     now = utcnow()
     upload = Upload(
@@ -124,10 +136,10 @@ def record_received(session: Session, upload_id: str, size: int, sha256: str) ->
         upload.status, upload.received_bytes, upload.received_sha256 = "UPLOADED", size, sha256
 
 
-def existing_object(session: Session, bucket: BucketRef, sha256: str) -> str | None:
-    return UploadRepository(session, bucket.namespace_id, bucket.bucket_id).object_with_content(
-        sha256
-    )
+def existing_object(session: Session, bucket: BucketRef, upload: Upload, sha256: str) -> str | None:
+    """The object already holding these bytes in the upload's property, if any."""
+    repo = UploadRepository(session, bucket.namespace_id, bucket.bucket_id)
+    return repo.object_with_content(sha256, upload.blob_property, upload.blob_type)
 
 
 def confirm(

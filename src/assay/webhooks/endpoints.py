@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from assay.deps import CurrentScope, NamespaceScope, PageQuery
+from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import Page, Pagination
 from assay.webhooks import service
 from assay.webhooks.schemas import (
@@ -18,7 +19,7 @@ from assay.webhooks.schemas import (
     WebhookPatch,
 )
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], route_class=StrictJsonRoute)
 
 BASE = "/v1/webhooks"
 ALIAS = "/v1/organizations/webhooks"

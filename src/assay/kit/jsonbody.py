@@ -1,0 +1,110 @@
+"""Request bodies parsed as JSON text, refusing what JSON text and the databases cannot hold.
+
+Python's own parser accepts `NaN`, `Infinity`, `1e400` (infinity) and lone UTF-16 surrogates
+(`"\\ud800"`); none of them can be written back as JSON or encoded as UTF-8, so one such value
+stored in a bucket made every later answer that included it fail. Integers past 64 bits do not
+fit a database integer, and U+0000 does not fit PostgreSQL text. All are refused here, at the
+edge, with a 422 that names the field, before any route sees the body.
+
+orjson parses the common case fast and refuses non-finite numbers and lone surrogates itself;
+when it refuses, the standard parser tells which field is at fault. orjson reads integers past
+64 bits as floats, so a body with a 19-digit run is read again exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import orjson
+
+from assay.errors import BadRequest, ValidationFailed
+
+MAX_DEPTH = 64
+_INT64 = 2**63
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+Path = list[str | int]
+
+
+def parse(body: bytes) -> Any:
+    """The JSON value of a request body; 400 when it is not JSON, 422 naming a bad field."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        value = _parse_lenient(body, exc)
+    else:
+        if _LONG_DIGITS.search(body):
+            value = _parse_lenient(body, None)
+    problem = first_problem(value)
+    if problem is not None:
+        loc, msg, type_ = problem
+        raise ValidationFailed.at(loc, msg, type_)
+    return value
+
+
+def _parse_lenient(body: bytes, strict_error: orjson.JSONDecodeError | None) -> Any:
+    try:
+        return json.loads(body)
+    except RecursionError as exc:
+        msg = f"nested more than {MAX_DEPTH} levels deep"
+        raise ValidationFailed.at([], msg, "too_deep") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        reason = strict_error or exc
+        raise BadRequest(f"request body is not valid JSON: {_describe(reason)}") from exc
+
+
+def _describe(exc: Exception) -> str:
+    return exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+
+
+def first_problem(value: Any, depth: int = 0) -> tuple[Path, str, str] | None:
+    """Where `value` holds something JSON text or the database cannot: (path, message, type)."""
+    kind = type(value)
+    if kind is str:
+        problem = _text_problem(value)
+        return ([], *problem) if problem else None
+    if kind is float:
+        if math.isfinite(value):
+            return None
+        return [], "NaN and Infinity are not JSON numbers", "non_finite_number"
+    if kind is int:
+        if -_INT64 <= value < _INT64:
+            return None
+        return [], "integers must fit in 64 bits (-2^63 to 2^63-1)", "integer_out_of_range"
+    if kind is dict:
+        items: Any = value.items()
+    elif kind is list:
+        items = enumerate(value)
+    else:
+        return None
+    if depth >= MAX_DEPTH:
+        return [], f"nested more than {MAX_DEPTH} levels deep", "too_deep"
+    for key, item in items:
+        if kind is dict and (problem := _text_problem(key)):
+            return [printable(key)], f"key {problem[0]}", problem[1]
+        found = first_problem(item, depth + 1)
+        if found is not None:
+            found[0].insert(0, printable(key) if kind is dict else key)
+            return found
+    return None
+
+
+def _text_problem(text: str) -> tuple[str, str] | None:
+    if "\x00" in text:
+        return "text cannot hold U+0000 (NUL)", "nul_character"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "text must be valid Unicode (it holds a lone surrogate)", "invalid_unicode"
+    return None
+
+
+def printable(text: str) -> str:
+    """`text` as it can be sent back in JSON: lone surrogates and NUL escaped."""
+    if _text_problem(text) is None:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
