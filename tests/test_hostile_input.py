@@ -132,6 +132,20 @@ async def test_every_route_parses_bodies_strictly(c: httpx.AsyncClient) -> None:
     assert await object_count(c) == 0
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"x": NaN}', b'["\\ud800"]', b"[" * 5000 + b"]" * 5000, b'{"a": 1e999}', b"{bad"],
+)
+async def test_json_blobs_by_bytes_follow_the_same_rules(c: httpx.AsyncClient, raw: bytes) -> None:
+    """A JSON blob given as bytes (base64, upload, URL) is held to what a JSON body is."""
+    blob = {"property": "doc", "type": "json", "data": {"base64": b64(raw)}}
+    r = await c.post(OBJECTS, headers=NS, json={"blobs": [blob]})
+    assert error_at(r) == ["blobs", 0]
+    r = await _upload(c, raw, "doc", "application/json")
+    assert r.status_code == 422, r.text
+    assert await object_count(c) == 0
+
+
 def test_the_parser_keeps_exact_integers_and_valid_unicode() -> None:
     value = jsonbody.parse('{"a": 9223372036854775807, "b": "\\ud83d\\ude00 é", "c": 1.5}'.encode())
     assert value == {"a": 2**63 - 1, "b": "😀 é", "c": 1.5}

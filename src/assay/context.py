@@ -46,7 +46,7 @@ class AppContext:
             access_key_id=settings.s3_access_key_id,
             secret_access_key=settings.s3_secret_access_key,
         )
-        registry = ExtractorRegistry()
+        registry = ExtractorRegistry(limits=settings.media_limits)
         return cls(
             settings=settings,
             db=db,
@@ -60,7 +60,7 @@ class AppContext:
                 FeatureIndexes(
                     settings.data_dir / "indexes", exact_limit=settings.exact_search_below
                 ),
-                QueryEmbedder(),
+                QueryEmbedder(settings.media_limits),
             ),
             keys=KeyCache(settings.key_cache_ttl_s),
             fetch_policy=FetchPolicy(

@@ -19,6 +19,7 @@ from assay.extractors.builtin.image import (
     imagenet_labels,
 )
 from assay.extractors.models import embed_texts
+from assay.kit.limits import MediaLimits
 
 
 def png(image: Image.Image) -> bytes:
@@ -196,3 +197,18 @@ def test_a_chunk_of_objects_shares_passes_and_a_corrupt_one_fails_alone(
         assert cosine(vector(first[0], uri), vector(alone, uri)) > 0.9999
     labels = [[lb["label"] for lb in d.content["labels"]] for d in (first[0], alone)]
     assert labels[0] == labels[1]
+
+
+def test_an_image_over_the_pixel_limit_fails_alone_as_image_too_large() -> None:
+    limits = MediaLimits(max_image_pixels=300 * 300)  # the disc fits, the 640x240 word does not
+    ok, big = ImageExtractor(limits).extract_many([obj(disc_image()), obj(word_image())], {})
+    assert isinstance(ok, list) and len(ok) == 1
+    assert isinstance(big, ExtractorError) and big.error_type == "ImageTooLarge"
+    assert "640x240 (153,600 pixels)" in big.message and "ASSAY_MAX_IMAGE_PIXELS" in big.message
+
+
+def test_a_large_image_is_read_at_its_working_size_and_its_text_still_found() -> None:
+    with Image.open(io.BytesIO(word_image())) as small:
+        large = small.resize((small.width * 6, small.height * 6))  # 3840x1440
+    (doc,) = ImageExtractor().extract(obj(png(large)), {})
+    assert "invoice" in doc.content["ocr_text"].lower()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import struct
 import time
 import wave
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -27,6 +29,7 @@ from assay.extractors.builtin.multimodal import (
     thumbnail,
 )
 from assay.extractors.models import ModelLoadError
+from assay.kit.limits import MediaLimits
 from tests.media_fixtures import SPEECH, mp4, speech_track
 
 WORD = "HELLO"
@@ -204,3 +207,56 @@ def test_text_and_images_use_multimodal_uris() -> None:
     assert text_doc.content["text"] == "A sentence about foxes."
     assert set(text_doc.content["_features"]) == {TEXT_EMBEDDING_URI}
     assert set(image_doc.content["_features"]) == {TEXT_EMBEDDING_URI, VISUAL_EMBEDDING_URI}
+
+
+def undated_mkv(seconds: int, fps: int = 5) -> bytes:
+    """`seconds` of 64x64 Matroska video whose header states no duration (it is zeroed)."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="matroska") as out:
+        v = out.add_stream("mpeg4", rate=fps)
+        v.width, v.height, v.pix_fmt = 64, 64, "yuv420p"
+        for i in range(seconds * fps):
+            frame = av.VideoFrame.from_image(Image.new("RGB", (64, 64), (i * 15 % 256, 80, 0)))
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(v.encode(frame))
+        out.mux(v.encode(None))
+    data = bytearray(buf.getvalue())
+    at = data.find(b"\x44\x89\x88")  # Segment Info's Duration: an 8-byte float
+    struct.pack_into(">d", data, at + 3, 0.0)
+    return bytes(data)
+
+
+def test_a_video_stating_no_duration_is_windowed_up_to_its_last_frame() -> None:
+    data = undated_mkv(3)
+    assert media.probe(data).duration_ms == 0
+    docs = MultimodalExtractor().extract(
+        obj("video", data), {"time_split_interval": 1, "ocr": False}
+    )
+    assert [d.segment for d in docs] == [
+        {"start_ms": 0, "end_ms": 1000},
+        {"start_ms": 1000, "end_ms": 2000},
+        {"start_ms": 2000, "end_ms": 3000},
+    ]
+
+
+def test_video_over_the_window_limit_fails_before_its_speech_is_transcribed(video: bytes) -> None:
+    extractor = MultimodalExtractor(MediaLimits(max_video_windows=2))
+    start = time.perf_counter()
+    with pytest.raises(ExtractorError) as info:
+        extractor.extract(obj("video", video), {"time_split_interval": 10})
+    assert info.value.error_type == "TooManyWindows" and "3 windows of 10 s" in info.value.message
+    assert time.perf_counter() - start < 2  # Whisper alone takes longer than that on 25 s
+
+
+def test_an_image_over_the_limit_fails_alone_in_its_batch() -> None:
+    def png(size: tuple[int, int]) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", size, "red").save(buf, format="PNG")
+        return buf.getvalue()
+
+    extractor = MultimodalExtractor(MediaLimits(max_image_pixels=19_999))
+    objects = [obj("image", png((100, 100))), obj("image", png((200, 100)))]
+    fits, too_large = extractor.extract_many(objects, {"ocr": False})
+    assert isinstance(fits, list) and len(fits) == 1 and fits[0].content["labels"]
+    assert isinstance(too_large, ExtractorError) and too_large.error_type == "ImageTooLarge"
+    assert "200x100 (20,000 pixels)" in too_large.message

@@ -13,6 +13,7 @@ from assay.extractors.builtin.image import ImageExtractor
 from assay.extractors.builtin.multimodal import MultimodalExtractor
 from assay.extractors.builtin.passthrough import PassthroughExtractor
 from assay.extractors.builtin.text import TextExtractor
+from assay.kit.limits import MediaLimits
 
 
 class UnknownExtractor(LookupError):
@@ -42,10 +43,19 @@ class ExtractorRegistry:
         self,
         specs: Iterable[ExtractorSpec] = BUILTIN_SPECS,
         implementations: Iterable[Extractor] | None = None,
+        limits: MediaLimits | None = None,
     ) -> None:
+        """`limits` bound what the built-in extractors decode (ignored with `implementations`)."""
         self._specs = {(s.name, s.version): s for s in specs}
-        builtin = [PassthroughExtractor(), TextExtractor(), ImageExtractor(), MultimodalExtractor()]
-        impls = builtin if implementations is None else implementations
+        limits = limits or MediaLimits()
+        impls = implementations
+        if impls is None:
+            impls = [
+                PassthroughExtractor(),
+                TextExtractor(),
+                ImageExtractor(limits),
+                MultimodalExtractor(limits),
+            ]
         self._impls = {(e.spec.name, e.spec.version): e for e in impls}
 
     def implementation(self, name: str, version: str) -> Extractor:

@@ -164,6 +164,7 @@ class Materializer:
                 where,
                 self.small_max_bytes,
                 known_sha,
+                self.limits,
             )
             if checked.data is None:
                 await claims.put_file(path, storage_key(claims.namespace_id, checked.sha256))
@@ -226,9 +227,10 @@ def _check_file(
     where: Loc,
     small_max_bytes: int,
     known_sha: str | None = None,
+    limits: MediaLimits | None = None,
 ) -> _Checked:
     try:
-        content_type = media.check(blob_type, path, declared, filename)
+        content_type = media.check(blob_type, path, declared, filename, limits)
     except media.MediaError as exc:
         raise ValidationFailed.at(where, str(exc), "invalid_content") from exc
     if path.stat().st_size <= small_max_bytes:

@@ -7,15 +7,15 @@ CLIP feature takes either, through the collection's own CLIP weights.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from assay.errors import ValidationFailed
-from assay.extractors.base import parse_feature_uri
+from assay.extractors.base import ExtractorError, parse_feature_uri
 from assay.extractors.models import ModelLoadError
+from assay.kit.limits import MediaLimits
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,9 @@ class Query:
 
 class QueryEmbedder:
     """Turns queries into unit vectors; the models are the extractors' own, loaded once."""
+
+    def __init__(self, limits: MediaLimits | None = None) -> None:
+        self.limits = limits or MediaLimits()
 
     def embed(self, feature_uri: str, query: Query, params: dict[str, Any]) -> np.ndarray:
         output = parse_feature_uri(feature_uri).output
@@ -51,7 +54,7 @@ class QueryEmbedder:
         if query.text is not None:
             return _unit(embed_query(query.text))
         # The query image described as image_extractor describes stored images (its defaults).
-        (described,) = describe([_image(query)], top_k=5, ocr=True)
+        (described,) = describe([self._image(query)], top_k=5, ocr=True)
         return _unit(described.text_vector)
 
     def _visual(self, query: Query, feature_uri: str) -> np.ndarray:
@@ -62,7 +65,7 @@ class QueryEmbedder:
                 ["inputs"],
                 f"{feature_uri} is searched with an image: give query_url or query_image",
             )
-        return _unit(vision.classify([_image(query)])[0].embedding)
+        return _unit(vision.classify([self._image(query)])[0].embedding)
 
     def _clip(self, query: Query, params: dict[str, Any]) -> np.ndarray:
         from assay.extractors import clip
@@ -73,21 +76,21 @@ class QueryEmbedder:
         try:
             if query.text is not None:
                 return _unit(clip.embed_clip_text(path, [query.text])[0])
-            return _unit(clip.embed_clip_images(path, [_image(query)])[0])
+            return _unit(clip.embed_clip_images(path, [self._image(query)])[0])
         except ModelLoadError as exc:  # the collection's own param points at no usable model
             raise ValidationFailed.at(["stages", "searches", "feature_uri"], str(exc)) from exc
 
+    def _image(self, query: Query) -> Any:
+        """The query image decoded as stored images are (bounded by the same limits); 422 when
+        it is no image or is over them."""
+        from assay.extractors.builtin.image import decode_image
 
-def _image(query: Query) -> Any:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        image = Image.open(io.BytesIO(query.image or b""))
-        return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ValidationFailed.at(
-            ["inputs", "query_image"], "the query image cannot be decoded"
-        ) from exc
+        try:
+            return decode_image(query.image or b"", self.limits, "the query image")
+        except ExtractorError as exc:
+            corrupt = exc.error_type == "CorruptImage"
+            msg = "the query image cannot be decoded" if corrupt else exc.message
+            raise ValidationFailed.at(["inputs", "query_image"], msg) from exc
 
 
 def _unit(values: Any) -> np.ndarray:

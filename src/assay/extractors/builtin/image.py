@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from assay.extractors.base import (
     BatchedExtractor,
@@ -19,6 +20,8 @@ from assay.extractors.base import (
 )
 from assay.extractors.builtin.catalogue import IMAGE, ImageParams
 from assay.extractors.models import embed_texts
+from assay.kit.limits import MediaLimits, OverLimit
+from assay.kit.limits import open_image as open_header
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -33,6 +36,10 @@ _DECIMALS = 6
 # Images decoded and classified together: a full forward pass, while a job's decoded images
 # (up to 50 objects of any size) never sit in memory at once.
 CLASSIFY_BATCH = 16
+# Long side every image is shrunk to as soon as it is decoded, so a batch holds 16 of these and
+# not 16 full-size pictures (Pillow keeps RGB in 4 bytes a pixel: 400 MB for 100 MP). Enough for
+# OCR to read a page's print; the classifier looks at 224x224 anyway.
+WORKING_SIDE = 2048
 _prompt_vectors: dict[str, Any] = {}  # label prompt → its MiniLM vector (≤ 1000 of them)
 
 
@@ -50,6 +57,9 @@ class ImageExtractor(BatchedExtractor):
     spec = IMAGE
     reads = frozenset({"image"})
 
+    def __init__(self, limits: MediaLimits | None = None) -> None:
+        self.limits = limits or MediaLimits()
+
     def extract_many(
         self, objects: Sequence[ObjectInput], params: dict[str, Any]
     ) -> list[Extracted]:
@@ -63,7 +73,7 @@ class ImageExtractor(BatchedExtractor):
                 if i in failed:
                     continue
                 try:
-                    opened.append((i, blob, open_image(blob)))
+                    opened.append((i, blob, open_image(blob, self.limits)))
                 except ExtractorError as exc:
                     failed[i] = exc
             found = describe([image for *_, image in opened], p.top_k_labels, p.ocr)
@@ -125,16 +135,66 @@ def imagenet_labels() -> tuple[str, ...]:
     return names
 
 
-def open_image(blob: BlobInput) -> Image.Image:
-    """A blob's bytes as a fully decoded RGB image, or CorruptImage."""
-    from PIL import Image, UnidentifiedImageError
+def open_image(blob: BlobInput, limits: MediaLimits | None = None) -> Image.Image:
+    """A blob's image as RGB no larger than WORKING_SIDE; ImageTooLarge past the pixel limit,
+    CorruptImage when it does not decode."""
+    return decode_image(blob.source, limits or MediaLimits(), f"blob {blob.blob_id}")
 
+
+def decode_image(
+    source: bytes | Path, limits: MediaLimits, what: str, side: int = WORKING_SIDE
+) -> Image.Image:
+    """Image bytes (or a file) decoded as RGB no larger than `side` on its long side.
+
+    The stated size is judged before any pixel is decoded; a JPEG decodes straight at a reduced
+    scale, anything else at full size once and is shrunk before the next is opened.
+    """
     try:
-        with Image.open(io.BytesIO(blob.read())) as im:
+        with _binary(source) as fp, open_header(fp) as im:
+            limits.check_pixels(*im.size, what)
+            if im.format == "JPEG":
+                im.draft("RGB", _scaled(im.size, side))  # libjpeg's DCT scaling: 1/2 to 1/8
             im.load()
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ExtractorError("CorruptImage", f"blob {blob.blob_id} is not an image: {exc}") from exc
+            return _shrunk(im, side)
+    except OverLimit as exc:
+        raise ExtractorError(exc.kind, exc.message) from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # Pillow's plugins raise many types on hostile bytes
+        raise ExtractorError("CorruptImage", f"{what} is not an image: {exc!r}") from exc
+
+
+@contextmanager
+def _binary(source: bytes | Path) -> Iterator[IO[bytes]]:
+    """A readable binary file over bytes or a path (a large blob is never read into memory)."""
+    if isinstance(source, Path):
+        with source.open("rb") as fh:
+            yield fh
+    else:
+        yield io.BytesIO(source)
+
+
+def _scaled(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """`size` scaled down so its long side is `side` (unchanged when already smaller)."""
+    scale = min(1.0, side / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _shrunk(im: Image.Image, side: int) -> Image.Image:
+    """A decoded image as RGB no larger than `side` on its long side."""
+    from PIL import Image
+
+    if im.mode in ("1", "P") and max(im.size) > 2 * side:
+        # Palette and bilevel pictures resample by nearest neighbour only; halve them that way
+        # down to twice the size first, so their RGB copy stays small, then smooth the rest.
+        im.thumbnail((2 * side, 2 * side), Image.Resampling.NEAREST)
+    if im.mode in ("1", "P"):
+        im = im.convert("RGB")
+    if max(im.size) > side:
+        # In place: a box reduction by the whole factor that lands nearest above `side`, then a
+        # resample; the default gap of 2 would first make a copy 4x larger (144 MB for 12000^2).
+        im.thumbnail((side, side), reducing_gap=1.0)
+    return im.convert("RGB")
 
 
 def rgb_array(image: Image.Image) -> Any:

@@ -11,6 +11,7 @@ a CLIP/SigLIP image vector and texts and transcripts its text vector, under `CLI
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from assay.extractors.builtin import media
 from assay.extractors.builtin import text as text_x
 from assay.extractors.builtin.catalogue import MULTIMODAL, MultimodalParams
 from assay.extractors.models import embed_texts
+from assay.kit.limits import MediaLimits
 from assay.kit.memory import trim_heap
 
 if TYPE_CHECKING:
@@ -58,6 +60,11 @@ class MultimodalExtractor(BatchedExtractor):
     spec = MULTIMODAL
     reads = frozenset({"text", "json", "image", "audio", "video"})
 
+    def __init__(self, limits: MediaLimits | None = None) -> None:
+        self.limits = limits or MediaLimits()
+        self._texts = text_x.TextExtractor()
+        self._images = image_x.ImageExtractor(self.limits)
+
     def extract_many(
         self, objects: Sequence[ObjectInput], params: dict[str, Any]
     ) -> list[Extracted]:
@@ -66,8 +73,8 @@ class MultimodalExtractor(BatchedExtractor):
             clip.load(p.clip_model_path)  # a missing or broken model fails before any decoding
         # Texts and images of all the objects share their models' batches; audio and video
         # are long enough to batch within themselves, one blob at a time.
-        texts = text_x.TextExtractor().extract_many(objects, params)
-        images = image_x.ImageExtractor().extract_many(objects, params)
+        texts = self._texts.extract_many(objects, params)
+        images = self._images.extract_many(objects, params)
         return [
             self._one(obj, p, text, image)
             for obj, text, image in zip(objects, texts, images, strict=True)
@@ -84,23 +91,28 @@ class MultimodalExtractor(BatchedExtractor):
         try:
             for blob in obj.blobs:
                 if blob.type == "audio" and blob.loaded:
-                    drafts += audio_documents(obj, blob)
+                    drafts += audio_documents(obj, blob, self.limits)
                 elif blob.type == "video" and blob.loaded:
-                    drafts += video_documents(obj, blob, p)
+                    drafts += video_documents(obj, blob, p, self.limits)
             if p.clip_model_path:
-                add_clip_vectors(obj, drafts, p.clip_model_path)
+                add_clip_vectors(obj, drafts, p.clip_model_path, self.limits)
         except ExtractorError as exc:
             return exc
         return drafts
 
 
-def add_clip_vectors(obj: ObjectInput, drafts: list[DocumentDraft], model_path: str) -> None:
+def add_clip_vectors(
+    obj: ObjectInput,
+    drafts: list[DocumentDraft],
+    model_path: str,
+    limits: MediaLimits | None = None,
+) -> None:
     """CLIP image vectors for image documents, text vectors for the others that have text
     (video segments got theirs from the keyframe already)."""
     pending = [d for d in drafts if CLIP_EMBEDDING_URI not in d.content.get(FEATURES_KEY, {})]
     image_blobs = {d.blob_id for d in pending if "labels" in d.content}
     blobs = [b for b in obj.blobs if b.type == "image" and b.blob_id in image_blobs and b.loaded]
-    images = [image_x.open_image(b) for b in blobs]
+    images = [image_x.open_image(b, limits) for b in blobs]
     vectors = clip.as_lists(clip.embed_clip_images(model_path, images)) if images else []
     by_blob = dict(zip([b.blob_id for b in blobs], vectors, strict=True))
     texts: list[tuple[DocumentDraft, str]] = []
@@ -126,33 +138,35 @@ def _metadata(obj: ObjectInput, blob: BlobInput) -> dict[str, Any]:
     return {**obj.metadata, **blob.metadata, **obj.properties}
 
 
-def transcript_segments(blob: BlobInput) -> list[Segment]:
+def transcript_segments(blob: BlobInput, limits: MediaLimits | None = None) -> list[Segment]:
     """Whisper segments of a blob's first audio track, transcribed piece by piece."""
-    return _transcribed(blob)[0]
+    return _transcribed(blob, limits or MediaLimits())[0]
 
 
-def _transcribed(blob: BlobInput) -> tuple[list[Segment], int]:
+def _transcribed(blob: BlobInput, limits: MediaLimits) -> tuple[list[Segment], int]:
     """Whisper segments of a blob's first audio track, and how many samples it decoded to."""
     from assay.extractors import speech
 
     what = f"{blob.type} blob {blob.blob_id}"
     segments: list[Segment] = []
     decoded = 0
-    for offset_s, samples in media.audio_chunks(blob.source, what):
+    for offset_s, samples in media.audio_chunks(blob.source, what, limits=limits):
         decoded += samples.size
         segments += speech.transcribe(samples, offset_ms=round(offset_s * 1000))
         trim_heap()
     return segments, decoded
 
 
-def audio_documents(obj: ObjectInput, blob: BlobInput) -> list[DocumentDraft]:
+def audio_documents(
+    obj: ObjectInput, blob: BlobInput, limits: MediaLimits | None = None
+) -> list[DocumentDraft]:
     """One document per speech segment; audio without any speech fails (it would be invisible
     to search), as EmptyMedia when it holds no sound at all and NoSpeech when it is silence."""
     what = f"audio blob {blob.blob_id}"
     info = media.probe(blob.source, what)
     if not info.has_audio:
         raise ExtractorError("CorruptMedia", f"{what} has no audio stream")
-    segments, decoded = _transcribed(blob)
+    segments, decoded = _transcribed(blob, limits or MediaLimits())
     if decoded == 0:
         raise ExtractorError("EmptyMedia", f"{what} holds no audio samples")
     if not segments:
@@ -186,18 +200,24 @@ def _blend(a: list[float], b: list[float]) -> list[float]:
     return (v / n if n > 0 else v).round(6).tolist()
 
 
-def video_documents(obj: ObjectInput, blob: BlobInput, p: MultimodalParams) -> list[DocumentDraft]:
+def video_documents(
+    obj: ObjectInput, blob: BlobInput, p: MultimodalParams, limits: MediaLimits | None = None
+) -> list[DocumentDraft]:
     """One document per `time_split_interval` window: keyframe description plus its speech."""
+    limits = limits or MediaLimits()
     what = f"video blob {blob.blob_id}"
     data = blob.source
     info = media.probe(data, what)
-    windows = media.window_bounds(info.duration_ms, p.time_split_interval)
+    # Refused before the (slow) transcription, on what the headers state.
+    media.admit(data, limits, what, p.time_split_interval)
+    step_ms = p.time_split_interval * 1000
+    # Windows past the stated end hold nothing of their own: their speech joins the last one.
+    last = math.ceil(info.duration_ms / step_ms) - 1 if info.duration_ms > 0 else None
     spoken: dict[int, list[str]] = {}
-    for s in transcript_segments(blob) if info.has_audio else []:
-        index = min(
-            ((s.start_ms + s.end_ms) // 2) // (p.time_split_interval * 1000), len(windows) - 1
-        )
-        spoken.setdefault(max(index, 0), []).append(s.text)
+    segments = transcript_segments(blob, limits) if info.has_audio else []
+    for s in segments:
+        index = max(((s.start_ms + s.end_ms) // 2) // step_ms, 0)
+        spoken.setdefault(index if last is None else min(index, last), []).append(s.text)
     transcripts = {i: " ".join(texts) for i, texts in spoken.items()}
     t_vectors = dict(zip(transcripts, embed_texts(list(transcripts.values())), strict=True))
 
@@ -216,7 +236,10 @@ def video_documents(obj: ObjectInput, blob: BlobInput, p: MultimodalParams) -> l
         if len(described) % TRIM_EVERY_KEYFRAMES == 0:
             trim_heap()
 
-    for index, frame in media.keyframes(data, p.time_split_interval, what):
+    decoded = media.Decoded()
+    for index, frame in media.keyframes(data, p.time_split_interval, what, limits, decoded):
+        if last is not None and index > last:
+            continue  # a frame past the stated end (within the decoder's tolerance)
         thumbnails[index] = thumbnail(frame)
         batch.append((index, frame))
         if len(batch) >= KEYFRAME_BATCH:
@@ -224,8 +247,11 @@ def video_documents(obj: ObjectInput, blob: BlobInput, p: MultimodalParams) -> l
     if batch:
         flush()
 
+    # A video that states no duration ends where its frames (or its speech) end.
+    end_ms = info.duration_ms or max([round(decoded.end_ms), *(s.end_ms for s in segments)])
     drafts: list[DocumentDraft] = []
-    for i, (start, end) in enumerate(windows):
+    for i in sorted(described.keys() | transcripts.keys()):
+        start, end = media.window_bounds(i, p.time_split_interval, end_ms)
         d, transcript = described.get(i), transcripts.get(i, "")
         if d is None and not transcript:
             continue
