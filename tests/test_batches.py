@@ -32,11 +32,11 @@ async def _setup(client: httpx.AsyncClient, extractor: str = "passthrough_extrac
             "feature_extractors": [{"feature_extractor_name": extractor, "version": "v1"}],
         },
     )
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     r = await client.post(
         "/v1/buckets", headers=NS, json={"bucket_name": "b", "bucket_schema": SCHEMA}
     )
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
 
 
 async def _objects(client: httpx.AsyncClient, n: int, **metadata: Any) -> list[str]:
@@ -69,7 +69,7 @@ async def test_batch_lifecycle_with_background_workers(client: httpx.AsyncClient
     await _setup(client)
     ids = await _objects(client, 60)
     r = await client.post("/v1/buckets/b/batches", headers=NS, json={"object_ids": ids[:50]})
-    assert r.status_code == 201 and r.json()["status"] == "DRAFT", r.text
+    assert r.status_code == 200 and r.json()["status"] == "DRAFT", r.text
     batch_id = r.json()["batch_id"]
     assert r.json()["progress"]["total"] == 50
 
@@ -79,7 +79,7 @@ async def test_batch_lifecycle_with_background_workers(client: httpx.AsyncClient
     assert r.status_code == 200 and r.json()["progress"]["total"] == 60
 
     r = await client.post(f"/v1/buckets/b/batches/{batch_id}/submit", headers=NS)
-    assert r.status_code == 202 and r.json()["status"] == "QUEUED", r.text
+    assert r.status_code == 200 and r.json()["status"] == "QUEUED", r.text
     task_id = r.json()["task_id"]
     again = await client.post(f"/v1/buckets/b/batches/{batch_id}/submit", headers=NS)
     assert again.status_code == 409 and again.json()["error"]["type"] == "ConflictError"
@@ -183,7 +183,7 @@ async def test_partial_failures_complete_with_failures_listed_and_retry(
     )
 
     r = await client.post(f"/v1/buckets/b/batches/{batch_id}/retry", headers=NS)
-    assert r.status_code == 202 and r.json()["status"] == "QUEUED"
+    assert r.status_code == 200 and r.json()["status"] == "QUEUED"
     processing = (await client.get(f"/v1/buckets/b/batches/{batch_id}", headers=NS)).json()
     assert processing["progress"]["pending"] == 2 and processing["progress"]["succeeded"] == 5
     assert await workers.run_until_idle() == 1  # only the failed objects' chunk

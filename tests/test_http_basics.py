@@ -80,7 +80,7 @@ async def test_idempotency_key_replays_without_doing_the_work_twice(
     body = {"blobs": [{"property": "product_text", "type": "text", "content": "once"}]}
     first = await client.post("/v1/buckets/product-catalog/objects", json=body, headers=headers)
     again = await client.post("/v1/buckets/product-catalog/objects", json=body, headers=headers)
-    assert first.status_code == again.status_code == 201
+    assert first.status_code == again.status_code == 200
     assert again.json() == first.json()
     assert again.headers["idempotent-replayed"] == "true"
     listed = (await client.get("/v1/buckets/product-catalog/objects", headers=headers)).json()
@@ -104,9 +104,9 @@ async def test_idempotency_failed_answers_are_not_kept(client: httpx.AsyncClient
     # The refusal was not kept: the corrected request may reuse the key, and is then kept.
     fixed = {"bucket_name": "b", "bucket_schema": schema}
     r = await client.post("/v1/buckets", json=fixed, headers=headers)
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     replay = await client.post("/v1/buckets", json=fixed, headers=headers)
-    assert replay.status_code == 201 and replay.json()["bucket_id"] == r.json()["bucket_id"]
+    assert replay.status_code == 200 and replay.json()["bucket_id"] == r.json()["bucket_id"]
 
 
 async def test_idempotency_concurrent_duplicates_run_once(client: httpx.AsyncClient) -> None:
@@ -120,6 +120,6 @@ async def test_idempotency_concurrent_duplicates_run_once(client: httpx.AsyncCli
             for _ in range(5)
         )
     )
-    assert {r.status_code for r in results} <= {201, 409}
+    assert {r.status_code for r in results} <= {200, 409}
     listed = (await client.get("/v1/buckets/product-catalog/objects", headers=headers)).json()
     assert len(listed["results"]) == 1

@@ -109,7 +109,7 @@ async def world(client: httpx.AsyncClient) -> World:
                 ],
             },
         )
-        assert r.status_code == 201, r.text
+        assert r.status_code == 200, r.text
         namespaces[name] = r.json()
     buckets = {}
     for name in (A, B):
@@ -119,14 +119,14 @@ async def world(client: httpx.AsyncClient) -> World:
             headers={"X-Namespace": name},
             json={"bucket_name": "catalog", "bucket_schema": SEED_SCHEMA},
         )
-        assert r.status_code == 201, r.text
+        assert r.status_code == 200, r.text
         buckets[name] = r.json()
     r = await client.post(
         "/v1/buckets",
         headers={"X-Namespace": B},
         json={"bucket_name": "b-only", "bucket_schema": SEED_SCHEMA},
     )
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
 
     async def add(ns: str, text: str, image: bool) -> dict[str, Any]:
         blobs: list[dict[str, Any]] = [
@@ -141,7 +141,7 @@ async def world(client: httpx.AsyncClient) -> World:
             headers={"X-Namespace": ns},
             json={"key_prefix": "/p", "metadata": {"tenant": ns}, "blobs": blobs},
         )
-        assert r.status_code == 201, r.text
+        assert r.status_code == 200, r.text
         return dict(r.json())
 
     obj_a = await add(A, "tenant A text", image=False)
@@ -190,7 +190,7 @@ async def test_key_a_works_inside_a(client: httpx.AsyncClient, world: World) -> 
         headers=h,
         json={"blobs": [{"property": "product_text", "type": "text", "content": "more A"}]},
     )
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     assert r.json()["bucket_id"] == world.bkt_a["bucket_id"]
     await assert_b_untouched(client, world)
 
@@ -503,7 +503,7 @@ async def test_key_does_not_follow_a_recreated_namespace_name(
     r = await client.delete(f"/v1/namespaces/{A}")
     assert r.status_code == 200, r.text
     r = await client.post("/v1/namespaces", json={"namespace_name": A})
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     new_a = r.json()
     assert new_a["namespace_id"] != world.ns_a["namespace_id"]
 

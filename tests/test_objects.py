@@ -196,7 +196,7 @@ async def test_seed_registration_fetches_url_and_stores_content(
 
     r = await papi.create(seed_body(url))
 
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     obj = r.json()
     assert obj["object_id"].startswith("obj_")
     assert obj["bucket_id"] == papi.bucket_id
@@ -295,7 +295,7 @@ async def test_every_blob_data_form_registers_and_round_trips(
 
     r = await api.create({"blobs": [blob]})
 
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     out = r.json()["blobs"][0]
     assert out["property"] == blob["property"] and out["type"] == blob["type"]
     dl = await api.content(r.json(), 0)
@@ -433,7 +433,7 @@ async def test_scalar_properties_are_stored_as_values(client: httpx.AsyncClient)
         {"property": k, "type": kinds[k], "content": v} for k, v in values.items()
     ]
     r = await api.create({"blobs": blobs})
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     obj = r.json()
     assert obj["properties"] == values
     assert [b["property"] for b in obj["blobs"]] == ["product_text"]
@@ -448,7 +448,7 @@ async def test_hosted_only_fields_are_accepted_with_warnings(api: Api) -> None:
             "blobs": [{**text_blob(), "canonicalize_source": True}],
         }
     )
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     warnings = r.json()["warnings"]
     assert any("skip_duplicates" in w for w in warnings), warnings
     assert any("canonicalize_source" in w and "blobs[0]" in w for w in warnings), warnings
@@ -479,7 +479,7 @@ async def test_unknown_key_is_422_naming_accepted_keys(
 async def test_get_then_delete_object(api: Api, settings: Settings) -> None:
     keep = await api.create({"key_prefix": "/keep", "blobs": [text_blob("kept")]})
     gone = await api.create({"key_prefix": "/gone", "blobs": [text_blob("doomed"), image_blob()]})
-    assert keep.status_code == 201 and gone.status_code == 201, (keep.text, gone.text)
+    assert keep.status_code == 200 and gone.status_code == 200, (keep.text, gone.text)
     obj = gone.json()
     before = await api.bucket()
     assert before["object_count"] == 2
@@ -495,8 +495,8 @@ async def test_get_then_delete_object(api: Api, settings: Settings) -> None:
     assert image_path.is_file()
 
     d = await api.delete(obj["object_id"])
-    assert d.status_code == 200, d.text
-    assert d.json() == {"object_id": obj["object_id"], "deleted": True}
+    assert d.status_code == 204, d.text
+    assert d.content == b""
 
     missing = await api.get(obj["object_id"])
     assert missing.status_code == 404
@@ -521,7 +521,7 @@ async def test_get_then_delete_object(api: Api, settings: Settings) -> None:
 
 async def test_blob_download_whole_and_ranges(api: Api) -> None:
     r = await api.create({"blobs": [text_blob(), image_blob()]})
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     obj = r.json()
     n = len(PNG)
     etag = f'"{sha(PNG)}"'
@@ -569,7 +569,7 @@ async def test_blob_download_whole_and_ranges(api: Api) -> None:
 
 async def test_download_of_unknown_blob_is_404(api: Api) -> None:
     r = await api.create({"blobs": [text_blob()]})
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     obj = r.json()
     url = f"{api.base}/{obj['object_id']}/blobs/blob_00000000000000000000/content"
     out = await api.client.get(url, headers=api.h)
@@ -598,12 +598,12 @@ async def test_batch_partial_success(api: Api) -> None:
     assert all(o["status"] == "DRAFT" and o["bucket_id"] == api.bucket_id for o in out["succeeded"])
     assert [f["index"] for f in out["failed"]] == [1, 3]
     for f in out["failed"]:
-        assert f["error"]["type"] == "ValidationError"
-    loc1 = out["failed"][0]["error"]["details"]["validation_errors"][0]["loc"]
-    loc3 = out["failed"][1]["error"]["details"]["validation_errors"][0]["loc"]
+        assert f["error_type"] == "ValidationError" and f["object_index"] == f["index"]
+    loc1 = out["failed"][0]["details"]["validation_errors"][0]["loc"]
+    loc3 = out["failed"][1]["details"]["validation_errors"][0]["loc"]
     assert loc1 == ["objects", 1, "blobs", 1, "property"]
     assert loc3 == ["objects", 3, "blobs"]
-    assert "product_text" in out["failed"][1]["error"]["message"]
+    assert "product_text" in out["failed"][1]["error"]
 
     bucket = await api.bucket()
     assert bucket["object_count"] == 3
@@ -632,7 +632,7 @@ async def test_identical_content_is_stored_once_and_survives_one_delete(
 ) -> None:
     a = await api.create({"blobs": [text_blob("same words"), image_blob()]})
     b = await api.create({"blobs": [text_blob("same words"), image_blob()]})
-    assert a.status_code == 201 and b.status_code == 201, (a.text, b.text)
+    assert a.status_code == 200 and b.status_code == 200, (a.text, b.text)
     oa, ob = a.json(), b.json()
     assert oa["object_id"] != ob["object_id"]
     assert oa["blobs"][1]["blob_id"] != ob["blobs"][1]["blob_id"]
@@ -645,14 +645,14 @@ async def test_identical_content_is_stored_once_and_survives_one_delete(
     )
 
     d = await api.delete(oa["object_id"])
-    assert d.status_code == 200, d.text
+    assert d.status_code == 204, d.text
     assert png_path.is_file(), "shared bytes were deleted while another object uses them"
     for i, expected in ((0, b"same words"), (1, PNG)):
         dl = await api.content(ob, i)
         assert dl.status_code == 200 and dl.content == expected
 
     d = await api.delete(ob["object_id"])
-    assert d.status_code == 200, d.text
+    assert d.status_code == 204, d.text
     assert not png_path.exists(), "bytes nobody references were left behind"
 
 
@@ -661,7 +661,7 @@ async def test_base64_payload_is_decoded_strictly(api: Api) -> None:
     assert_422(r, ["blobs", 1, "content"], "base64")
     padded = base64.b64encode(PNG).decode()
     ok = await api.create({"blobs": [text_blob(), {**image_blob(), "content": padded}]})
-    assert ok.status_code == 201, ok.text
+    assert ok.status_code == 200, ok.text
 
 
 async def test_text_content_must_be_a_string(api: Api) -> None:
@@ -672,7 +672,7 @@ async def test_text_content_must_be_a_string(api: Api) -> None:
 
 async def test_empty_text_blob_downloads_empty(api: Api) -> None:
     r = await api.create({"blobs": [text_blob("")]})
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     out = r.json()["blobs"][0]
     assert out["size_bytes"] == 0 and out["sha256"] == sha(b"")
     dl = await api.content(r.json(), 0)
@@ -688,7 +688,7 @@ async def test_objects_are_scoped_to_their_bucket(client: httpx.AsyncClient) -> 
     second = await make_bucket(client, ns["namespace_id"], name="second")
     a, b = Api(client, ns, first), Api(client, ns, second)
     r = await a.create({"blobs": [text_blob("only in first")]})
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     obj = r.json()
 
     wrong = await b.get(obj["object_id"])

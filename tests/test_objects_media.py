@@ -229,7 +229,7 @@ async def test_invalid_json_fetched_from_a_url_is_422(papi: Api, origin: Origin)
     assert origin.hits == ["/doc.json"]
     good = origin.serve("/ok.json", b'{"fine": [1, 2]}', "application/json")
     ok = await papi.create(blob("doc", "json", url=good))
-    assert ok.status_code == 201, ok.text
+    assert ok.status_code == 200, ok.text
     assert ok.json()["blobs"][0]["content_type"] == "application/json"
 
 
@@ -242,7 +242,7 @@ async def test_image_that_is_not_an_image_at_a_url_is_422(papi: Api, origin: Ori
 
 async def test_valid_pdf_is_accepted(api: Api) -> None:
     r = await api.create(blob("pdf", "pdf", content=b64(MINIMAL_PDF)))
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     out = r.json()["blobs"][0]
     assert out["content_type"] == "application/pdf"
     assert out["size_bytes"] == len(MINIMAL_PDF)
@@ -250,7 +250,7 @@ async def test_valid_pdf_is_accepted(api: Api) -> None:
 
 async def test_real_wav_is_accepted_as_audio(api: Api) -> None:
     r = await api.create(blob("aud", "audio", content=b64(WAV)))
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     out = r.json()["blobs"][0]
     assert out["content_type"].startswith("audio/"), out
     assert out["size_bytes"] == len(WAV)
@@ -261,7 +261,7 @@ async def test_real_wav_is_accepted_as_audio(api: Api) -> None:
 async def test_real_video_is_accepted_as_video(api: Api, tmp_path: Path) -> None:
     mp4 = mp4_bytes(tmp_path / "clip.mp4")
     r = await api.create(blob("vid", "video", content=b64(mp4)))
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     out = r.json()["blobs"][0]
     assert out["content_type"].startswith("video/"), out
     assert out["size_bytes"] == len(mp4)
@@ -281,7 +281,7 @@ async def test_audio_without_video_stream_is_not_video(api: Api, tmp_path: Path)
 async def test_video_by_url_keeps_the_served_video_type(papi: Api, origin: Origin, tmp_path: Path):
     url = origin.serve("/clip.mp4", mp4_bytes(tmp_path / "c.mp4"), "video/mp4")
     r = await papi.create(blob("vid", "video", url=url))
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     assert r.json()["blobs"][0]["content_type"] == "video/mp4"
     assert r.json()["blobs"][0]["url"] == url
 
@@ -355,7 +355,7 @@ def _hop_chain(origin: Origin, length: int) -> str:
 @pytest.mark.parametrize("hops", [2, 3])
 async def test_redirects_up_to_three_are_followed(papi: Api, origin: Origin, hops: int) -> None:
     r = await papi.create(blob("img", "image", url=_hop_chain(origin, hops)))
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     out = r.json()["blobs"][0]
     assert out["content_type"] == "image/png" and out["size_bytes"] == len(PNG)
     assert origin.hits == [f"/hops/{k}" for k in range(hops, -1, -1)]
@@ -399,7 +399,7 @@ async def test_body_over_the_fetch_cap_is_422(
         assert_422(r, ["blobs", 0, "url"], "larger than 1000")
         assert await api.count() == 0
         ok = await api.create(blob("img", "image", url=small_url))
-        assert ok.status_code == 201, ok.text
+        assert ok.status_code == 200, ok.text
         assert ok.json()["blobs"][0]["size_bytes"] == len(small)
     leftovers = [p for p in (capped.tmp_dir).rglob("*") if p.is_file()]
     assert leftovers == [], "a refused download left a temp file behind"

@@ -138,7 +138,7 @@ async def open_env(settings: Settings) -> AsyncIterator[Env]:
             for name in ("tenant-a", "tenant-b"):
                 body = {"namespace_name": name, "feature_extractors": []}
                 r = await client.post("/v1/namespaces", json=body)
-                assert r.status_code == 201, r.text
+                assert r.status_code == 200, r.text
                 ids.append(r.json()["namespace_id"])
             env = Env(client, app.state.ctx, *ids)
             yield env
@@ -229,7 +229,7 @@ async def test_secret_is_shown_once_and_crud_works(env: Env, receivers: Any) -> 
     assert r.json()["is_active"] is False and "secret" not in r.text
 
     r = await env.client.delete(f"/v1/organizations/webhooks/{wid}", headers=env.h())
-    assert r.status_code == 200 and r.json() == {"webhook_id": wid, "deleted": True}
+    assert r.status_code == 204 and r.content == b""  # the hosted spelling answers 204
     assert (await env.client.get(f"/v1/webhooks/{wid}", headers=env.h())).status_code == 404
 
 
@@ -240,7 +240,7 @@ async def test_hosted_alias_accepts_the_hosted_body(env: Env, receivers: Any) ->
         "channels": [{"channel": "webhook", "configs": {"url": receivers().url}}],
     }
     r = await env.client.post("/v1/organizations/webhooks/", json=body, headers=env.h())
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     out = r.json()
     assert out["webhook_name"] == "ci alerts" and out["secret"]
     assert out["channels"] == [{"channel": "webhook", "configs": {"url": out["url"]}}]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter
 
 from assay.batches import service
 from assay.batches.schemas import (
@@ -13,7 +13,7 @@ from assay.batches.schemas import (
     FailuresOut,
     TaskRef,
 )
-from assay.deps import CurrentScope, PageQuery
+from assay.deps import CurrentScope, NamespaceScope, PageQuery
 from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import ListRequest, Page, Pagination
 
@@ -22,7 +22,7 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=BatchOut)
+@router.post("", response_model=BatchOut)
 async def create_batch(bucket_identifier: str, body: BatchCreate, scope: CurrentScope) -> BatchOut:
     """Group objects of the bucket into a DRAFT batch."""
     return await scope.ctx.db.write(
@@ -37,13 +37,7 @@ async def list_batches(
     bucket_identifier: str, scope: CurrentScope, page: PageQuery
 ) -> Page[BatchListItem]:
     """Batches of the bucket, newest first."""
-    rows, nxt = await scope.ctx.db.read(
-        lambda s: service.list_page(
-            s, scope.namespace_id, bucket_identifier, limit=page.limit, cursor=page.cursor
-        ),
-        heavy=True,
-    )
-    return Page(results=rows, pagination=Pagination(limit=page.limit, next_cursor=nxt))
+    return await _list(scope, bucket_identifier, page.limit, page.cursor)
 
 
 @router.post("/list", response_model=Page[BatchListItem])
@@ -51,13 +45,20 @@ async def list_batches_post(
     bucket_identifier: str, body: ListRequest, scope: CurrentScope
 ) -> Page[BatchListItem]:
     """The hosted product's list form."""
-    rows, nxt = await scope.ctx.db.read(
+    return await _list(scope, bucket_identifier, body.limit, body.cursor)
+
+
+async def _list(
+    scope: NamespaceScope, bucket_identifier: str, limit: int, cursor: str | None
+) -> Page[BatchListItem]:
+    rows, nxt, total = await scope.ctx.db.read(
         lambda s: service.list_page(
-            s, scope.namespace_id, bucket_identifier, limit=body.limit, cursor=body.cursor
+            s, scope.namespace_id, bucket_identifier, limit=limit, cursor=cursor
         ),
         heavy=True,
     )
-    return Page(results=rows, pagination=Pagination(limit=body.limit, next_cursor=nxt))
+    pagination = Pagination(limit=limit, next_cursor=nxt)
+    return Page(results=rows, pagination=pagination, total_count=total)
 
 
 @router.get("/{batch_id}", response_model=BatchOut)
@@ -80,7 +81,7 @@ async def add_batch_objects(
     )
 
 
-@router.post("/{batch_id}/submit", status_code=status.HTTP_202_ACCEPTED, response_model=TaskRef)
+@router.post("/{batch_id}/submit", response_model=TaskRef)
 async def submit_batch(bucket_identifier: str, batch_id: str, scope: CurrentScope) -> TaskRef:
     """Queue the batch for extraction; poll the batch or its task."""
     return await scope.ctx.db.write(
@@ -108,7 +109,7 @@ async def batch_failures(bucket_identifier: str, batch_id: str, scope: CurrentSc
     )
 
 
-@router.post("/{batch_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=TaskRef)
+@router.post("/{batch_id}/retry", response_model=TaskRef)
 async def retry_batch(bucket_identifier: str, batch_id: str, scope: CurrentScope) -> TaskRef:
     """Reprocess only the failed objects."""
     return await scope.ctx.db.write(

@@ -27,23 +27,28 @@ class Progress(Schema):
     percent: float = 0.0
 
 
-class BatchOut(Schema):
+class BatchListItem(Schema):
+    """A batch as lists show it; with the fields the hosted product's batch model requires."""
+
     batch_id: str
     bucket_id: str
     status: str
-    object_ids: list[str]
     task_id: str | None = None
-    progress: Progress
-    error_summary: dict[str, int] = Field(default_factory=dict)
-    error: str | None = None
-    collections: list[str] = Field(default_factory=list)
     created_at: dt.datetime
-    started_at: dt.datetime | None = None
     completed_at: dt.datetime | None = None
     lifecycle: str | None = None
     lifecycle_reason: str | None = None
     max_node_death_resubmits: int = 5
     max_deploy_resubmits: int = 5
+
+
+class BatchOut(BatchListItem):
+    object_ids: list[str]
+    progress: Progress
+    error_summary: dict[str, int] = Field(default_factory=dict)
+    error: str | None = None
+    collections: list[str] = Field(default_factory=list)
+    started_at: dt.datetime | None = None
 
 
 class TaskRef(Schema):
@@ -67,15 +72,6 @@ class FailuresOut(Schema):
     batch_id: str
     results: list[FailureOut]
     total_count: int
-
-
-class BatchListItem(Schema):
-    batch_id: str
-    bucket_id: str
-    status: str
-    task_id: str | None = None
-    created_at: dt.datetime
-    completed_at: dt.datetime | None = None
 
 
 def progress_of(counts: dict[str, Any]) -> Progress:

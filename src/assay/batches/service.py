@@ -19,7 +19,7 @@ from assay.collections.repository import CollectionRepository
 from assay.errors import Conflict, NotFound, ValidationFailed
 from assay.jobs import repository as jobs
 from assay.kit.ids import new_id
-from assay.kit.paging import SortKey, paginate
+from assay.kit.paging import SortKey, count_all, paginate
 from assay.models import Batch, Task
 from assay.objects.service import find_bucket
 
@@ -209,12 +209,13 @@ def failures(session: Session, namespace_id: str, bucket_ident: str, batch_id: s
 
 def list_page(
     session: Session, namespace_id: str, bucket_ident: str, *, limit: int, cursor: str | None
-) -> tuple[list[BatchListItem], str | None]:
+) -> tuple[list[BatchListItem], str | None, int]:
     repo = _repo(session, namespace_id, bucket_ident)
     rows, nxt = paginate(
         session, repo.scoped(), SortKey(Batch.batch_id, Batch.batch_id), limit=limit, cursor=cursor
     )
-    return [BatchListItem.model_validate(b) for b in rows], nxt
+    items = [BatchListItem.model_validate(b) for b in rows]
+    return items, nxt, count_all(session, repo.scoped())
 
 
 def to_out(repo: BatchRepository, batch: Batch) -> BatchOut:

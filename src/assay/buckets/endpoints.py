@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter
 
 from assay.buckets import service
 from assay.buckets.schemas import BucketCreate, BucketDeleted, BucketOut, BucketPatch
-from assay.deps import CurrentScope, PageQuery
+from assay.deps import CurrentScope, NamespaceScope, PageQuery
 from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import ListRequest, Page, Pagination
 
 router = APIRouter(prefix="/v1/buckets", tags=["buckets"], route_class=StrictJsonRoute)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=BucketOut)
+@router.post("", response_model=BucketOut)
 async def create_bucket(body: BucketCreate, scope: CurrentScope) -> BucketOut:
     """Create a schema-validated bucket."""
     return await scope.ctx.db.write(
@@ -24,21 +24,22 @@ async def create_bucket(body: BucketCreate, scope: CurrentScope) -> BucketOut:
 @router.get("", response_model=Page[BucketOut])
 async def list_buckets(scope: CurrentScope, page: PageQuery) -> Page[BucketOut]:
     """Buckets of the namespace."""
-    rows, nxt = await scope.ctx.db.read(
-        lambda s: service.list_page(s, scope.namespace_id, limit=page.limit, cursor=page.cursor),
-        heavy=True,
-    )
-    return Page(results=rows, pagination=Pagination(limit=page.limit, next_cursor=nxt))
+    return await _list(scope, page.limit, page.cursor)
 
 
 @router.post("/list", response_model=Page[BucketOut])
 async def list_buckets_post(body: ListRequest, scope: CurrentScope) -> Page[BucketOut]:
     """The hosted product's list form."""
-    rows, nxt = await scope.ctx.db.read(
-        lambda s: service.list_page(s, scope.namespace_id, limit=body.limit, cursor=body.cursor),
+    return await _list(scope, body.limit, body.cursor)
+
+
+async def _list(scope: NamespaceScope, limit: int, cursor: str | None) -> Page[BucketOut]:
+    rows, nxt, total = await scope.ctx.db.read(
+        lambda s: service.list_page(s, scope.namespace_id, limit=limit, cursor=cursor),
         heavy=True,
     )
-    return Page(results=rows, pagination=Pagination(limit=body.limit, next_cursor=nxt))
+    pagination = Pagination(limit=limit, next_cursor=nxt)
+    return Page(results=rows, pagination=pagination, total_count=total)
 
 
 @router.get("/{bucket_identifier}", response_model=BucketOut)

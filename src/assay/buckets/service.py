@@ -10,7 +10,7 @@ from assay.buckets.repository import BucketRepository
 from assay.buckets.schemas import BucketCreate, BucketOut, BucketPatch
 from assay.errors import AlreadyExists, NotFound, ValidationFailed
 from assay.kit.ids import has_prefix, new_id
-from assay.kit.paging import SortKey, paginate
+from assay.kit.paging import SortKey, count_all, paginate
 from assay.models import Blob, Bucket, Object
 from assay.objects.repository import ObjectRepository
 
@@ -83,7 +83,7 @@ def delete(
 
 def list_page(
     session: Session, namespace_id: str, *, limit: int, cursor: str | None
-) -> tuple[list[BucketOut], str | None]:
+) -> tuple[list[BucketOut], str | None, int]:
     repo = BucketRepository(session, namespace_id)
     rows, nxt = paginate(
         session,
@@ -92,7 +92,7 @@ def list_page(
         limit=limit,
         cursor=cursor,
     )
-    return [to_out(b) for b in rows], nxt
+    return [to_out(b) for b in rows], nxt, count_all(session, repo.scoped())
 
 
 def to_out(bucket: Bucket, warnings: list[str] | None = None) -> BucketOut:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 
 from assay.backends.blob.base import BlobNotFound
@@ -13,6 +13,7 @@ from assay.collections.schemas import (
     CollectionCreate,
     CollectionDeleted,
     CollectionOut,
+    DocumentListRequest,
     DocumentOut,
 )
 from assay.deps import CurrentScope, PageQuery
@@ -26,7 +27,7 @@ lineage_router = APIRouter(tags=["collections"], route_class=StrictJsonRoute)
 IncludeVectors = Annotated[bool, Query(description="add each document's feature vectors")]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=CollectionOut)
+@router.post("", response_model=CollectionOut)
 async def create_collection(body: CollectionCreate, scope: CurrentScope) -> CollectionOut:
     """A collection fed by some buckets through one extractor."""
     ctx = scope.ctx
@@ -49,13 +50,14 @@ async def list_collections_post(body: ListRequest, scope: CurrentScope) -> Page[
 
 async def _list(scope: CurrentScope, limit: int, cursor: str | None) -> Page[CollectionOut]:
     ctx = scope.ctx
-    rows, nxt = await ctx.db.read(
+    rows, nxt, total = await ctx.db.read(
         lambda s: service.list_page(
             s, ctx.registry, scope.namespace_id, limit=limit, cursor=cursor
         ),
         heavy=True,
     )
-    return Page(results=rows, pagination=Pagination(limit=limit, next_cursor=nxt))
+    pagination = Pagination(limit=limit, next_cursor=nxt)
+    return Page(results=rows, pagination=pagination, total_count=total)
 
 
 @router.get("/{collection_identifier}", response_model=CollectionOut)
@@ -85,18 +87,34 @@ async def list_documents(
     include_vectors: IncludeVectors = False,
 ) -> Page[DocumentOut]:
     """Documents of a collection, in creation order."""
+    body = DocumentListRequest(limit=page.limit, cursor=page.cursor, return_vectors=include_vectors)
+    return await _documents(scope, collection_identifier, body)
+
+
+@router.post("/{collection_identifier}/documents/list", response_model=Page[DocumentOut])
+async def list_documents_post(
+    collection_identifier: str, body: DocumentListRequest, scope: CurrentScope
+) -> Page[DocumentOut]:
+    """The hosted product's list form, with filters (`metadata.x`, `source.object_id`, ...)."""
+    return await _documents(scope, collection_identifier, body)
+
+
+async def _documents(
+    scope: CurrentScope, collection_identifier: str, body: DocumentListRequest
+) -> Page[DocumentOut]:
     rows, nxt = await scope.ctx.db.read(
         lambda s: service.documents_page(
             s,
             scope.namespace_id,
             collection_identifier,
-            limit=page.limit,
-            cursor=page.cursor,
-            include_vectors=include_vectors,
+            limit=body.limit,
+            cursor=body.cursor,
+            include_vectors=body.return_vectors,
+            filters=body.filters,
         ),
         heavy=True,
     )
-    return Page(results=rows, pagination=Pagination(limit=page.limit, next_cursor=nxt))
+    return Page(results=rows, pagination=Pagination(limit=body.limit, next_cursor=nxt))
 
 
 @router.get("/{collection_identifier}/documents/{document_id}", response_model=DocumentOut)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, delete, func, select
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, delete, func, select
 from sqlalchemy.orm import Session
 
 from assay.collections.vectors import unpack_vector
@@ -80,3 +82,27 @@ class CollectionRepository:
         for document_id, uri, data in self.session.execute(stmt):
             found.setdefault(document_id, {})[uri] = unpack_vector(data).tolist()
         return found
+
+
+def document_field(name: str) -> ColumnElement[Any] | None:
+    """Columns a retriever filter or sort may name."""
+    head, _, rest = name.partition(".")
+    json_cols = {"metadata": Document.metadata_, "content": Document.content}
+    if head in json_cols and rest:
+        path = tuple(rest.split("."))
+        return json_cols[head][path] if len(path) > 1 else json_cols[head][path[0]]
+    if head == "segment" and rest:
+        return Document.segment[rest]
+    plain: dict[str, Any] = {
+        "document_id": Document.document_id,
+        "collection_id": Document.collection_id,
+        "object_id": Document.object_id,
+        "source.object_id": Document.object_id,
+        "blob_id": Document.blob_id,
+        "source.blob_id": Document.blob_id,
+        "property": Document.property,
+        "source.property": Document.property,
+        "extractor": Document.extractor,
+        "created_at": Document.created_at,
+    }
+    return plain.get(name)

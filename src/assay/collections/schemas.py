@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from assay.kit.schemas import RequestSchema, Schema
+from assay.kit.schemas import ListRequest, RequestSchema, Schema
 from assay.namespaces.schemas import NAME_PATTERN
 
 
@@ -26,6 +26,18 @@ class CollectionCreate(RequestSchema):
     description: str | None = Field(default=None, max_length=10_000)
     source: CollectionSource
     feature_extractor: CollectionExtractor
+    hosted_only: ClassVar[frozenset[str]] = frozenset(
+        {
+            "alert_applications",
+            "cluster_applications",
+            "enabled",
+            "input_schema",
+            "metadata",
+            "retriever_enrichments",
+            "schedule",
+            "taxonomy_applications",
+        }
+    )
 
 
 class CollectionOut(Schema):
@@ -61,3 +73,10 @@ class DocumentOut(Schema):
     metadata: dict[str, Any] = Field(default_factory=dict)
     extractor: str
     created_at: dt.datetime
+
+
+class DocumentListRequest(ListRequest):
+    """`POST .../documents/list`: the list body, and vectors on request."""
+
+    return_vectors: bool = False
+    hosted_only: ClassVar[frozenset[str]] = ListRequest.hosted_only - {"return_vectors"}

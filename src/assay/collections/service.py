@@ -10,13 +10,14 @@ from sqlalchemy.orm import Session
 
 from assay.auth.principal import Principal
 from assay.buckets.repository import BucketRepository
-from assay.collections.repository import CollectionRepository
+from assay.collections.repository import CollectionRepository, document_field
 from assay.collections.schemas import CollectionCreate, CollectionOut, DocumentOut
 from assay.errors import AlreadyExists, NotFound, ValidationFailed
 from assay.extractors.base import ExtractorSpec
 from assay.extractors.registry import ExtractorRegistry, InvalidParams, UnknownExtractor
 from assay.kit.ids import has_prefix, new_id
-from assay.kit.paging import SortKey, paginate
+from assay.kit.paging import SortKey, build_filter, count_all, paginate
+from assay.kit.schemas import FilterGroup
 from assay.models import Bucket, Collection, Document, Object
 from assay.namespaces.schemas import ExtractorRef
 from assay.objects.storage import derived_key
@@ -194,12 +195,13 @@ def list_page(
     *,
     limit: int,
     cursor: str | None,
-) -> tuple[list[CollectionOut], str | None]:
+) -> tuple[list[CollectionOut], str | None, int]:
     repo = CollectionRepository(session, namespace_id)
     key = SortKey(Collection.collection_id, Collection.collection_id, descending=False)
     rows, nxt = paginate(session, repo.scoped(), key, limit=limit, cursor=cursor)
     counts = repo.document_counts([c.collection_id for c in rows])
-    return [to_out(registry, c, counts.get(c.collection_id, 0)) for c in rows], nxt
+    outs = [to_out(registry, c, counts.get(c.collection_id, 0)) for c in rows]
+    return outs, nxt, count_all(session, repo.scoped())
 
 
 def delete(session: Session, principal: Principal, namespace_id: str, ident: str) -> str:
@@ -229,9 +231,11 @@ def documents_page(
     limit: int,
     cursor: str | None,
     include_vectors: bool,
+    filters: FilterGroup | None = None,
 ) -> tuple[list[DocumentOut], str | None]:
     collection = get_collection(session, namespace_id, ident)
     stmt = CollectionRepository(session, namespace_id).documents(collection.collection_id)
+    stmt = stmt.where(build_filter(filters, document_field))
     key = SortKey(Document.document_id, Document.document_id, descending=False)
     rows, nxt = paginate(session, stmt, key, limit=limit, cursor=cursor)
     return _with_vectors(session, namespace_id, rows, include_vectors), nxt
@@ -314,6 +318,7 @@ def to_out(registry: ExtractorRegistry, c: Collection, document_count: int) -> C
         description=c.description,
         source={"type": "bucket", "bucket_ids": c.source_bucket_ids},
         feature_extractor={
+            "feature_extractor_id": f"{c.extractor_name}_{c.extractor_version}",
             "feature_extractor_name": c.extractor_name,
             "version": c.extractor_version,
             "params": c.params,

@@ -30,6 +30,12 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{_base62(time.time_ns() // 1_000_000, 8)}{random_base62(12)}"
 
 
+def new_hex_id(prefix: str, length: int = 16) -> str:
+    """A random id of hex digits, for kinds whose id format a hosted client checks (the hosted
+    SDK requires webhook ids to match `wh_` + 16 hex digits)."""
+    return f"{prefix}_{secrets.token_hex(length // 2)}"
+
+
 def has_prefix(value: str, prefix: str) -> bool:
     """Whether `value` looks like an id of this kind (used to tell ids from names)."""
     return value.startswith(prefix + "_") and len(value) == len(prefix) + 21

@@ -15,7 +15,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, false, not_, or_, true, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import BinaryExpression
 from sqlalchemy.sql.sqltypes import JSON
@@ -80,6 +91,13 @@ def paginate(
     rows = rows[:limit]
     last_row = rows[-1]
     return rows, encode_cursor([getattr(last_row, col.key), getattr(last_row, id_col.key)])
+
+
+def count_all(session: Session, stmt: Select[Any]) -> int:
+    """How many rows `stmt` selects (for the `total_count` of small, scoped lists)."""
+    return int(
+        session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    )
 
 
 Resolver = Callable[[str], ColumnElement[Any] | None]

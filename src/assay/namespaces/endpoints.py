@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter
 
-from assay.deps import CurrentCaller, PageQuery
+from assay.deps import Caller, CurrentCaller, PageQuery
 from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import ListRequest, Page, Pagination
 from assay.namespaces import service
@@ -13,7 +13,7 @@ from assay.namespaces.schemas import NamespaceCreate, NamespaceDeleted, Namespac
 router = APIRouter(prefix="/v1/namespaces", tags=["namespaces"], route_class=StrictJsonRoute)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=NamespaceOut)
+@router.post("", response_model=NamespaceOut)
 async def create_namespace(body: NamespaceCreate, caller: CurrentCaller) -> NamespaceOut:
     """Create a namespace with its feature extractors."""
     return await caller.ctx.db.write(
@@ -24,21 +24,22 @@ async def create_namespace(body: NamespaceCreate, caller: CurrentCaller) -> Name
 @router.get("", response_model=Page[NamespaceOut])
 async def list_namespaces(page: PageQuery, caller: CurrentCaller) -> Page[NamespaceOut]:
     """Namespaces this key may see."""
-    rows, nxt = await caller.ctx.db.read(
-        lambda s: service.list_page(s, caller.principal, limit=page.limit, cursor=page.cursor),
-        heavy=True,
-    )
-    return Page(results=rows, pagination=Pagination(limit=page.limit, next_cursor=nxt))
+    return await _list(caller, page.limit, page.cursor)
 
 
 @router.post("/list", response_model=Page[NamespaceOut])
 async def list_namespaces_post(body: ListRequest, caller: CurrentCaller) -> Page[NamespaceOut]:
     """The hosted product's list form."""
-    rows, nxt = await caller.ctx.db.read(
-        lambda s: service.list_page(s, caller.principal, limit=body.limit, cursor=body.cursor),
+    return await _list(caller, body.limit, body.cursor)
+
+
+async def _list(caller: Caller, limit: int, cursor: str | None) -> Page[NamespaceOut]:
+    rows, nxt, total = await caller.ctx.db.read(
+        lambda s: service.list_page(s, caller.principal, limit=limit, cursor=cursor),
         heavy=True,
     )
-    return Page(results=rows, pagination=Pagination(limit=body.limit, next_cursor=nxt))
+    pagination = Pagination(limit=limit, next_cursor=nxt)
+    return Page(results=rows, pagination=pagination, total_count=total)
 
 
 @router.get("/{namespace_identifier}", response_model=NamespaceOut)

@@ -28,10 +28,28 @@ class NamespaceCreate(RequestSchema):
     unimplemented: ClassVar[frozenset[str]] = frozenset(
         {"namespace_type", "payload_indexes", "auto_create_indexes", "infrastructure"}
     )
+    hosted_only: ClassVar[frozenset[str]] = frozenset(
+        {
+            "adaptive_indexing",
+            "cost_cap_override",
+            "features",
+            "mode",
+            "namespace_id",
+            "scope",
+            "spend_budget",
+            "tiering",
+            "trusted_issuers",
+            "ttl_seconds",
+            "vector_configs",
+        }
+    )
 
 
 class NamespacePatch(RequestSchema):
     description: str | None = Field(default=None, max_length=10_000)
+    hosted_only: ClassVar[frozenset[str]] = frozenset(
+        {"auto_create_indexes", "infrastructure", "payload_indexes"}
+    )
 
 
 class ExtractorOut(Schema):

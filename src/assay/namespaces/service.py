@@ -11,7 +11,7 @@ from assay.collections.service import check_extractors, create_defaults
 from assay.errors import AlreadyExists, NotFound, ValidationFailed
 from assay.extractors.registry import ExtractorRegistry
 from assay.kit.ids import has_prefix, new_id
-from assay.kit.paging import SortKey, paginate
+from assay.kit.paging import SortKey, count_all, paginate
 from assay.models import Namespace
 from assay.namespaces.repository import NamespaceRepository
 from assay.namespaces.schemas import NamespaceCreate, NamespaceOut, NamespacePatch
@@ -86,14 +86,15 @@ def delete(session: Session, principal: Principal, ident: str) -> tuple[str, lis
 
 def list_page(
     session: Session, principal: Principal, *, limit: int, cursor: str | None
-) -> tuple[list[NamespaceOut], str | None]:
+) -> tuple[list[NamespaceOut], str | None, int]:
     repo = NamespaceRepository(session)
     key = SortKey(Namespace.namespace_id, Namespace.namespace_id)
     rows, next_cursor = paginate(
         session, repo.visible(principal.namespaces), key, limit=limit, cursor=cursor
     )
     counts = repo.counts([r.namespace_id for r in rows])
-    return [_out(r, counts[r.namespace_id]) for r in rows], next_cursor
+    total = count_all(session, repo.visible(principal.namespaces))
+    return [_out(r, counts[r.namespace_id]) for r in rows], next_cursor, total
 
 
 def _out(ns: Namespace, counts: dict[str, Any], warnings: list[str] | None = None) -> NamespaceOut:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, status
+from fastapi import APIRouter, Header
 from fastapi.responses import Response, StreamingResponse
 
 from assay.backends.blob.base import BlobNotFound
@@ -22,7 +22,6 @@ from assay.objects.schemas import (
     ObjectBatchCreate,
     ObjectBatchOut,
     ObjectCreate,
-    ObjectDeleted,
     ObjectOut,
 )
 
@@ -44,7 +43,7 @@ def registrar_for(ctx: AppContext) -> Registrar:
     return Registrar(ctx.db, ctx.keeper, materializer, ctx.lookups)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ObjectOut)
+@router.post("", response_model=ObjectOut)
 async def create_object(
     bucket_identifier: str,
     body: ObjectCreate,
@@ -107,16 +106,12 @@ async def get_object(bucket_identifier: str, object_id: str, scope: CurrentScope
     )
 
 
-@router.delete("/{object_id}", response_model=ObjectDeleted)
-async def delete_object(
-    bucket_identifier: str,
-    object_id: str,
-    scope: CurrentScope,
-) -> ObjectDeleted:
-    """Delete an object and its blobs."""
+@router.delete("/{object_id}", status_code=204, response_class=Response)
+async def delete_object(bucket_identifier: str, object_id: str, scope: CurrentScope) -> Response:
+    """Delete an object, its blobs and its documents (204, as the hosted product answers)."""
     scope.principal.require("write")
     await registrar_for(scope.ctx).delete(scope.namespace_id, bucket_identifier, object_id)
-    return ObjectDeleted(object_id=object_id)
+    return Response(status_code=204)
 
 
 _BYTES: dict[int | str, dict[str, Any]] = {

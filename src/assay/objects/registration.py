@@ -13,10 +13,11 @@ from typing import Any
 
 from assay.errors import AppError
 from assay.kit.db import Database
+from assay.kit.schemas import ItemFailure
 from assay.kit.ttlcache import TTLCache
 from assay.objects import service
 from assay.objects.materialize import Materializer, PreparedObject
-from assay.objects.schemas import BatchFailure, ErrorBody, ObjectCreate, ObjectOut
+from assay.objects.schemas import ObjectCreate, ObjectOut
 from assay.objects.service import BucketRef
 from assay.objects.sources import LocalFile
 from assay.objects.storage import BlobKeeper
@@ -57,11 +58,11 @@ class Registrar:
 
     async def register_many(
         self, bucket: BucketRef, bodies: list[ObjectCreate]
-    ) -> tuple[list[ObjectOut], list[BatchFailure]]:
+    ) -> tuple[list[ObjectOut], list[ItemFailure]]:
         """Each object succeeds or fails on its own; the successes commit together."""
         claims = self.keeper.claims(bucket.namespace_id)
         prepared: list[PreparedObject] = []
-        failed: list[BatchFailure] = []
+        failed: list[ItemFailure] = []
         committed: set[str] = set()
         try:
             for index, body in enumerate(bodies):
@@ -71,8 +72,7 @@ class Registrar:
                         await self.materializer.prepare(claims, bucket.bucket_schema, body, loc)
                     )
                 except AppError as exc:
-                    error = ErrorBody(type=exc.type, message=exc.message, details=exc.details)
-                    failed.append(BatchFailure(index=index, error=error))
+                    failed.append(ItemFailure.of(index, exc))
             succeeded: list[ObjectOut] = []
             if prepared:
                 succeeded = await self.db.write_many(service.register_many, (bucket, prepared))

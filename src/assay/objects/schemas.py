@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 from pydantic import AliasChoices, Field, computed_field
 
 from assay.buckets.schemas import PropertyType
-from assay.kit.schemas import RequestSchema, Schema
+from assay.kit.schemas import ItemFailure, RequestSchema, Schema
 
 
 class BlobIn(RequestSchema):
@@ -25,6 +25,7 @@ class BlobIn(RequestSchema):
     force_remirror: bool | None = None
 
     unimplemented: ClassVar[frozenset[str]] = frozenset({"canonicalize_source", "force_remirror"})
+    hosted_only: ClassVar[frozenset[str]] = frozenset({"checksum"})
 
 
 class ObjectCreate(RequestSchema):
@@ -44,6 +45,8 @@ class ObjectCreate(RequestSchema):
         for i, blob in enumerate(self.blobs):
             out += [f"blobs[{i}]: {w}" for w in blob.warnings()]
         return out
+
+    hosted_only: ClassVar[frozenset[str]] = frozenset({"edges", "idempotency_key"})
 
 
 class ObjectBatchCreate(RequestSchema):
@@ -102,24 +105,13 @@ class ObjectOut(Schema):
     warnings: list[str] = Field(default_factory=list)
 
 
-class ErrorBody(Schema):
-    type: str
-    message: str
-    details: dict[str, Any] | None = None
-
-
-class BatchFailure(Schema):
-    index: int
-    error: ErrorBody
-
-
 class ObjectBatchOut(Schema):
     succeeded: list[ObjectOut]
-    failed: list[BatchFailure]
+    failed: list[ItemFailure]
     succeeded_count: int
     failed_count: int
 
-
-class ObjectDeleted(Schema):
-    object_id: str
-    deleted: bool = True
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_requested(self) -> int:
+        return self.succeeded_count + self.failed_count

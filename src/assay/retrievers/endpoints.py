@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter
 
 from assay.deps import CurrentScope, PageQuery
 from assay.kit.routing import StrictJsonRoute
@@ -23,7 +23,7 @@ from assay.retrievers.schemas import (
 router = APIRouter(prefix="/v1/retrievers", tags=["retrievers"], route_class=StrictJsonRoute)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=RetrieverCreated)
+@router.post("", response_model=RetrieverCreated)
 async def create_retriever(body: RetrieverCreate, scope: CurrentScope) -> RetrieverCreated:
     """Save a pipeline of stages over some collections (none named: all of the namespace)."""
     return await scope.ctx.db.write(

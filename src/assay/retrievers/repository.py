@@ -7,9 +7,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Select, select, text
+from sqlalchemy import Select, select, text
 from sqlalchemy.orm import Session
 
+from assay.collections.repository import document_field
 from assay.collections.vectors import unpack_vector
 from assay.errors import BadRequest
 from assay.kit.ids import has_prefix
@@ -123,30 +124,6 @@ class SearchRepository:
                 if ns == self.namespace_id
             )
         return found
-
-
-def document_field(name: str) -> ColumnElement[Any] | None:
-    """Columns a retriever filter or sort may name."""
-    head, _, rest = name.partition(".")
-    json_cols = {"metadata": Document.metadata_, "content": Document.content}
-    if head in json_cols and rest:
-        path = tuple(rest.split("."))
-        return json_cols[head][path] if len(path) > 1 else json_cols[head][path[0]]
-    if head == "segment" and rest:
-        return Document.segment[rest]
-    plain: dict[str, Any] = {
-        "document_id": Document.document_id,
-        "collection_id": Document.collection_id,
-        "object_id": Document.object_id,
-        "source.object_id": Document.object_id,
-        "blob_id": Document.blob_id,
-        "source.blob_id": Document.blob_id,
-        "property": Document.property,
-        "source.property": Document.property,
-        "extractor": Document.extractor,
-        "created_at": Document.created_at,
-    }
-    return plain.get(name)
 
 
 def _chunks(keys: Sequence[int]) -> Iterable[list[int]]:

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from assay.kit.schemas import FilterGroup, RequestSchema, Schema
 from assay.namespaces.schemas import NAME_PATTERN
@@ -96,6 +96,10 @@ class ExecuteRequest(RequestSchema):
         limit = self.limit or (p and (p.limit or p.page_size)) or 10
         return limit, self.cursor or (p.cursor if p else None)
 
+    hosted_only: ClassVar[frozenset[str]] = frozenset(
+        {"explain", "return_presigned_urls", "return_vectors", "skip_cache"}
+    )
+
 
 class AdhocExecuteRequest(RetrieverDefinition, ExecuteRequest):
     unimplemented = _HOSTED_ONLY | {"stream"}
@@ -111,6 +115,33 @@ class RetrieverOut(Schema):
     created_at: dt.datetime
     updated_at: dt.datetime
     warnings: list[str] = Field(default_factory=list)
+
+    @field_validator("stages")
+    @classmethod
+    def _parameters_mirrored(cls, stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each stage also carries its `config.parameters` at its top level, as the hosted
+        product answers (its SDK requires them there)."""
+        return [{**st, "parameters": _parameters(st)} for st in stages]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def collection_identifiers(self) -> list[str]:
+        """The hosted product's name for `collection_ids`."""
+        return self.collection_ids
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def fusion(self) -> str | None:
+        """The first feature_search stage's fusion (the hosted product reports it)."""
+        for stage in self.stages:
+            config = stage.get("config") or {}
+            if config.get("stage_id") in ("feature_search", "semantic_search", "knn_search"):
+                return str(_parameters(stage).get("fusion", "rrf"))
+        return None
+
+
+def _parameters(stage: dict[str, Any]) -> dict[str, Any]:
+    return dict((stage.get("config") or {}).get("parameters") or {})
 
 
 class RetrieverCreated(RetrieverOut):
@@ -148,8 +179,17 @@ class ExecutionPagination(Schema):
 
 
 class ExecuteOut(Schema):
+    execution_id: str
+    status: str = "completed"
+    retriever_id: str | None = None
     results: list[ResultOut]
     stage_stats: list[StageStat]
     pagination: ExecutionPagination
     duration_ms: float
     warnings: list[str] = Field(default_factory=list)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def documents(self) -> list[ResultOut]:
+        """The hosted product's name for the results."""
+        return self.results

@@ -54,6 +54,7 @@ class Plan:
 
     collection_ids: list[str]
     stages: list[dict[str, Any]]
+    retriever_id: str | None = None  # a saved retriever's; None for an inline definition
 
 
 def create(
@@ -129,7 +130,7 @@ def delete(session: Session, principal: Principal, namespace_id: str, ident: str
 
 def plan_of(session: Session, namespace_id: str, ident: str) -> Plan:
     retriever = get_retriever(session, namespace_id, ident)
-    return Plan(list(retriever.collection_ids), list(retriever.stages))
+    return Plan(list(retriever.collection_ids), list(retriever.stages), retriever.retriever_id)
 
 
 async def load_images(
@@ -190,6 +191,8 @@ def execute(
     results = [_result(docs[h.doc_key], h.score) for h in page if h.doc_key in docs]
     nxt = encode_cursor([offset + limit, "o"]) if offset + limit < len(hits) else None
     return ExecuteOut(
+        execution_id=new_id("exec"),
+        retriever_id=plan.retriever_id,
         results=results,
         stage_stats=[StageStat(**vars(r)) for r in runs],
         pagination=ExecutionPagination(limit=limit, next_cursor=nxt, total_count=len(hits)),

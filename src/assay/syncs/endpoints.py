@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter
 
 from assay.deps import CurrentScope, NamespaceScope, PageQuery
 from assay.errors import ValidationFailed
@@ -23,7 +23,7 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=SyncOut)
+@router.post("", response_model=SyncOut)
 async def create_sync(bucket_identifier: str, body: SyncCreate, scope: CurrentScope) -> SyncOut:
     """Sync a bucket from S3; the first run is queued at once (credentials are never shown)."""
     scope.principal.require("write")
@@ -71,9 +71,7 @@ async def delete_sync(bucket_identifier: str, sync_id: str, scope: CurrentScope)
     return SyncDeleted(sync_id=deleted)
 
 
-@router.post(
-    "/{sync_id}/trigger", status_code=status.HTTP_202_ACCEPTED, response_model=SyncTriggered
-)
+@router.post("/{sync_id}/trigger", response_model=SyncTriggered)
 async def trigger_sync(bucket_identifier: str, sync_id: str, scope: CurrentScope) -> SyncTriggered:
     """Queue a run now; a run already waiting is returned instead of a second one."""
     return await scope.ctx.db.write(

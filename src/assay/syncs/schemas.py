@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -85,6 +85,17 @@ class SyncCreate(RequestSchema):
         if bad:
             raise ValueError(f"not content-type patterns (like 'image/*'): {bad}")
         return lowered
+
+    hosted_only: ClassVar[frozenset[str]] = frozenset(
+        {
+            "connection_id",
+            "metadata",
+            "schema_mapping",
+            "skip_batch_submission",
+            "skip_duplicates",
+            "source_path",
+        }
+    )
 
 
 class SourceOut(Schema):

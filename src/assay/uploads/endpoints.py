@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from assay.backends.blob.base import PresigningStore
@@ -10,18 +10,18 @@ from assay.context import AppContext
 from assay.deps import CurrentScope, NamespaceScope, PageQuery, context_of
 from assay.errors import AppError
 from assay.kit.routing import StrictJsonRoute
-from assay.kit.schemas import ListRequest, Page, Pagination
+from assay.kit.schemas import ItemFailure, ListRequest, Pagination
 from assay.objects.endpoints import registrar_for
 from assay.uploads import service
 from assay.uploads.desk import UploadDesk
 from assay.uploads.schemas import (
     ConfirmOut,
     UploadBatchCreate,
-    UploadBatchFailure,
     UploadBatchOut,
     UploadConfirm,
     UploadCreate,
     UploadOut,
+    UploadPage,
 )
 
 router = APIRouter(
@@ -43,7 +43,7 @@ def _base_url(request: Request) -> str:
     return request.app.state.ctx.settings.public_url or str(request.base_url)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=UploadOut)
+@router.post("", response_model=UploadOut)
 async def create_upload(
     bucket_identifier: str, body: UploadCreate, request: Request, scope: CurrentScope
 ) -> UploadOut:
@@ -75,7 +75,7 @@ async def create_uploads_batch(
             upload = await desk.open(upload)
             succeeded.append(desk.describe(upload, _base_url(request)))
         except AppError as exc:
-            failed.append(UploadBatchFailure(index=index, error=exc.body()["error"]))
+            failed.append(ItemFailure.of(index, exc))
     return UploadBatchOut(
         succeeded=succeeded,
         failed=failed,
@@ -84,31 +84,30 @@ async def create_uploads_batch(
     )
 
 
-@router.get("", response_model=Page[UploadOut])
-async def list_uploads(
-    bucket_identifier: str, scope: CurrentScope, page: PageQuery
-) -> Page[UploadOut]:
+@router.get("", response_model=UploadPage)
+async def list_uploads(bucket_identifier: str, scope: CurrentScope, page: PageQuery) -> UploadPage:
     """Uploads of the bucket, newest first."""
     return await _list(scope, bucket_identifier, page.limit, page.cursor)
 
 
-@router.post("/list", response_model=Page[UploadOut])
+@router.post("/list", response_model=UploadPage)
 async def list_uploads_post(
     bucket_identifier: str, body: ListRequest, scope: CurrentScope
-) -> Page[UploadOut]:
+) -> UploadPage:
     """The hosted product's list form."""
     return await _list(scope, bucket_identifier, body.limit, body.cursor)
 
 
 async def _list(
     scope: NamespaceScope, bucket_identifier: str, limit: int, cursor: str | None
-) -> Page[UploadOut]:
+) -> UploadPage:
     bucket = await registrar_for(scope.ctx).bucket(scope.namespace_id, bucket_identifier)
-    rows, nxt = await scope.ctx.db.read(
+    rows, nxt, stats = await scope.ctx.db.read(
         lambda s: service.list_page(s, bucket, limit=limit, cursor=cursor), heavy=True
     )
     results = [service.to_out(u) for u in rows]
-    return Page(results=results, pagination=Pagination(limit=limit, next_cursor=nxt))
+    pagination = Pagination(limit=limit, next_cursor=nxt)
+    return UploadPage(results=results, pagination=pagination, stats=stats)
 
 
 @router.get("/{upload_id}", response_model=UploadOut)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from assay.models import Blob, Object, Upload
@@ -21,6 +21,15 @@ class UploadRepository:
 
     def get(self, upload_id: str) -> Upload | None:
         return self.session.scalar(self.scoped().where(Upload.upload_id == upload_id))
+
+    def status_counts(self) -> list[tuple[str, int, int]]:
+        """(status, uploads, declared bytes) for the bucket's uploads."""
+        stmt = (
+            select(Upload.status, func.count(), func.coalesce(func.sum(Upload.file_size_bytes), 0))
+            .where(Upload.namespace_id == self.namespace_id, Upload.bucket_id == self.bucket_id)
+            .group_by(Upload.status)
+        )
+        return [(str(s), int(n), int(size)) for s, n, size in self.session.execute(stmt)]
 
     def add(self, upload: Upload) -> Upload:
         self.session.add(upload)

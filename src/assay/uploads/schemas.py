@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, computed_field, field_validator
 
 from assay.buckets.schemas import PropertyType
 from assay.kit import content_types
-from assay.kit.schemas import RequestSchema, Schema
+from assay.kit.schemas import ItemFailure, Page, RequestSchema, Schema
 
 SHA256_HEX = r"^[0-9a-fA-F]{64}$"
 MIN_PART = 5 * 1024 * 1024
@@ -43,6 +43,7 @@ class UploadCreate(RequestSchema):
 
 class UploadBatchCreate(RequestSchema):
     uploads: list[UploadCreate] = Field(min_length=1, max_length=100)
+    hosted_only: ClassVar[frozenset[str]] = frozenset({"shared_metadata", "shared_object_metadata"})
 
 
 class UploadConfirm(RequestSchema):
@@ -50,6 +51,20 @@ class UploadConfirm(RequestSchema):
     etag: str | None = None
 
     unimplemented: ClassVar[frozenset[str]] = frozenset({"etag"})
+    hosted_only: ClassVar[frozenset[str]] = frozenset({"auto_submit_batch", "file_size_bytes"})
+
+
+# How an upload's stored states are spelled on the wire: the hosted product's task statuses
+# (its SDK refuses any other value).
+_WIRE_STATUS = {"UPLOADED": "IN_PROGRESS", "CONFIRMED": "COMPLETED"}
+
+
+def wire_status(value: str) -> str:
+    """An upload's stored status as the API spells it."""
+    return _WIRE_STATUS.get(value, value)
+
+
+WireStatus = Annotated[str, AfterValidator(wire_status)]
 
 
 class PartUrl(Schema):
@@ -65,7 +80,7 @@ class UploadOut(Schema):
     file_size_bytes: int | None = None
     file_hash: str | None = None
     blob_property: str
-    status: str
+    status: WireStatus
     presigned_url: str | None = None
     parts: list[PartUrl] | None = None
     presigned_url_expiration: int
@@ -80,19 +95,39 @@ class UploadOut(Schema):
 
 class ConfirmOut(Schema):
     upload_id: str
-    status: str
+    status: WireStatus
     object_id: str | None
     file_hash: str | None
     duplicate: bool = False
 
 
-class UploadBatchFailure(Schema):
-    index: int
-    error: dict[str, Any]
-
-
 class UploadBatchOut(Schema):
     succeeded: list[UploadOut]
-    failed: list[UploadBatchFailure]
+    failed: list[ItemFailure]
     succeeded_count: int
     failed_count: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def uploads(self) -> list[UploadOut]:
+        """The hosted product's name for the uploads made."""
+        return self.succeeded
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total(self) -> int:
+        return self.succeeded_count
+
+
+class UploadStats(Schema):
+    total_uploads: int
+    total_size_bytes: int
+    uploads_by_status: dict[str, int]
+    avg_file_size_bytes: float
+    unique_buckets: int
+
+
+class UploadPage(Page[UploadOut]):
+    """A page of uploads with the bucket's upload figures (the hosted list answers `stats`)."""
+
+    stats: UploadStats

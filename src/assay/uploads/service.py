@@ -19,7 +19,7 @@ from assay.kit.paging import SortKey, paginate
 from assay.models import Upload
 from assay.objects.service import BucketRef
 from assay.uploads.repository import UploadRepository, upload_by_id
-from assay.uploads.schemas import UploadCreate, UploadOut
+from assay.uploads.schemas import UploadCreate, UploadOut, UploadStats, wire_status
 
 # Which blob types a MIME type can fill, to pick the bucket property by content type.
 _MIME_FITS = {
@@ -164,10 +164,28 @@ def confirm(
 
 def list_page(
     session: Session, bucket: BucketRef, *, limit: int, cursor: str | None
-) -> tuple[list[Upload], str | None]:
+) -> tuple[list[Upload], str | None, UploadStats]:
     repo = UploadRepository(session, bucket.namespace_id, bucket.bucket_id)
     key = SortKey(Upload.upload_id, Upload.upload_id)
-    return paginate(session, repo.scoped(), key, limit=limit, cursor=cursor)
+    rows, nxt = paginate(session, repo.scoped(), key, limit=limit, cursor=cursor)
+    return rows, nxt, _stats(repo.status_counts())
+
+
+def _stats(by_status: list[tuple[str, int, int]]) -> UploadStats:
+    """The bucket's uploads in figures, as the hosted product's list answers them."""
+    total = sum(n for _, n, _ in by_status)
+    size = sum(b for _, _, b in by_status)
+    counts: dict[str, int] = {}
+    for status, n, _ in by_status:
+        wire = wire_status(status)
+        counts[wire] = counts.get(wire, 0) + n
+    return UploadStats(
+        total_uploads=total,
+        total_size_bytes=size,
+        uploads_by_status=counts,
+        avg_file_size_bytes=size / total if total else 0,
+        unique_buckets=1 if total else 0,
+    )
 
 
 def to_out(upload: Upload, **urls: Any) -> UploadOut:

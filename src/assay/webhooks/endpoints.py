@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
 from assay.deps import CurrentScope, NamespaceScope, PageQuery
 from assay.kit.routing import StrictJsonRoute
@@ -25,14 +25,16 @@ BASE = "/v1/webhooks"
 ALIAS = "/v1/organizations/webhooks"
 
 
+# Assay's own route answers 201. The hosted spelling answers 200: the hosted product's current
+# SDK maps only 200 to a model there (its older published spec said 201).
+@router.post(f"{ALIAS}/", response_model=WebhookCreated)
+@router.post(ALIAS, response_model=WebhookCreated, include_in_schema=False)
+async def create_webhook_hosted(body: WebhookCreate, scope: CurrentScope) -> WebhookCreated:
+    """Subscribe a URL to events (the hosted product's spelling of the same call)."""
+    return await create_webhook(body, scope)
+
+
 @router.post(BASE, status_code=status.HTTP_201_CREATED, response_model=WebhookCreated)
-@router.post(f"{ALIAS}/", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated)
-@router.post(
-    ALIAS,
-    status_code=status.HTTP_201_CREATED,
-    response_model=WebhookCreated,
-    include_in_schema=False,
-)
 async def create_webhook(body: WebhookCreate, scope: CurrentScope) -> WebhookCreated:
     """Subscribe a URL to events; the signing secret is in this answer and never again."""
     scope.principal.require("write")
@@ -81,13 +83,19 @@ async def put_webhook(webhook_id: str, body: WebhookCreate, scope: CurrentScope)
 
 
 @router.delete(f"{BASE}/{{webhook_id}}", response_model=WebhookDeleted)
-@router.delete(f"{ALIAS}/{{webhook_id}}", response_model=WebhookDeleted)
 async def delete_webhook(webhook_id: str, scope: CurrentScope) -> WebhookDeleted:
     """Delete a webhook and its delivery log."""
     deleted = await scope.ctx.db.write(
         lambda s: service.delete(s, scope.principal, scope.namespace_id, webhook_id)
     )
     return WebhookDeleted(webhook_id=deleted)
+
+
+@router.delete(f"{ALIAS}/{{webhook_id}}", status_code=204, response_class=Response)
+async def delete_webhook_hosted(webhook_id: str, scope: CurrentScope) -> Response:
+    """The hosted product's spelling: the same delete, answered 204 as there."""
+    await delete_webhook(webhook_id, scope)
+    return Response(status_code=204)
 
 
 @router.get(f"{BASE}/{{webhook_id}}/deliveries", response_model=Page[DeliveryOut])

@@ -61,6 +61,8 @@ class WebhookCreate(RequestSchema):
             raise ValueError("url is required (or a webhook channel with configs.url)")
         return self
 
+    hosted_only: ClassVar[frozenset[str]] = frozenset({"delivery_health", "resource_types"})
+
 
 class WebhookPatch(RequestSchema):
     url: str | None = Field(default=None, max_length=2048)

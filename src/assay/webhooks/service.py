@@ -10,7 +10,7 @@ from assay.errors import NotFound, ValidationFailed
 from assay.events.outbox import emit
 from assay.kit.db import utcnow
 from assay.kit.fetch import FetchError, checked_url, resolve_checked
-from assay.kit.ids import new_id, random_base62
+from assay.kit.ids import new_hex_id, new_id, random_base62
 from assay.kit.paging import SortKey, paginate
 from assay.models import Webhook, WebhookDelivery
 from assay.webhooks.repository import WebhookRepository
@@ -63,7 +63,7 @@ def create(
     principal.require("write")
     webhook = WebhookRepository(session, namespace_id).add(
         Webhook(
-            webhook_id=new_id("wh"),
+            webhook_id=new_hex_id("wh"),
             namespace_id=namespace_id,
             webhook_name=body.webhook_name or (_host(url)),
             url=url,
@@ -122,7 +122,7 @@ def list_page(
     """A page of the namespace's webhooks (newest first), the next cursor and the total."""
     repo = WebhookRepository(session, namespace_id)
     stmt = repo.filtered(event_type, is_active)
-    key = SortKey(Webhook.webhook_id, Webhook.webhook_id)
+    key = SortKey(Webhook.created_at, Webhook.webhook_id)  # hex ids do not sort by time
     rows, nxt = paginate(session, stmt, key, limit=limit, cursor=cursor)
     return [to_out(w) for w in rows], nxt, repo.count(stmt)
 
