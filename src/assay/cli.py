@@ -1,4 +1,5 @@
-"""The `assay` command: serve, migrate, keys."""
+"""The `assay` command: serve, worker, migrate, keys; and, as a client of a running server,
+ingest, search, namespaces, buckets, collections, batches (`cli_client.py`, `cli_ingest.py`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
+from assay import cli_client, cli_ingest
 from assay.auth import service as auth_service
 from assay.config import Settings
 from assay.errors import AppError
@@ -163,3 +165,8 @@ def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
     finally:
         db.close()
     console.print(f"revoked {key_id}")
+
+
+# Client commands (they talk to a running server over HTTP), listed after the server's own.
+cli_ingest.register(app)
+cli_client.register(app)
