@@ -39,14 +39,13 @@ class ObjectCreate(RequestSchema):
     unimplemented: ClassVar[frozenset[str]] = frozenset(
         {"skip_duplicates", "canonicalize_source", "force_remirror"}
     )
+    hosted_only: ClassVar[frozenset[str]] = frozenset({"edges", "idempotency_key"})
 
     def all_warnings(self) -> list[str]:
         out = self.warnings()
         for i, blob in enumerate(self.blobs):
             out += [f"blobs[{i}]: {w}" for w in blob.warnings()]
         return out
-
-    hosted_only: ClassVar[frozenset[str]] = frozenset({"edges", "idempotency_key"})
 
 
 class ObjectBatchCreate(RequestSchema):

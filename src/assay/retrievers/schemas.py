@@ -83,6 +83,9 @@ class PaginationIn(RequestSchema):
 
 class ExecuteRequest(RequestSchema):
     unimplemented = frozenset({"stream"})
+    hosted_only: ClassVar[frozenset[str]] = frozenset(
+        {"explain", "return_presigned_urls", "return_vectors", "skip_cache"}
+    )
 
     inputs: ExecutionInputs = Field(default_factory=ExecutionInputs)
     limit: int | None = Field(default=None, ge=1, le=1000)
@@ -95,10 +98,6 @@ class ExecuteRequest(RequestSchema):
         p = self.pagination
         limit = self.limit or (p and (p.limit or p.page_size)) or 10
         return limit, self.cursor or (p.cursor if p else None)
-
-    hosted_only: ClassVar[frozenset[str]] = frozenset(
-        {"explain", "return_presigned_urls", "return_vectors", "skip_cache"}
-    )
 
 
 class AdhocExecuteRequest(RetrieverDefinition, ExecuteRequest):

@@ -72,6 +72,17 @@ class SyncCreate(RequestSchema):
     batch_size: int = Field(default=100, ge=1, le=1000)
     auto_submit: bool = False
 
+    hosted_only: ClassVar[frozenset[str]] = frozenset(
+        {
+            "connection_id",
+            "metadata",
+            "schema_mapping",
+            "skip_batch_submission",
+            "skip_duplicates",
+            "source_path",
+        }
+    )
+
     @field_validator("sync_mode", mode="before")
     @classmethod
     def _mode_alias(cls, value: Any) -> Any:
@@ -85,17 +96,6 @@ class SyncCreate(RequestSchema):
         if bad:
             raise ValueError(f"not content-type patterns (like 'image/*'): {bad}")
         return lowered
-
-    hosted_only: ClassVar[frozenset[str]] = frozenset(
-        {
-            "connection_id",
-            "metadata",
-            "schema_mapping",
-            "skip_batch_submission",
-            "skip_duplicates",
-            "source_path",
-        }
-    )
 
 
 class SourceOut(Schema):

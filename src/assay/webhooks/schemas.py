@@ -46,6 +46,7 @@ class WebhookCreate(RequestSchema):
     unimplemented: ClassVar[frozenset[str]] = frozenset(
         {"webhook_id", "internal_id", "created_at", "updated_at"}
     )
+    hosted_only: ClassVar[frozenset[str]] = frozenset({"delivery_health", "resource_types"})
 
     @field_validator("event_types")
     @classmethod
@@ -60,8 +61,6 @@ class WebhookCreate(RequestSchema):
         if self.url is None:
             raise ValueError("url is required (or a webhook channel with configs.url)")
         return self
-
-    hosted_only: ClassVar[frozenset[str]] = frozenset({"delivery_health", "resource_types"})
 
 
 class WebhookPatch(RequestSchema):
