@@ -28,6 +28,14 @@ class BatchRepository:
     def get(self, batch_id: str) -> Batch | None:
         return self.session.scalar(self.scoped().where(Batch.batch_id == batch_id))
 
+    def get_locked(self, batch_id: str) -> Batch | None:
+        """The batch, its row locked until the transaction ends (`FOR UPDATE`; SQLite's writer
+        holds the whole database already). Jobs of one batch change its status and counts
+        together: without the lock, on PostgreSQL two of them could both start it or neither
+        finish it."""
+        stmt = self.scoped().where(Batch.batch_id == batch_id).with_for_update()
+        return self.session.scalar(stmt)
+
     def missing_objects(self, object_ids: list[str]) -> list[str]:
         """The ids among these that are not objects of this bucket."""
         found: set[str] = set()

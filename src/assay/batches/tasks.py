@@ -222,7 +222,7 @@ def _start(
     session: Session, ns: str, bucket_id: str, batch_id: str, object_ids: list[str], attempt: int
 ) -> list[dict[str, Any]] | None:
     repo = BatchRepository(session, ns, bucket_id)
-    batch = repo.get(batch_id)
+    batch = repo.get_locked(batch_id)
     if batch is None or batch.status not in ("QUEUED", "PROCESSING"):
         return None
     if batch.status == "QUEUED":
@@ -287,7 +287,7 @@ def _row(
 def _record(session: Session, ns: str, bucket_id: str, batch_id: str, outcome: _Outcome) -> None:
     """Store a chunk's documents and item statuses; finish the batch when nothing is left."""
     repo = BatchRepository(session, ns, bucket_id)
-    batch = repo.get(batch_id)
+    batch = repo.get_locked(batch_id)
     if batch is None or batch.status != "PROCESSING":
         return
     for (collection_id, name, version), rows in outcome.docs.items():
