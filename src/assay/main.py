@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,12 +18,9 @@ from assay.config import Settings
 from assay.context import AppContext
 from assay.errors import AppError
 from assay.idempotency.middleware import IdempotencyMiddleware
-from assay.kit.ids import new_id
 from assay.kit.middleware import BodyLimitMiddleware, InternalErrorMiddleware
 from assay.migrations.runner import upgrade_to_head
 from assay.workers import Background
-
-log = logging.getLogger("assay")
 
 _HTTP_TYPES = {
     400: "BadRequestError",
@@ -67,13 +63,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     include_routes(app)
     _document_bearer_auth(app)
     _install_error_handlers(app)
-    app.add_middleware(InternalErrorMiddleware)  # innermost: see its docstring
     app.add_middleware(
         IdempotencyMiddleware, db=lambda: app.state.ctx.db, ttl_s=settings.idempotency_ttl_s
     )
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_request_bytes, exempt_prefixes=("/v1/uploads/",)
     )
+    # Outermost of ours, so it answers what any layer inside raises (see its docstring).
+    app.add_middleware(InternalErrorMiddleware)
     return app
 
 
@@ -155,13 +152,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.headers:
             response.headers.update(exc.headers)
         return response
-
-    # Errors inside the app are answered by InternalErrorMiddleware; this catches the outer layers.
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        request_id = new_id("req")  # made only here: it ties the answer to this log line
-        log.exception("unhandled error in %s %s (%s)", request.method, request.url.path, request_id)
-        return _envelope(500, "InternalError", "internal error", {"request_id": request_id})
 
 
 def _clean_error(error: Any) -> dict[str, Any]:
