@@ -20,6 +20,18 @@ from PIL import Image, ImageDraw
 
 from assay.config import Settings
 from assay.main import create_app
+from tests.databases import another_database, database_backend, parametrize_backends, postgres
+
+__all__ = [
+    "another_database",
+    "database_backend",
+    "postgres",
+]  # fixtures, shared with every test module
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_backends(metafunc)
+
 
 ADMIN_KEY = "sk_live_test_admin_key_0123456789"
 SEED_SCHEMA = {

@@ -479,10 +479,33 @@ async def test_revoked_key_cannot_replay_an_idempotent_post(client: httpx.AsyncC
 
 
 def _db_dump(settings: Settings) -> bytes:
-    """Every byte the SQLite database holds, WAL included."""
+    """Every byte the SQLite database holds, WAL included; every row of every PostgreSQL
+    table, as text and with bytea columns decoded."""
+    if not settings.is_sqlite:
+        return _pg_dump(settings.database_url)
     data = b""
     for path in sorted(settings.data_dir.glob("assay.db*")):
         data += path.read_bytes()
+    return data
+
+
+def _pg_dump(url: str) -> bytes:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    data = b""
+    try:
+        with engine.connect() as conn:
+            tables = conn.scalars(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+            ).all()
+            for table in tables:
+                for row in conn.execute(text(f'SELECT * FROM "{table}"')):
+                    for value in row:
+                        data += value if isinstance(value, bytes) else str(value).encode()
+                        data += b"\n"
+    finally:
+        engine.dispose()
     return data
 
 

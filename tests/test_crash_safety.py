@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ import pytest
 from assay.webhooks.signing import verify
 from tests.conftest import ADMIN_KEY, free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.database]
 SERVE = "from assay.cli import app; app()"
 NS = {"Authorization": f"Bearer {ADMIN_KEY}", "X-Namespace": "crash"}
 OBJECTS = 600
@@ -134,24 +133,33 @@ def test_sigkill_mid_processing_then_restart_completes_exactly_once(
         proc.kill()
         proc.wait()
 
-    with sqlite3.connect(data_dir / "assay.db") as db:
-        per_object = db.execute(
-            "SELECT object_id, COUNT(*) FROM documents GROUP BY object_id"
-        ).fetchall()
-        events = [
-            r[0]
-            for r in db.execute("SELECT event_type FROM events WHERE subject_id = ?", (batch_id,))
-        ]
+    per_object = _query(data_dir, "SELECT object_id, COUNT(*) FROM documents GROUP BY object_id")
+    events = [
+        r[0]
+        for r in _query(data_dir, "SELECT event_type FROM events WHERE subject_id = :b", b=batch_id)
+    ]
     assert len(per_object) == OBJECTS and {n for _, n in per_object} == {1}
     assert events.count("batch.queued") == 1 and events.count("batch.completed") == 1
     assert _batch_events(data_dir, batch_id) == _delivered(batch_id)  # every one arrived
     assert all(ok for _, ok in _Receiver.received)
 
 
+def _query(data_dir: Path, sql: str, **params: str) -> list[Any]:
+    """Rows of the server's database: PostgreSQL when the run is on it, else its SQLite file."""
+    from sqlalchemy import create_engine, text
+
+    url = os.environ.get("ASSAY_DATABASE_URL") or f"sqlite:///{data_dir / 'assay.db'}"
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text(sql), params).all())
+    finally:
+        engine.dispose()
+
+
 def _batch_events(data_dir: Path, batch_id: str) -> set[str]:
-    with sqlite3.connect(data_dir / "assay.db") as db:
-        query = "SELECT event_id FROM events WHERE subject_id = ?"
-        return {r[0] for r in db.execute(query, (batch_id,))}
+    query = "SELECT event_id FROM events WHERE subject_id = :b"
+    return {r[0] for r in _query(data_dir, query, b=batch_id)}
 
 
 def _delivered(batch_id: str) -> set[str]:

@@ -290,20 +290,39 @@ async def test_deleting_collections_and_namespaces_removes_their_index_files(
 ) -> None:
     await _corpus(client)
     await _adhoc(client, [_search_stage()], inputs={"query": "lava"})  # builds the index
-    root = settings.data_dir / "indexes"
-    (col,) = [p.name for p in root.iterdir() if p.is_dir()]
+    found = _indexed_collections(settings)
+    assert len(found) == 1, found
+    (col,) = found
     r = await client.delete(f"/v1/collections/{col}", headers=NS)
     assert r.status_code == 200, r.text
-    assert not (root / col).exists()
+    assert col not in _indexed_collections(settings)
     await _corpus(client, ns="second")
     second = {"X-Namespace": "second"}
     body = {"collection_identifiers": [], "stages": [_search_stage()], "inputs": {"query": "x"}}
     assert (
         await client.post("/v1/retrievers/execute", headers=second, json=body)
     ).status_code == 200
-    assert [p for p in root.iterdir() if p.is_dir()]
+    assert _indexed_collections(settings)
     assert (await client.delete("/v1/namespaces/second")).status_code == 200
-    assert not [p for p in root.iterdir() if p.is_dir()]
+    assert not _indexed_collections(settings)
+
+
+def _indexed_collections(settings: Settings) -> set[str]:
+    """Collections with a vector index: folders of index files, or pgvector HNSW indexes."""
+    if settings.is_sqlite:
+        root = settings.data_dir / "indexes"
+        return {p.name for p in root.iterdir() if p.is_dir()} if root.exists() else set()
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            names = conn.scalars(
+                text("SELECT indexname FROM pg_indexes WHERE starts_with(indexname, 'ix_vec_')")
+            ).all()
+    finally:
+        engine.dispose()
+    return {n.removeprefix("ix_vec_").rsplit("_", 1)[0] for n in names}
 
 
 async def test_bad_definitions_and_other_tenants(client: httpx.AsyncClient) -> None:
@@ -412,7 +431,7 @@ async def test_precomputed_vector_queries(client: httpx.AsyncClient) -> None:
 
 
 async def test_query_url_goes_through_the_ssrf_guard(
-    client: httpx.AsyncClient, origin: Origin, tmp_path: Path
+    client: httpx.AsyncClient, origin: Origin, tmp_path: Path, another_database: Any
 ) -> None:
     await _corpus(client)
     url = origin.serve("/q.png", png_bytes("LAVA", (160, 64)), "image/png")
@@ -423,7 +442,12 @@ async def test_query_url_goes_through_the_ssrf_guard(
     assert origin.hits == []  # refused before any connection
 
     data_dir = tmp_path / "private"
-    settings = Settings(data_dir=data_dir, admin_key=ADMIN_KEY, allow_private_urls=True)
+    settings = Settings(
+        data_dir=data_dir,
+        admin_key=ADMIN_KEY,
+        allow_private_urls=True,
+        database_url=another_database(),
+    )
     async with open_client(settings) as private:
         await _corpus(private)
         body = {"stages": [stage], "inputs": {"query_url": url}}

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from assay.collections.vectors import pack_vector
+from assay.documents.log import log_vectors
+from assay.documents.vectors import pack_vector
 from assay.kit.db import make_engine
 from assay.kit.ids import int_key, new_id
 from assay.migrations.runner import upgrade_to_head
@@ -28,9 +29,14 @@ COLLECTION = "col_test"
 DIMS = 16
 
 
+pytestmark = pytest.mark.database  # once per backend: the file index runs on either
+
+
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
+def db_url(tmp_path: Path, database_backend: str) -> str:
     url = f"sqlite:///{tmp_path / 'assay.db'}"
+    if database_backend == "pg":
+        url = os.environ["ASSAY_DATABASE_URL"]
     upgrade_to_head(url)
     with Session(make_engine(url)) as s, s.begin():
         s.add(Namespace(namespace_id="ns_test", namespace_name="test"))
@@ -59,6 +65,7 @@ def add_documents(url: str, n: int, seed: int) -> dict[int, np.ndarray]:
     with Session(engine) as s, s.begin():
         s.execute(insert(Document.__table__), docs)
         s.execute(insert(DocumentVector.__table__), rows)
+        log_vectors(s, "+", DocumentVector.doc_key.in_(list(found)))
     engine.dispose()
     return found
 
@@ -75,6 +82,7 @@ def _document(doc_id: str, key: int) -> dict[str, object]:
 def delete_documents(url: str, keys: list[int]) -> None:
     engine = make_engine(url)
     with Session(engine) as s, s.begin():
+        log_vectors(s, "-", DocumentVector.doc_key.in_(keys))  # as the documents layer does
         s.execute(delete(Document).where(Document.doc_key.in_(keys)))
     engine.dispose()
 
@@ -160,7 +168,6 @@ def test_damaged_or_disagreeing_index_files_are_rebuilt(db_url: str, tmp_path: P
     engine = make_engine(db_url)
     with Session(engine) as s, s.begin():
         victims = list(s.scalars(select(DocumentVector.doc_key).limit(10)))
-        s.execute(text("DROP TRIGGER document_vectors_logged_delete"))
         s.execute(delete(DocumentVector).where(DocumentVector.doc_key.in_(victims)))
     engine.dispose()
     assert index_keys(FeatureIndexes(root, exact_limit=50), db_url) == table_keys(db_url)

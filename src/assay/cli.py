@@ -17,7 +17,7 @@ from assay import cli_client, cli_ingest
 from assay.auth import service as auth_service
 from assay.config import Settings
 from assay.errors import AppError
-from assay.kit.db import Database
+from assay.kit.db import Database, DatabaseUnreachable, check_reachable
 from assay.main import create_app, prepare
 from assay.migrations.runner import upgrade_to_head
 from assay.workers import Background
@@ -33,10 +33,17 @@ DataDir = Annotated[
 
 
 def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
+    """The settings of a server-side command, once its database is known to answer."""
     values = {k: v for k, v in overrides.items() if v is not None}
     if data_dir is not None:
         values["data_dir"] = data_dir
-    return Settings(**values)
+    settings = Settings(**values)
+    try:
+        check_reachable(settings.database_url)
+    except DatabaseUnreachable as exc:
+        console.print(f"[red]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(1) from exc
+    return settings
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = None
     admin_key: str | None = None
+    # Signs upload URLs. Every API process of one deployment needs the same one: set it (32+
+    # characters) when they do not share a data dir; else it is made once in the data dir.
+    signing_key: str | None = Field(default=None, min_length=32)
     allow_private_urls: bool = False
 
     host: str = "127.0.0.1"
@@ -50,6 +53,9 @@ class Settings(BaseSettings):
     write_batch_max: int = Field(default=256, ge=1)
     # Vector indexes search exactly (numpy) up to this many vectors, then switch to HNSW.
     exact_search_below: int = Field(default=20_000, ge=0)
+    # Where vectors are searched: "file" (usearch/exact caches under the data dir), "pgvector"
+    # (inside PostgreSQL), or "auto": pgvector on PostgreSQL, files on SQLite.
+    vector_index: Literal["auto", "file", "pgvector"] = "auto"
     # What one blob may cost to decode (see assay.kit.limits.MediaLimits for the reasons).
     max_image_pixels: int = Field(default=MediaLimits.max_image_pixels, ge=1)
     max_media_duration_s: float = Field(default=MediaLimits.max_media_duration_s, gt=0)

@@ -15,7 +15,7 @@ from assay.kit.fetch import FetchPolicy
 from assay.kit.signing import load_or_create_key
 from assay.kit.ttlcache import TTLCache
 from assay.objects.storage import BlobKeeper
-from assay.retrievers.indexes import FeatureIndexes
+from assay.retrievers.indexes import make_feature_index
 from assay.retrievers.queries import QueryEmbedder
 from assay.retrievers.service import Searcher
 
@@ -52,15 +52,23 @@ class AppContext:
             db=db,
             blobs=blobs,
             keeper=BlobKeeper(blobs, db),
-            signing_key=load_or_create_key(settings.data_dir / "signing.key"),
+            signing_key=(
+                settings.signing_key.encode()
+                if settings.signing_key
+                else load_or_create_key(settings.data_dir / "signing.key")
+            ),
             lookups=TTLCache(settings.lookup_cache_ttl_s),
             registry=registry,
             searcher=Searcher(
                 registry,
-                FeatureIndexes(
-                    settings.data_dir / "indexes", exact_limit=settings.exact_search_below
+                make_feature_index(
+                    settings.vector_index,
+                    settings.database_url,
+                    db.engine,
+                    settings.data_dir / "indexes",
+                    settings.exact_search_below,
                 ),
-                QueryEmbedder(settings.media_limits),
+                QueryEmbedder(settings.media_limits, registry),
             ),
             keys=KeyCache(settings.key_cache_ttl_s),
             fetch_policy=FetchPolicy(

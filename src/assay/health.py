@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -42,9 +43,9 @@ async def readyz(ctx: Ctx) -> Any:
     except Exception as exc:
         checks["blob_store"] = f"error: {type(exc).__name__}"
     try:
-        ctx.searcher.indexes.check()
+        await anyio.to_thread.run_sync(ctx.searcher.indexes.check)
         checks["vector_index"] = "ok"
-    except OSError as exc:
+    except Exception as exc:
         checks["vector_index"] = f"error: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
     body = Health(status="ok" if ok else "unavailable", checks=checks)

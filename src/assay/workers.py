@@ -1,5 +1,10 @@
 """Wiring of background work: job workers and the webhook dispatcher, started together by
-`assay serve` (with `--workers N > 0`) and by `assay worker`."""
+`assay serve` (with `--workers N > 0`) and by `assay worker`.
+
+Both sleep until the database wakes them (`kit.wakeups`: a committed enqueue or event, in this
+process or, on PostgreSQL, in any), with a fallback timer of IDLE_S for what no wake-up
+announces: dead workers' leases running out and, on SQLite, work made by other processes.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import logging
 from assay.batches.service import JOB_KIND as BATCH_EXTRACT
 from assay.batches.tasks import BatchExtraction
 from assay.context import AppContext
+from assay.engine.base import JobBody
 from assay.engine.local import LocalWorkers
 from assay.kit.fetch import FetchPolicy
 from assay.syncs.service import JOB_KIND as SYNC_RUN
@@ -17,16 +23,19 @@ from assay.syncs.tasks import SyncRun, enqueue_due_syncs
 from assay.webhooks.dispatcher import WebhookDispatcher
 
 SYNC_POLL_S = 5.0
+IDLE_S = 2.0
 log = logging.getLogger("assay.engine")
 
 
 def make_workers(ctx: AppContext, count: int) -> LocalWorkers:
     """Workers for every job kind, on this process's database and backends."""
-    bodies = {
+    bodies: dict[str, JobBody] = {
         BATCH_EXTRACT: BatchExtraction(ctx.db, ctx.keeper, ctx.registry, threads=count),
         SYNC_RUN: SyncRun.from_context(ctx),
     }
-    return LocalWorkers(ctx.db, bodies, count=count, lease_s=ctx.settings.job_lease_s)
+    return LocalWorkers(
+        ctx.db, bodies, count=count, lease_s=ctx.settings.job_lease_s, idle_s=IDLE_S
+    )
 
 
 def make_dispatcher(ctx: AppContext) -> WebhookDispatcher:
@@ -52,7 +61,7 @@ class Background:
         self._stop.clear()
         self.workers.start()
         self._tasks = [
-            asyncio.create_task(self.dispatcher.run_forever(self._stop, idle_s=0.2)),
+            asyncio.create_task(self.dispatcher.run_forever(self._stop, idle_s=IDLE_S)),
             asyncio.create_task(self._poll_syncs()),
         ]
 

@@ -75,9 +75,9 @@ def test_multimodal_documents_carry_clip_vectors(tiny_clip: Path) -> None:
     text_doc, image_doc = MultimodalExtractor().extract(
         obj, {"ocr": False, "clip_model_path": str(tiny_clip)}
     )
-    text_vec = text_doc.content["_features"][CLIP_EMBEDDING_URI]
-    image_vec = image_doc.content["_features"][CLIP_EMBEDDING_URI]
-    assert TEXT_EMBEDDING_URI in text_doc.content["_features"]
+    text_vec = text_doc.features[CLIP_EMBEDDING_URI]
+    image_vec = image_doc.features[CLIP_EMBEDDING_URI]
+    assert TEXT_EMBEDDING_URI in text_doc.features
     assert len(text_vec) == len(image_vec) == TINY_CLIP_DIM
     np.testing.assert_allclose(
         image_vec,
@@ -111,7 +111,7 @@ def test_video_segments_carry_their_keyframes_clip_vector(tiny_clip: Path) -> No
         {"ocr": False, "time_split_interval": 2, "clip_model_path": str(tiny_clip)},
     )
     assert [(d.segment or {}).get("start_ms") for d in docs] == [0, 2000]
-    red, green = (np.asarray(d.content["_features"][CLIP_EMBEDDING_URI]) for d in docs)
+    red, green = (np.asarray(d.features[CLIP_EMBEDDING_URI]) for d in docs)
     assert red.shape == green.shape == (TINY_CLIP_DIM,)
     assert not np.allclose(red, green)
     expected = clip.embed_clip_images(tiny_clip, [Image.new("RGB", (160, 120), "red")])[0]

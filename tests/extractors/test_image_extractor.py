@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from assay.extractors.base import BlobInput, DocumentDraft, ExtractorError, ObjectInput
+from assay.documents.drafts import DocumentDraft
+from assay.extractors.base import BlobInput, ExtractorError, ObjectInput
 from assay.extractors.builtin.catalogue import TEXT_DIM, VISUAL_DIM
 from assay.extractors.builtin.image import (
     TEXT_EMBEDDING_URI,
@@ -67,7 +68,8 @@ def cosine(a: list[float], b: list[float]) -> float:
 
 def vector(doc: DocumentDraft, uri: str) -> list[float]:
     """A document's vector for `uri`."""
-    vec: list[float] = doc.content["_features"][uri]
+    vec = doc.features[uri]
+    assert isinstance(vec, list)
     return vec
 
 
@@ -114,7 +116,7 @@ def test_labels_are_top_five_probabilities(word_doc: DocumentDraft) -> None:
 
 
 def test_vectors_have_their_dims_and_unit_norm(word_doc: DocumentDraft) -> None:
-    assert set(word_doc.content["_features"]) == {VISUAL_EMBEDDING_URI, TEXT_EMBEDDING_URI}
+    assert set(word_doc.features) == {VISUAL_EMBEDDING_URI, TEXT_EMBEDDING_URI}
     for uri, dim in ((VISUAL_EMBEDDING_URI, VISUAL_DIM), (TEXT_EMBEDDING_URI, TEXT_DIM)):
         vec = vector(word_doc, uri)
         assert len(vec) == dim

@@ -13,17 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from assay.extractors.base import (
-    THUMBNAIL_KEY,
-    BlobInput,
-    DocumentDraft,
-    ExtractorError,
-    ObjectInput,
-)
+from assay.documents.drafts import DocumentDraft
+from assay.extractors.base import BlobInput, ExtractorError, ObjectInput
 from assay.extractors.builtin import media
 from assay.extractors.builtin.catalogue import TEXT_DIM, VISUAL_DIM
 from assay.extractors.builtin.multimodal import (
     TEXT_EMBEDDING_URI,
+    THUMBNAIL,
     VISUAL_EMBEDDING_URI,
     MultimodalExtractor,
     thumbnail,
@@ -102,7 +98,7 @@ def test_audio_transcript_and_timestamps(audio_docs: list[DocumentDraft]) -> Non
         seg = doc.segment or {}
         assert 0 <= seg["start_ms"] < seg["end_ms"] <= duration
         assert doc.content["text"] == doc.content["transcript"]
-        assert len(doc.content["_features"][TEXT_EMBEDDING_URI]) == TEXT_DIM
+        assert len(doc.features[TEXT_EMBEDDING_URI]) == TEXT_DIM
         assert doc.metadata == {"owner": "t", "src": "test"}
 
 
@@ -111,7 +107,7 @@ def test_video_windows(video_docs: list[DocumentDraft]) -> None:
     ends = [(d.segment or {}).get("end_ms", -1) for d in video_docs]
     assert list(zip(bounds, ends, strict=True)) == [(0, 10000), (10000, 20000), (20000, 25000)]
     for doc in video_docs:
-        features = doc.content["_features"]
+        features = doc.features
         assert len(features[VISUAL_EMBEDDING_URI]) == VISUAL_DIM
         assert len(features[TEXT_EMBEDDING_URI]) == TEXT_DIM
         assert doc.content["labels"]
@@ -155,19 +151,19 @@ def test_audio_without_samples_fails_as_empty_media() -> None:
 
 def test_video_segments_carry_jpeg_thumbnails(video_docs: list[DocumentDraft]) -> None:
     for doc in video_docs:
-        thumb = doc.content[THUMBNAIL_KEY]
-        assert thumb["content_type"] == "image/jpeg"
-        with Image.open(io.BytesIO(thumb["data"])) as im:
+        thumb = doc.derived_blobs[THUMBNAIL]
+        assert thumb.content_type == "image/jpeg" and "thumbnail" not in doc.content
+        with Image.open(io.BytesIO(thumb.data)) as im:
             assert im.format == "JPEG" and im.size == (320, 240)
-            assert (thumb["width"], thumb["height"]) == im.size
+            assert (thumb.width, thumb.height) == im.size
 
 
 def test_thumbnails_are_at_most_320_pixels_on_their_long_side() -> None:
     wide = thumbnail(Image.new("RGB", (1280, 720), "green"))
     tall = thumbnail(Image.new("RGB", (360, 640), "green"))
-    assert (wide["width"], wide["height"]) == (320, 180)
-    assert (tall["width"], tall["height"]) == (180, 320)
-    assert Image.open(io.BytesIO(wide["data"])).size == (320, 180)
+    assert (wide.width, wide.height) == (320, 180)
+    assert (tall.width, tall.height) == (180, 320)
+    assert Image.open(io.BytesIO(wide.data)).size == (320, 180)
 
 
 @pytest.mark.parametrize("kind", ["audio", "video"])
@@ -205,8 +201,8 @@ def test_text_and_images_use_multimodal_uris() -> None:
         {"ocr": False},
     )
     assert text_doc.content["text"] == "A sentence about foxes."
-    assert set(text_doc.content["_features"]) == {TEXT_EMBEDDING_URI}
-    assert set(image_doc.content["_features"]) == {TEXT_EMBEDDING_URI, VISUAL_EMBEDDING_URI}
+    assert set(text_doc.features) == {TEXT_EMBEDDING_URI}
+    assert set(image_doc.features) == {TEXT_EMBEDDING_URI, VISUAL_EMBEDDING_URI}
 
 
 def undated_mkv(seconds: int, fps: int = 5) -> bytes:

@@ -17,7 +17,6 @@ from assay.extractors.base import BlobInput, ExtractorError, ObjectInput
 from assay.extractors.builtin import text as text_module
 from assay.extractors.builtin.catalogue import TEXT_DIM
 from assay.extractors.builtin.text import (
-    FEATURES_KEY,
     TEXT_EMBEDDING_URI,
     TextExtractor,
     text_params,
@@ -91,7 +90,7 @@ def test_three_paragraphs_chunk_per_mode(
 def test_vectors_are_384_d_and_unit_norm() -> None:
     drafts = TextExtractor().extract(obj(blob(THREE.encode())), {"split_by": "paragraphs"})
     assert len(drafts) == 1  # the default chunk_size of 1000 holds all three paragraphs
-    vector = drafts[0].content[FEATURES_KEY][TEXT_EMBEDDING_URI]
+    vector = drafts[0].features[TEXT_EMBEDDING_URI]
     assert TEXT_EMBEDDING_URI == "assay://text_extractor@v1/text_embedding"
     assert len(vector) == TEXT_DIM
     assert all(type(x) is float for x in vector)
@@ -159,7 +158,7 @@ def test_a_chunk_of_objects_is_embedded_in_one_call_and_a_bad_one_fails_alone(
     # The same vectors as one object at a time.
     for drafts, alone in ((first, objects[0]), (from_file, objects[2])):
         (single,) = TextExtractor().extract(alone, {"split_by": "paragraphs"})
-        got, want = drafts[0].content[FEATURES_KEY], single.content[FEATURES_KEY]
+        got, want = drafts[0].features, single.features
         assert cosine(got[TEXT_EMBEDDING_URI], want[TEXT_EMBEDDING_URI]) > 0.9999
 
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from assay.kit.db import utcnow
-from assay.models import Batch, BatchItem, Blob, Document, DocumentVector, Object
-
-# The key of a document row holding its vector rows (`document_vectors`), which go in after it.
-VECTORS = "_vectors"
+from assay.models import Batch, BatchItem, Blob, Object
 
 
 class BatchRepository:
@@ -108,28 +105,3 @@ class BatchRepository:
             .where(BatchItem.batch_id == batch_id, BatchItem.object_id.in_(object_ids))
             .values(updated_at=utcnow(), **values)
         )
-
-    def replace_documents(
-        self,
-        object_ids: list[str],
-        collection_id: str,
-        extractor: str,
-        version: str,
-        rows: list[dict[str, Any]],
-    ) -> None:
-        """Documents of these objects in this collection: the old ones go, the new ones come."""
-        self.session.execute(
-            delete(Document).where(
-                Document.namespace_id == self.namespace_id,
-                Document.collection_id == collection_id,
-                Document.object_id.in_(object_ids),
-                Document.extractor == extractor,
-                Document.extractor_version == version,
-            )
-        )
-        if rows:
-            vectors = [v for row in rows for v in row[VECTORS]]
-            docs = [{k: v for k, v in row.items() if k != VECTORS} for row in rows]
-            self.session.execute(insert(Document.__table__), docs)
-            if vectors:
-                self.session.execute(insert(DocumentVector.__table__), vectors)

@@ -11,7 +11,8 @@ import asyncio
 import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,28 +21,22 @@ from sqlalchemy.orm import Session
 
 from assay.backends.blob.base import BlobNotFound
 from assay.batches import states
-from assay.batches.repository import VECTORS, BatchRepository
-from assay.collections.text import search_text
-from assay.collections.vectors import pack_vector
+from assay.batches.repository import BatchRepository
+from assay.documents.drafts import DocumentDraft
+from assay.documents.log import take_turn
+from assay.documents.writer import DocumentWriter, InvalidDraft, Prepared, Target, prepare
 from assay.events.outbox import emit
-from assay.extractors.base import (
-    THUMBNAIL_KEY,
-    BlobInput,
-    DocumentDraft,
-    ExtractorError,
-    ObjectInput,
-)
+from assay.extractors.base import BlobInput, ExtractorError, ObjectInput
 from assay.extractors.models import ModelLoadError
 from assay.extractors.registry import ExtractorRegistry, ExtractorUnavailable
-from assay.kit.db import Database, utcnow
-from assay.kit.ids import int_key, new_id
+from assay.kit.db import Database
 from assay.models import Batch, BlobBytes, Job, Object
 from assay.objects.storage import BlobKeeper, in_database
 
 
 @dataclass
 class _Outcome:
-    docs: dict[tuple[str, str, str], list[dict[str, Any]]]  # (collection, extractor, version)
+    docs: dict[Target, dict[str, Prepared]]  # target → object_id → its rows
     succeeded: list[str]
     failed: dict[str, tuple[str, str]]  # object_id → (error_type, message)
 
@@ -95,26 +90,36 @@ class BatchExtraction:
     ) -> _Outcome:
         """Extract the chunk with each extractor in turn, all its objects at once (so models
         run full batches); a failure fails only its object. Large blobs reach extractors as
-        files: the store's own, or copies in a folder removed when the chunk is done."""
+        files: the store's own, or copies in a folder removed when the chunk is done. Drafts
+        become rows here, off the event loop; one with a vector that does not fit its feature
+        fails its object."""
         outcome = _Outcome({}, [], {})
         for object_id in object_ids:
             if object_id not in objects:
                 outcome.failed[object_id] = ("ObjectDeleted", "the object was deleted")
-        drafts: dict[str, dict[tuple[str, str, str], list[DocumentDraft]]] = {}
+        drafts: dict[str, dict[Target, list[DocumentDraft]]] = {}
         with _Scratch() as folder:
             for ref in extractors:
                 live = [objects[o] for o in object_ids if o in objects and o not in outcome.failed]
                 if not live:
                     break
-                for obj, found in self._extract_with(ref, live, small, folder, outcome):
-                    drafts.setdefault(obj.object_id, {})[found[0]] = found[1]
+                for obj, (target, found) in self._extract_with(ref, live, small, folder, outcome):
+                    drafts.setdefault(obj.object_id, {})[target] = found
         for object_id in object_ids:
             if object_id in outcome.failed:
                 continue
-            obj = objects[object_id]
-            for key, found in drafts.get(object_id, {}).items():
-                stored = [self._store_thumbnail(obj.namespace_id, d) for d in found]
-                outcome.docs.setdefault(key, []).extend(_row(obj, *key, d) for d in stored)
+            ns = objects[object_id].namespace_id
+            store = partial(self.keeper.put_derived, ns)
+            try:
+                ready = {
+                    target: prepare(target, ns, object_id, found, store)
+                    for target, found in drafts.get(object_id, {}).items()
+                }
+            except InvalidDraft as exc:
+                outcome.failed[object_id] = (exc.error_type, exc.message[:2000])
+                continue
+            for target, rows in ready.items():
+                outcome.docs.setdefault(target, {})[object_id] = rows
             outcome.succeeded.append(object_id)
         return outcome
 
@@ -125,8 +130,8 @@ class BatchExtraction:
         small: dict[str, bytes],
         folder: _Scratch,
         outcome: _Outcome,
-    ) -> Iterator[tuple[Object, tuple[tuple[str, str, str], list[DocumentDraft]]]]:
-        """One extractor over the live objects: (object, (collection key, drafts)) for each
+    ) -> Iterator[tuple[Object, tuple[Target, list[DocumentDraft]]]]:
+        """One extractor over the live objects: (object, (target, drafts)) for each
         that succeeded; failures go to `outcome.failed`. A model that cannot load fails every
         object at once with ModelLoadError: no retries, no hang."""
         try:
@@ -149,28 +154,12 @@ class BatchExtraction:
             error = ("ModelLoadError", str(exc)[:2000])
             outcome.failed.update({obj.object_id: error for obj, _ in inputs})
             return
-        key = (ref["collection_id"], impl.spec.name, impl.spec.version)
+        target = Target(ref["collection_id"], impl.spec)
         for (obj, _), result in zip(inputs, results, strict=True):
             if isinstance(result, ExtractorError):
                 outcome.failed[obj.object_id] = (result.error_type, result.message)
             else:
-                yield obj, (key, result)
-
-    def _store_thumbnail(self, namespace_id: str, draft: DocumentDraft) -> DocumentDraft:
-        """A draft whose thumbnail bytes went to the blob store, leaving a reference to them
-        (served by `GET /v1/collections/{c}/documents/{d}/thumbnail`)."""
-        thumb = draft.content.get(THUMBNAIL_KEY)
-        if not isinstance(thumb, dict) or not isinstance(thumb.get("data"), bytes):
-            return draft
-        content = {k: v for k, v in draft.content.items() if k != THUMBNAIL_KEY}
-        data: bytes = thumb["data"]
-        content["thumbnail"] = {
-            "sha256": self.keeper.put_derived(namespace_id, data),
-            "content_type": thumb.get("content_type", "image/jpeg"),
-            "size_bytes": len(data),
-            **{k: thumb[k] for k in ("width", "height") if k in thumb},
-        }
-        return replace(draft, content=content)
+                yield obj, (target, result)
 
     def _input(
         self,
@@ -247,54 +236,15 @@ def _small_bytes(session: Session, ns: str, objects: Iterable[Object]) -> dict[s
     return {key: data for key, data in session.execute(stmt)}
 
 
-def _row(
-    obj: Object, collection_id: str, name: str, version: str, d: DocumentDraft
-) -> dict[str, Any]:
-    content = dict(d.content)
-    features = content.pop("_features", {})  # vectors travel in the draft's content
-    document_id = new_id("doc")
-    key = int_key(document_id)
-    return {
-        "document_id": document_id,
-        "doc_key": key,
-        "namespace_id": obj.namespace_id,
-        "collection_id": collection_id,
-        "object_id": obj.object_id,
-        "blob_id": d.blob_id,
-        "property": d.property,
-        "segment_key": d.segment_key,
-        "segment": d.segment,
-        "extractor": name,
-        "extractor_version": version,
-        "content": content,
-        "search_text": search_text(content),
-        "metadata": d.metadata,
-        "created_at": utcnow(),
-        VECTORS: [
-            {
-                "document_id": document_id,
-                "feature_uri": uri,
-                "doc_key": key,
-                "namespace_id": obj.namespace_id,
-                "collection_id": collection_id,
-                "vector": pack_vector(values),
-            }
-            for uri, values in features.items()
-        ],
-    }
-
-
 def _record(session: Session, ns: str, bucket_id: str, batch_id: str, outcome: _Outcome) -> None:
     """Store a chunk's documents and item statuses; finish the batch when nothing is left."""
+    if outcome.docs:
+        take_turn(session)  # before the batch's row lock: see `take_turn`
     repo = BatchRepository(session, ns, bucket_id)
     batch = repo.get_locked(batch_id)
     if batch is None or batch.status != "PROCESSING":
         return
-    for (collection_id, name, version), rows in outcome.docs.items():
-        repo.replace_documents(outcome.succeeded, collection_id, name, version, rows)
-        if rows:
-            data = {"batch_id": batch_id, "collection_id": collection_id, "count": len(rows)}
-            emit(session, ns, "collection.documents.written", ("batch", batch_id), data)
+    _write_documents(session, ns, batch_id, outcome)
     if outcome.succeeded:
         repo.set_items(
             batch_id, outcome.succeeded, status="SUCCEEDED", error_type=None, message=None
@@ -304,6 +254,27 @@ def _record(session: Session, ns: str, bucket_id: str, batch_id: str, outcome: _
             batch_id, [object_id], status="FAILED", error_type=error_type, message=message
         )
     _finish_if_done(session, repo, batch)
+
+
+def _write_documents(session: Session, ns: str, batch_id: str, outcome: _Outcome) -> None:
+    """Replace the succeeded objects' documents, target by target; an object whose vectors
+    do not fit what its collection already holds fails instead (all of its targets)."""
+    writer = DocumentWriter(session, ns)
+    for object_id in list(outcome.succeeded):
+        try:
+            writer.check(
+                (target, rows[object_id])
+                for target, rows in outcome.docs.items()
+                if object_id in rows
+            )
+        except InvalidDraft as exc:
+            outcome.succeeded.remove(object_id)
+            outcome.failed[object_id] = (exc.error_type, exc.message[:2000])
+    for target, rows in outcome.docs.items():
+        written = writer.replace(target, [rows[o] for o in outcome.succeeded if o in rows])
+        if written:
+            data = {"batch_id": batch_id, "collection_id": target.collection_id, "count": written}
+            emit(session, ns, "collection.documents.written", ("batch", batch_id), data)
 
 
 def _finish_if_done(session: Session, repo: BatchRepository, batch: Batch) -> None:

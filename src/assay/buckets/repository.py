@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from assay.documents.writer import DocumentWriter
 from assay.kit.ids import has_prefix
 from assay.models import Bucket
 
@@ -30,6 +31,9 @@ class BucketRepository:
         return bucket
 
     def delete(self, bucket: Bucket) -> None:
+        """The bucket with everything in it; its objects' documents go first, their vectors
+        logged as removed (the database's cascade would not log them)."""
+        DocumentWriter(self.session, self.namespace_id).remove_bucket(bucket.bucket_id)
         self.session.delete(bucket)
 
     def add_stats(self, bucket_id: str, objects: int, size_bytes: int) -> bool:

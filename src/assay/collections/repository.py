@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
-from assay.collections.vectors import unpack_vector
+from assay.documents.vectors import unpack_vector
+from assay.documents.writer import DocumentWriter
 from assay.kit.ids import has_prefix
 from assay.models import Collection, Document, DocumentVector
 
@@ -38,12 +39,8 @@ class CollectionRepository:
         return [c for c in rows if c.source_bucket_ids is None or bucket_id in c.source_bucket_ids]
 
     def delete(self, collection: Collection) -> None:
-        self.session.execute(
-            delete(Document).where(
-                Document.namespace_id == self.namespace_id,
-                Document.collection_id == collection.collection_id,
-            )
-        )
+        """The collection and its documents (their vectors logged as removed)."""
+        DocumentWriter(self.session, self.namespace_id).remove_collection(collection.collection_id)
         self.session.delete(collection)
 
     def document_counts(self, collection_ids: list[str]) -> dict[str, int]:

@@ -3,6 +3,10 @@
 They run inside `assay serve` (`--workers N`) or alone as `assay worker`; any number of
 processes may share one database, since a job is claimed under a lease that a heartbeat
 extends while it runs. A worker that dies stops heartbeating and its job is claimed again.
+
+Idle workers sleep until the "jobs" wake-up (a committed enqueue, in this process or, on
+PostgreSQL, any) or until the next job falls due (a retry's run_after, a dead worker's lease),
+at most `idle_s`: that fallback covers other processes on SQLite and a lost listener.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from assay.engine.base import JobBody
 from assay.jobs import repository as jobs
-from assay.kit.db import Database
+from assay.kit.db import Database, utcnow
+from assay.kit.wakeups import JOBS
 from assay.models import Job
 
 log = logging.getLogger("assay.engine")
@@ -31,7 +36,7 @@ class LocalWorkers:
         bodies: Mapping[str, JobBody],
         count: int = 1,
         lease_s: float = 30.0,
-        idle_s: float = 0.2,
+        idle_s: float = 2.0,
     ) -> None:
         self.db = db
         self.bodies = bodies
@@ -41,9 +46,13 @@ class LocalWorkers:
         self.owner = f"{os.getpid()}-{secrets.token_hex(3)}"
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        self._listening = False  # holds a share of the database's wake-up listener
 
     def start(self) -> None:
         self._stop.clear()
+        if not self._listening:
+            self.db.wakeups.start_listening()
+            self._listening = True
         self._tasks = [
             asyncio.create_task(self._loop(f"{self.owner}-{i}")) for i in range(self.count)
         ]
@@ -55,6 +64,9 @@ class LocalWorkers:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._listening:
+            self._listening = False
+            await self.db.wakeups.stop_listening()
         self._tasks = []
 
     async def run_until_idle(self, owner: str = "inline") -> int:
@@ -66,17 +78,30 @@ class LocalWorkers:
         return ran
 
     async def _loop(self, owner: str) -> None:
+        wakeups = self.db.wakeups
         while not self._stop.is_set():
+            mark = wakeups.mark(JOBS)  # before looking, so no wake-up is lost in between
             try:
-                job = await self._claim(owner)
+                job = await self._next(owner)
             except Exception:  # the database hiccuped: log, wait, go on
                 log.exception("claiming a job failed")
-                job = None
-            if job is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self.idle_s)
-                continue
-            await self._run(job, owner)
+                job = self.idle_s
+            if isinstance(job, Job):
+                await self._run(job, owner)
+            else:
+                await wakeups.wait(JOBS, job, since=mark, stop=self._stop)
+
+    async def _next(self, owner: str) -> Job | float:
+        """A job claimed for `owner`, or how long to rest before looking again."""
+        due_at = await self.db.read(jobs.next_due_at)
+        if due_at is None:
+            return self.idle_s
+        wait_s = (due_at - utcnow()).total_seconds()
+        if wait_s > 0:
+            return min(wait_s, self.idle_s)
+        claimed = await self.db.write(lambda s: jobs.claim(s, owner, self.lease_s, limit=1))
+        # Nothing: another worker won it (it is running now) or holds it locked for a moment.
+        return claimed[0] if claimed else _LOST_CLAIM_S
 
     async def _claim(self, owner: str) -> Job | None:
         if not await self.db.read(jobs.any_due):
@@ -110,6 +135,9 @@ class LocalWorkers:
         while True:
             await asyncio.sleep(self.lease_s / 3)
             await self.db.write(lambda s: jobs.heartbeat(s, job_id, owner, self.lease_s))
+
+
+_LOST_CLAIM_S = 0.02
 
 
 def _retry(session: Session, job_id: str, error: str) -> bool:

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from assay.kit.db import utcnow
 from assay.kit.ids import new_id
+from assay.kit.wakeups import EVENTS, notify
 from assay.models.event import Event
 
 EVENT_TYPES = frozenset(
@@ -45,4 +46,5 @@ def emit(
         occurred_at=utcnow(),
     )
     session.add(event)
+    notify(session, EVENTS)  # the webhook dispatcher wakes when this commits
     return event

@@ -9,15 +9,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
+from assay.documents.drafts import DocumentDraft
+
+if TYPE_CHECKING:
+    import numpy as np
+
 FEATURE_SCHEMES = ("assay", "mixpeek")
 OutputType = Literal["vector", "text", "labels", "blob"]
-# Bytes an extractor made for storage (a video keyframe's JPEG) ride in a draft's content under
-# this key as {"data", "content_type", ...}; the batch job stores them and leaves a reference.
-THUMBNAIL_KEY = "_thumbnail"
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"
 _FEATURE_URI = re.compile(
     rf"(?P<scheme>[A-Za-z]+)://(?P<name>{_NAME})@(?P<version>{_NAME})/(?P<output>{_NAME})"
@@ -160,22 +162,6 @@ class ObjectInput:
     blobs: tuple[BlobInput, ...]
 
 
-@dataclass(frozen=True)
-class DocumentDraft:
-    """A document before it is stored: lineage to its blob (and segment), and content."""
-
-    blob_id: str
-    property: str
-    content: dict[str, Any]
-    metadata: dict[str, Any] = field(default_factory=dict)
-    segment: dict[str, int] | None = None
-
-    @property
-    def segment_key(self) -> str:
-        s = self.segment or {}
-        return ":".join(f"{k}={s[k]}" for k in sorted(s))
-
-
 class ExtractorError(Exception):
     """This object cannot be extracted (bad media, ...): the object fails, the batch goes on."""
 
@@ -189,6 +175,28 @@ class RetriableExtractorError(ExtractorError):
     """A passing failure (a model still loading, a full disk): the work is tried again."""
 
 
+@dataclass(frozen=True)
+class QueryInput:
+    """What a search asks with: text, or the bytes of an image."""
+
+    text: str | None = None
+    image: bytes | None = None
+
+
+# What a refused query got wrong: the feature searched, the collection's extractor params,
+# the search's inputs (an image is needed), or the query image itself.
+QueryPart = Literal["feature", "params", "inputs", "image"]
+
+
+class QueryRefused(ValueError):
+    """A query that cannot become a vector of the feature searched; `part` says why."""
+
+    def __init__(self, part: QueryPart, message: str) -> None:
+        super().__init__(message)
+        self.part = part
+        self.message = message
+
+
 # What `extract_many` answers per object: its documents, or why that object alone failed.
 Extracted = list[DocumentDraft] | ExtractorError
 
@@ -198,7 +206,8 @@ class Extractor(ABC):
 
     Implementations load their models lazily and once per process, keep heavy imports inside
     methods, and may be called from worker threads. `reads` names the blob types whose bytes
-    `extract` needs; other blobs arrive without them.
+    `extract` needs; other blobs arrive without them. An extractor with vector outputs also
+    embeds search queries in their spaces (`embed_query`), with the same models.
     """
 
     spec: ExtractorSpec
@@ -207,6 +216,15 @@ class Extractor(ABC):
     @abstractmethod
     def extract(self, obj: ObjectInput, params: dict[str, Any]) -> list[DocumentDraft]:
         """Documents for every blob of `obj` this extractor handles."""
+
+    def embed_query(
+        self, feature_uri: str, query: QueryInput, params: dict[str, Any]
+    ) -> np.ndarray:
+        """A search query as a unit float32 vector in the space of `feature_uri`, one of this
+        extractor's vector outputs, made as its documents' vectors are (`params` are the
+        collection's). Called on the search path: models stay loaded and results cached where
+        that pays. Raises QueryRefused for a query the feature cannot take."""
+        raise QueryRefused("feature", f"{feature_uri} is not a vector feature")
 
     def extract_many(
         self, objects: Sequence[ObjectInput], params: dict[str, Any]

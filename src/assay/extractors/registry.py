@@ -52,7 +52,7 @@ class ExtractorRegistry:
         if impls is None:
             impls = [
                 PassthroughExtractor(),
-                TextExtractor(),
+                TextExtractor(limits),
                 ImageExtractor(limits),
                 MultimodalExtractor(limits),
             ]

@@ -11,11 +11,12 @@ import datetime as dt
 import random
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from assay.kit.db import utcnow
 from assay.kit.ids import new_id
+from assay.kit.wakeups import JOBS, notify
 from assay.models import Job
 
 
@@ -31,6 +32,7 @@ def enqueue(
         run_after=utcnow(),
     )
     session.add(job)
+    notify(session, JOBS)  # workers wake when this commits
     return job
 
 
@@ -44,6 +46,14 @@ def _due(now: dt.datetime) -> Any:
 def any_due(session: Session) -> bool:
     """A cheap read, so idle workers don't take the write lock to find nothing."""
     return session.scalar(select(Job.job_id).where(_due(utcnow())).limit(1)) is not None
+
+
+def next_due_at(session: Session) -> dt.datetime | None:
+    """When the next job falls due (a queued job's run_after or a running one's lease end)."""
+    queued = select(func.min(Job.run_after)).where(Job.status == "queued")  # index seek
+    leased = select(func.min(Job.leased_until)).where(Job.status == "running")
+    times = [t for t in (session.scalar(queued), session.scalar(leased)) if t is not None]
+    return min(times) if times else None
 
 
 def claim(session: Session, owner: str, lease_s: float, limit: int = 1) -> list[Job]:
@@ -91,6 +101,7 @@ def retry_later(session: Session, job: Job, error: str, base_s: float = 1.0) -> 
         return False
     delay = min(300.0, base_s * 2 ** (job.attempts - 1)) * random.uniform(0.5, 1.5)
     job.status, job.run_after = "queued", utcnow() + dt.timedelta(seconds=delay)
+    notify(session, JOBS)  # idle workers, here and elsewhere, set their timers to run_after
     return True
 
 

@@ -17,7 +17,17 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import JSON, DateTime, Engine, MetaData, Table, create_engine, event
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Engine,
+    LargeBinary,
+    MetaData,
+    Table,
+    create_engine,
+    event,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -25,6 +35,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from assay.errors import Conflict
+from assay.kit.wakeups import Wakeups
 
 T = TypeVar("T")
 
@@ -54,9 +65,53 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value
 
 
+class FloatVector(TypeDecorator[bytes]):
+    """A float32 vector, read and written as its little-endian bytes on every backend.
+
+    SQLite stores the bytes; PostgreSQL stores pgvector's `vector`, which its HNSW indexes
+    and distance operators work on. Writers may also give a sequence of floats or an array.
+    """
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name == "postgresql":
+            from pgvector.sqlalchemy import VECTOR
+
+            return dialect.type_descriptor(VECTOR())
+        return dialect.type_descriptor(LargeBinary())
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        import numpy as np
+
+        if isinstance(value, bytes | bytearray | memoryview):
+            array = np.frombuffer(value, dtype="<f4")
+        else:
+            array = np.asarray(value, dtype="<f4")
+        return array if dialect.name == "postgresql" else array.tobytes()
+
+    def process_result_value(self, value: Any, dialect: Any) -> bytes | None:
+        if value is None or isinstance(value, bytes):
+            return value
+        import numpy as np
+
+        return np.asarray(value, dtype="<f4").tobytes()
+
+
+# JSON documents: `jsonb` on PostgreSQL (comparable, indexable), JSON text on SQLite.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, dt.datetime: UTCDateTime}
+    type_annotation_map = {
+        dict[str, Any]: JSONType,
+        list[Any]: JSONType,
+        dt.datetime: UTCDateTime,
+    }
 
 
 def utcnow() -> dt.datetime:
@@ -98,6 +153,60 @@ def make_engine(url: str, *, writer: bool = False, busy_timeout_s: float = 30) -
     return engine
 
 
+class DatabaseUnreachable(RuntimeError):
+    """The configured database does not answer (the message names it, password hidden)."""
+
+
+def masked_url(url: str) -> str:
+    """The URL with its password replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database URL>"
+
+
+def check_reachable(url: str, timeout_s: float = 10) -> None:
+    """Raise DatabaseUnreachable unless a server database answers `SELECT 1` (SQLite files
+    are made on demand, so they always do)."""
+    if url.startswith("sqlite"):
+        return
+    try:
+        engine = create_engine(url, connect_args={"connect_timeout": int(timeout_s)})
+    except Exception as exc:
+        raise DatabaseUnreachable(f"bad database URL {masked_url(url)}: {exc}") from exc
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise DatabaseUnreachable(
+            f"cannot reach the database at {masked_url(url)}: {reason}"
+        ) from exc
+    finally:
+        engine.dispose()
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The error means the database could not be reached or is busy (answer 503, retry),
+    not that the request or the code is wrong."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError
+
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, InterfaceError):
+        return True
+    if isinstance(exc, OperationalError):
+        text = str(exc.orig or exc).lower()
+        return any(
+            sign in text
+            for sign in ("locked", "busy", "connection", "server closed", "terminating",
+                         "could not connect", "shutting down", "timeout")
+        )  # fmt: skip
+    return False
+
+
 ManyFn = Callable[[Session, list[Any]], list[Any]]  # items in, one result per item out
 
 
@@ -126,6 +235,10 @@ class Database:
             make_engine(url, writer=True, busy_timeout_s=0) if self.is_sqlite else None
         )
         self._loop_sessions = sessionmaker(self.loop_engine, expire_on_commit=False)
+        # Committed `wakeups.notify(...)` calls wake this process's background loops.
+        self.wakeups = Wakeups(url)
+        self.wakeups.attach(self._sync_sessions)
+        self.wakeups.attach(self._loop_sessions)
         self._group_max = group_max
         self._pending: list[_Job] = []
         self._flush_scheduled = False

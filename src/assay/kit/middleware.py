@@ -11,13 +11,19 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assay.kit.db import database_unavailable
 from assay.kit.ids import new_id
 
 log = logging.getLogger("assay")
 
 
 async def send_error(
-    send: Send, status: int, type_: str, message: str, details: dict[str, Any] | None = None
+    send: Send,
+    status: int,
+    type_: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Answer with the API's error envelope from inside middleware."""
     error: dict[str, Any] = {"type": type_, "message": message}
@@ -31,6 +37,7 @@ async def send_error(
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *(headers or []),
             ],
         }
     )
@@ -64,9 +71,18 @@ class InternalErrorMiddleware:
             await self.app(scope, receive, tracking_send)
         except ClientDisconnect:
             return  # the client went away mid-request: no one to answer, nothing went wrong
-        except Exception:
+        except Exception as exc:
             if started:
                 raise
+            if database_unavailable(exc):
+                log.warning("database unavailable in %s %s: %s", scope["method"], scope["path"],
+                            str(exc).splitlines()[0])  # fmt: skip
+                await send_error(
+                    send, 503, "ServiceUnavailableError",
+                    "the database is unavailable right now; retry shortly",
+                    headers=[(b"retry-after", b"1")],
+                )  # fmt: skip
+                return
             request_id = new_id("req")  # made only here: it ties the answer to this log line
             log.exception(
                 "unhandled error in %s %s (%s)", scope["method"], scope["path"], request_id

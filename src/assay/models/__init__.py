@@ -3,6 +3,7 @@
 from assay.models.api_key import ApiKey
 from assay.models.batch import Batch, BatchItem
 from assay.models.blob_bytes import BlobBytes
+from assay.models.blob_claim import BlobClaim
 from assay.models.bucket import Bucket
 from assay.models.collection import Collection
 from assay.models.document import Document, DocumentVector, VectorLogEntry
@@ -23,6 +24,7 @@ __all__ = [
     "BatchItem",
     "Blob",
     "BlobBytes",
+    "BlobClaim",
     "Bucket",
     "Collection",
     "Document",

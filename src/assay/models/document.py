@@ -7,14 +7,13 @@ from sqlalchemy import (
     BigInteger,
     ForeignKey,
     Index,
-    LargeBinary,
     String,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from assay.kit.db import Base, utcnow
+from assay.kit.db import Base, FloatVector, utcnow
 
 
 class Document(Base):
@@ -56,7 +55,8 @@ class DocumentVector(Base):
     """One vector of a document under one feature URI, as little-endian float32 bytes.
 
     The table is the truth; the vector indexes under the data dir are caches of it, kept in
-    step through `vector_log`.
+    step through `vector_log`. Rows are written and removed only through
+    `assay.documents.writer`, which logs each change.
     """
 
     __tablename__ = "document_vectors"
@@ -73,13 +73,17 @@ class DocumentVector(Base):
     doc_key: Mapped[int] = mapped_column(BigInteger)
     namespace_id: Mapped[str] = mapped_column(String(32))
     collection_id: Mapped[str] = mapped_column(String(32))
-    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    vector: Mapped[bytes] = mapped_column(FloatVector())
 
 
 class VectorLogEntry(Base):
-    """Every insert (`+`) and delete (`-`) of a document vector, written by triggers, so an
-    index that saved its watermark `seq` can replay what happened since — even what a crash
-    or another process did."""
+    """Every insert (`+`) and delete (`-`) of a document vector, so an index that saved its
+    watermark `seq` can replay what happened since — even what a crash or another process did.
+
+    Written by `assay.documents` (the writer, and before every delete that removes vectors,
+    cascades included) in the same transaction as the change, on SQLite and PostgreSQL alike;
+    no trigger writes it since revision 0010.
+    """
 
     __tablename__ = "vector_log"
     __table_args__ = (

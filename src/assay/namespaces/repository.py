@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from assay.documents.writer import DocumentWriter
 from assay.kit.ids import has_prefix
 from assay.models import Bucket, Collection, Document, Namespace, Object
 
@@ -38,6 +39,9 @@ class NamespaceRepository:
         return list(self.session.scalars(stmt))
 
     def delete(self, namespace: Namespace) -> None:
+        """The namespace with everything in it; its documents go first, their vectors logged
+        as removed (the database's cascade would not log them)."""
+        DocumentWriter(self.session, namespace.namespace_id).remove_namespace()
         self.session.delete(namespace)
 
     def counts(self, namespace_ids: list[str]) -> dict[str, dict[str, Any]]:

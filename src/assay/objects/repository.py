@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, delete, insert, select
 from sqlalchemy.orm import Session
 
+from assay.documents.writer import DocumentWriter
 from assay.kit.db import insert_ignoring_duplicates
 from assay.models import Blob, BlobBytes, Object
 
@@ -36,6 +37,8 @@ class ObjectRepository:
             )
 
     def delete(self, obj: Object) -> None:
+        """The object, its blobs and its documents (their vectors logged as removed)."""
+        DocumentWriter(self.session, self.namespace_id).remove_objects([obj.object_id])
         self.session.delete(obj)
 
     def blob(self, object_id: str, blob_id: str) -> Blob | None:

@@ -1,14 +1,18 @@
 """Content-addressed blob bytes shared by many objects, written and removed without races.
 
-Bytes are stored once per namespace under their SHA-256. A request that writes a key holds its
-lock until its rows are committed (or it gave up), and removal re-checks, under the same lock,
-that no row points at the key any more. So a delete can never remove bytes that a concurrent
-registration of the same content is about to reference, and bytes written for a registration
-that failed are removed again unless another object uses them.
+Bytes are stored once per namespace under their SHA-256. A request that writes a key claims it
+for use until its rows are committed (or it gave up); removal claims the key only when no row
+points at it and nobody uses it, and a use waits for a removal under way. The claims are rows
+in the database (`objects/claims.py`), so the promise holds between processes too: a delete
+can never remove bytes that a concurrent registration of the same content, in this process or
+another, is about to reference, and bytes written for a registration that failed are removed
+again unless another object uses them. A per-key lock in the process keeps its own requests
+from contending for the same claim rows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -18,7 +22,8 @@ import anyio.to_thread
 from assay.backends.blob.base import BlobNotFound, BlobStore
 from assay.kit.db import Database
 from assay.kit.keylocks import KeyLocks
-from assay.objects.repository import small_bytes, unreferenced_keys
+from assay.objects import claims
+from assay.objects.repository import small_bytes
 
 IN_DATABASE = "db:"
 
@@ -58,9 +63,27 @@ class BlobKeeper:
         """
         for key in sorted(k for k in set(keys) if not in_database(k)):
             async with self.locks.hold(key):
-                gone = await self.db.read(lambda s, k=key: unreferenced_keys(s, namespace_id, {k}))
-                if gone:
-                    await anyio.to_thread.run_sync(self.blobs.delete, key)
+                await self.remove_if_unused(namespace_id, key)
+
+    async def remove_if_unused(
+        self, namespace_id: str, key: str, own_use: str | None = None
+    ) -> None:
+        """Delete the bytes if no row references them and no one (but `own_use`) uses them."""
+        removal = await self.db.write(lambda s: claims.claim_removal(s, namespace_id, key, own_use))
+        if removal is None:
+            return
+        try:
+            await anyio.to_thread.run_sync(self.blobs.delete, key)
+        finally:
+            await self.db.write(lambda s: claims.release(s, [removal]))
+
+    async def claim_use(self, key: str) -> str:
+        """A use claim on `key`, once no removal of it is under way."""
+        delay = 0.005
+        while (claim := await self.db.write(lambda s: claims.claim_use(s, key))) is None:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        return claim
 
     def put_derived(self, namespace_id: str, data: bytes) -> str:
         """Store extraction output bytes under their content address; returns the SHA-256.
@@ -104,34 +127,37 @@ class BlobClaims:
     def __init__(self, keeper: BlobKeeper, namespace_id: str) -> None:
         self.keeper = keeper
         self.namespace_id = namespace_id
-        self.held: set[str] = set()
-        self.created: set[str] = set()
+        self.held: dict[str, str] = {}  # key → its use claim
 
     async def _hold(self, key: str) -> None:
-        if key not in self.held:
-            await self.keeper.locks.acquire(key)
-            self.held.add(key)
+        if key in self.held:
+            return
+        await self.keeper.locks.acquire(key)
+        try:
+            self.held[key] = await self.keeper.claim_use(key)
+        except BaseException:
+            self.keeper.locks.release(key)
+            raise
 
     async def put_bytes(self, data: bytes, key: str) -> None:
         await self._hold(key)
-        if self.keeper.blobs.put_bytes(data, key):
-            self.created.add(key)
+        self.keeper.blobs.put_bytes(data, key)
 
     async def put_file(self, path: Path, key: str) -> None:
         await self._hold(key)
-        if await anyio.to_thread.run_sync(self.keeper.blobs.put_file, path, key):
-            self.created.add(key)
+        await anyio.to_thread.run_sync(self.keeper.blobs.put_file, path, key)
 
     async def release(self, committed: Iterable[str] = ()) -> None:
-        """Drop bytes this request created that no committed row uses, then unlock."""
+        """Give up the claims; bytes held but not `committed` go if nothing else has them."""
+        uses = dict(self.held)
         try:
-            doubtful = self.created - set(committed)
-            if doubtful:
-                gone = await self.keeper.db.read(
-                    lambda s: unreferenced_keys(s, self.namespace_id, doubtful)
-                )
-                for key in gone:
-                    await anyio.to_thread.run_sync(self.keeper.blobs.delete, key)
+            # Bytes held but not committed are removed unless a row or someone else has them,
+            # even ones this request found already there: another process's failed
+            # registration may have left them, counting on this one.
+            for key in sorted(set(uses) - set(committed)):
+                await self.keeper.remove_if_unused(self.namespace_id, key, uses.pop(key))
+            if uses:
+                await self.keeper.db.write(lambda s: claims.release(s, list(uses.values())))
         finally:
             for key in self.held:
                 self.keeper.locks.release(key)

@@ -1,10 +1,11 @@
 """Vector indexes per (collection, feature URI), kept in step with `document_vectors`.
 
-The table is the truth and an index is a cache of it. Triggers append every insert and
-delete of a vector to `vector_log`; an index remembers the last `seq` it applied (its
-watermark, saved with it) and replays the log past it before each search. So extraction in
-another process, a cascade delete of an object, or a crash between a commit and a save never
-leave an index that disagrees with the table: the next search catches up. An index that
+The table is the truth and an index is a cache of it. The documents layer appends every
+insert and delete of a vector to `vector_log`, in the transaction that makes it; an index
+remembers the last `seq` it applied (its watermark, saved with it) and replays the log past it
+before each search. So extraction in another process, a delete of an object, or a crash
+between a commit and a save never leave an index that disagrees with the table: the next
+search catches up. An index that
 cannot be read, or whose size disagrees with the table after catching up, is rebuilt.
 """
 
@@ -17,14 +18,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from assay.backends.vector.adaptive import AdaptiveIndex, load_index
 from assay.backends.vector.base import VectorIndex, VectorIndexError
-from assay.collections.vectors import unpack_vector
+from assay.documents.vectors import unpack_vector
 from assay.models import DocumentVector, VectorLogEntry
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,45 @@ log = logging.getLogger(__name__)
 _REBUILD_CHUNK = 20_000
 _SAVE_EVERY_CHANGES = 5_000  # save after this many applied changes...
 _SAVE_EVERY_S = 60.0  # ...or this long after the first unsaved one
+
+
+class FeatureIndex(Protocol):
+    """Nearest-neighbour search over one backend's copy of `document_vectors`."""
+
+    def search(
+        self,
+        session: Session,
+        collection_id: str,
+        feature_uri: str,
+        query: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def size(self, session: Session, collection_id: str, feature_uri: str) -> int: ...
+
+    def keys(self, session: Session, collection_id: str, feature_uri: str) -> np.ndarray: ...
+
+    def check(self) -> None: ...
+
+    def drop(self, collection_ids: list[str]) -> None: ...
+
+    def save_all(self) -> None: ...
+
+
+def make_feature_index(
+    kind: str, database_url: str, engine: Engine, root: Path, exact_limit: int
+) -> FeatureIndex:
+    """The configured index: pgvector inside PostgreSQL, or file caches under `root`."""
+    if kind == "auto":
+        kind = "file" if database_url.startswith("sqlite") else "pgvector"
+    if kind == "pgvector":
+        if database_url.startswith("sqlite"):
+            raise ValueError("vector_index = pgvector needs a PostgreSQL database_url")
+        from assay.backends.vector.pgvector import PgVectorIndexes
+
+        return PgVectorIndexes(engine, exact_limit=exact_limit)
+    return FeatureIndexes(root, exact_limit=exact_limit)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from assay.errors import ValidationFailed
 from assay.models import Collection, Document
-from assay.retrievers.indexes import FeatureIndexes
+from assay.retrievers.indexes import FeatureIndex
 from assay.retrievers.queries import QueryEmbedder
 from assay.retrievers.repository import SearchRepository
 
@@ -37,7 +37,7 @@ class RunContext:
     collections: list[Collection]
     inputs: dict[str, Any]
     images: dict[str, bytes]  # image inputs already fetched or decoded, by the string given
-    indexes: FeatureIndexes
+    indexes: FeatureIndex
     embedder: QueryEmbedder
     features: dict[str, frozenset[str]]  # the vector feature URIs of each collection
     _docs: dict[int, Document] = field(default_factory=dict)

@@ -1,8 +1,8 @@
 """A search's query as a vector in the space of the feature it searches.
 
-Text-space features (`text_embedding` of every extractor) take text, or an image through the
-same labels-and-OCR path images were indexed with; `visual_embedding` takes an image; a
-CLIP feature takes either, through the collection's own CLIP weights.
+The extractor that produced the feature embeds the query (`Extractor.embed_query`), found in
+the registry by the feature URI's extractor name and version: each extractor knows its own
+vector spaces and keeps its models loaded. A precomputed vector is taken as it is.
 """
 
 from __future__ import annotations
@@ -13,9 +13,17 @@ from typing import Any
 import numpy as np
 
 from assay.errors import ValidationFailed
-from assay.extractors.base import ExtractorError, parse_feature_uri
-from assay.extractors.models import ModelLoadError
+from assay.extractors.base import QueryInput, QueryPart, QueryRefused, parse_feature_uri
+from assay.extractors.registry import ExtractorRegistry, ExtractorUnavailable
 from assay.kit.limits import MediaLimits
+
+# Where in a search request each kind of refusal points.
+_LOCS: dict[QueryPart, list[str]] = {
+    "feature": ["stages", "searches", "feature_uri"],
+    "params": ["stages"],
+    "inputs": ["inputs"],
+    "image": ["inputs", "query_image"],
+}
 
 
 @dataclass(frozen=True)
@@ -28,69 +36,32 @@ class Query:
 
 
 class QueryEmbedder:
-    """Turns queries into unit vectors; the models are the extractors' own, loaded once."""
+    """Turns queries into unit vectors through the extractors that made the features."""
 
-    def __init__(self, limits: MediaLimits | None = None) -> None:
+    def __init__(
+        self, limits: MediaLimits | None = None, registry: ExtractorRegistry | None = None
+    ) -> None:
+        """`registry` should be the process's own (its extractors hold the loaded models);
+        without one, a registry bounded by `limits` is made."""
         self.limits = limits or MediaLimits()
+        self.registry = registry or ExtractorRegistry(limits=self.limits)
 
     def embed(self, feature_uri: str, query: Query, params: dict[str, Any]) -> np.ndarray:
-        output = parse_feature_uri(feature_uri).output
         if query.vector is not None:  # precomputed: the caller vouches for its space
             return _unit(query.vector)
-        if output == "visual_embedding":
-            return self._visual(query, feature_uri)
-        if output.startswith("clip"):
-            return self._clip(query, params)
-        if output.endswith("embedding"):
-            return self._text_space(query)
-        raise ValidationFailed.at(
-            ["stages", "searches", "feature_uri"], f"{feature_uri} is not a vector feature"
-        )
-
-    def _text_space(self, query: Query) -> np.ndarray:
-        from assay.extractors.builtin.image import describe
-        from assay.extractors.models import embed_query
-
-        if query.text is not None:
-            return _unit(embed_query(query.text))
-        # The query image described as image_extractor describes stored images (its defaults).
-        (described,) = describe([self._image(query)], top_k=5, ocr=True)
-        return _unit(described.text_vector)
-
-    def _visual(self, query: Query, feature_uri: str) -> np.ndarray:
-        from assay.extractors import vision
-
-        if query.image is None:
+        uri = parse_feature_uri(feature_uri)
+        try:
+            extractor = self.registry.implementation(uri.name, uri.version)
+        except ExtractorUnavailable as exc:
             raise ValidationFailed.at(
-                ["inputs"],
-                f"{feature_uri} is searched with an image: give query_url or query_image",
+                _LOCS["feature"], f"{feature_uri} is not a vector feature"
+            ) from exc
+        try:
+            return extractor.embed_query(
+                feature_uri, QueryInput(text=query.text, image=query.image), params
             )
-        return _unit(vision.classify([self._image(query)])[0].embedding)
-
-    def _clip(self, query: Query, params: dict[str, Any]) -> np.ndarray:
-        from assay.extractors import clip
-
-        path = params.get("clip_model_path")
-        if not path:
-            raise ValidationFailed.at(["stages"], "this collection has no clip_model_path")
-        try:
-            if query.text is not None:
-                return _unit(clip.embed_clip_text(path, [query.text])[0])
-            return _unit(clip.embed_clip_images(path, [self._image(query)])[0])
-        except ModelLoadError as exc:  # the collection's own param points at no usable model
-            raise ValidationFailed.at(["stages", "searches", "feature_uri"], str(exc)) from exc
-
-    def _image(self, query: Query) -> Any:
-        """The query image decoded as stored images are (bounded by the same limits); 422 when
-        it is no image or is over them."""
-        from assay.extractors.builtin.image import decode_image
-
-        try:
-            return decode_image(query.image or b"", self.limits, "the query image")
-        except ExtractorError as exc:
-            corrupt = exc.error_type == "CorruptImage"
-            msg = "the query image cannot be decoded" if corrupt else exc.message
-            raise ValidationFailed.at(["inputs", "query_image"], msg) from exc
+        except QueryRefused as exc:
+            raise ValidationFailed.at(_LOCS[exc.part], exc.message) from exc
 
 
 def _unit(values: Any) -> np.ndarray:

@@ -7,16 +7,16 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, select, text
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from assay.collections.repository import document_field
-from assay.collections.vectors import unpack_vector
-from assay.errors import BadRequest
+from assay.documents.vectors import unpack_vector
 from assay.kit.ids import has_prefix
 from assay.kit.paging import build_filter
 from assay.kit.schemas import FilterGroup
 from assay.models import Document, DocumentVector, Retriever
+from assay.retrievers import fulltext
 
 _KEY_CHUNK = 5_000  # doc keys per IN list (SQLite allows 32,766 variables)
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -87,29 +87,11 @@ class SearchRepository:
         words = _WORD.findall(query)
         if not words or k <= 0:
             return []
-        if self.session.get_bind().dialect.name != "sqlite":
-            raise BadRequest("text_search runs on SQLite's FTS5; PostgreSQL's is not built yet")
-        match = " OR ".join('"' + w.replace('"', "") + '"' for w in words[:64])
-        ids = ", ".join(f":c{i}" for i in range(len(collection_ids)))
-        sql = (
-            "SELECT d.doc_key, bm25(document_text) AS s FROM document_text "
-            "JOIN documents d ON d.doc_key = document_text.rowid "
-            f"WHERE document_text MATCH :q AND d.namespace_id = :ns AND d.collection_id IN ({ids}) "
-            "ORDER BY s, d.doc_key"  # ties in a stable order
-        )
-        params: dict[str, Any] = {"q": match, "ns": self.namespace_id}
-        params.update({f"c{i}": c for i, c in enumerate(collection_ids)})
-        if allowed is None:
-            rows = self.session.execute(text(sql + " LIMIT :k"), {**params, "k": k})
-            return [(int(key), -float(s)) for key, s in rows]
-        permitted = set(allowed.tolist())
-        found: list[tuple[int, float]] = []
-        for key, s in self.session.execute(text(sql), params):
-            if int(key) in permitted:
-                found.append((int(key), -float(s)))
-                if len(found) == k:
-                    break
-        return found
+        if self.session.get_bind().dialect.name == "sqlite":
+            search = fulltext.sqlite_bm25
+        else:
+            search = fulltext.postgres_bm25
+        return search(self.session, self.namespace_id, collection_ids, words[:64], k, allowed)
 
     def vectors(self, keys: Sequence[int], feature_uri: str) -> dict[int, np.ndarray]:
         """These documents' vectors under one feature."""

@@ -22,7 +22,7 @@ from assay.kit.paging import SortKey, decode_cursor, encode_cursor, paginate
 from assay.kit.schemas import FilterGroup
 from assay.models import Collection, Retriever
 from assay.retrievers import stages as _registered  # noqa: F401 - registers every stage
-from assay.retrievers.indexes import FeatureIndexes
+from assay.retrievers.indexes import FeatureIndex
 from assay.retrievers.pipeline import STAGES, RunContext, run_stages
 from assay.retrievers.queries import QueryEmbedder
 from assay.retrievers.repository import RetrieverRepository, SearchRepository
@@ -44,7 +44,7 @@ class Searcher:
     """What running a pipeline needs beyond the database: the indexes and the query models."""
 
     registry: ExtractorRegistry
-    indexes: FeatureIndexes
+    indexes: FeatureIndex
     embedder: QueryEmbedder
 
 

@@ -5,13 +5,17 @@ dispatcher that dies mid-send leaves a lease that expires and the delivery is se
 Receivers deduplicate on `Assay-Event-Id`. Every connection goes through the SSRF-guarded
 transport of `kit.fetch`, which resolves the host, checks every address and dials the checked
 one, so a webhook whose DNS has since moved to a private address is refused at send time.
+
+`run_forever` sleeps until the "events" wake-up (an event committed to the outbox), until a
+retry this dispatcher scheduled falls due, or at most `idle_s` (other processes' retries, leases
+of dead dispatchers, events from a process it hears no wake-ups from).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
+import heapq
 import json
 import logging
 import random
@@ -26,6 +30,7 @@ from sqlalchemy.orm import Session
 from assay.kit.db import Database, utcnow
 from assay.kit.fetch import FetchError, GuardedTransport, checked_url
 from assay.kit.ids import new_id
+from assay.kit.wakeups import EVENTS
 from assay.models import Webhook
 from assay.webhooks import signing
 from assay.webhooks.repository import Claimed, DispatchRepository
@@ -75,31 +80,45 @@ class WebhookDispatcher:
         self.lease = dt.timedelta(seconds=2 * policy.timeout_s + 30)
         self._client: httpx.AsyncClient | None = None
         self._backlog = False
+        self._retries: list[dt.datetime] = []  # heap: when retries scheduled here fall due
+        self._round_at = utcnow()  # the clock the last round judged "due" by
 
     async def run_once(self) -> int:
         """One round: fan out new events, then send the due deliveries; returns the sends."""
         # Read first: an idle round then costs two indexed lookups and never takes the write lock.
-        now = utcnow()
+        now = self._round_at = utcnow()
         events, due = await self.db.read(lambda s: DispatchRepository(s).work_waiting(now))
         self._backlog = False
         if events:
             await self.fan_out()
         return await self.send_due() if events or due else 0
 
-    async def run_forever(self, stop: asyncio.Event, idle_s: float = 0.5) -> None:
-        """Run rounds until `stop` is set, resting `idle_s` whenever a round finds no work."""
+    async def run_forever(self, stop: asyncio.Event, idle_s: float = 2.0) -> None:
+        """Run rounds until `stop` is set; when a round finds no work, rest until woken by a
+        new event or a retry falling due, at most `idle_s`."""
+        wakeups = self.db.wakeups
+        wakeups.start_listening()
         try:
             while not stop.is_set():
+                mark = wakeups.mark(EVENTS)  # before looking, so no wake-up is lost in between
                 try:
                     sent = await self.run_once()
                 except Exception:  # a database hiccup must not end delivery for good
                     log.exception("webhook dispatch round failed")
                     sent = 0
                 if sent == 0 and not self._backlog:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), idle_s)
+                    await wakeups.wait(EVENTS, self._rest_s(idle_s), since=mark, stop=stop)
         finally:
+            await wakeups.stop_listening()
             await self.aclose()
+
+    def _rest_s(self, idle_s: float) -> float:
+        """Seconds until the next retry scheduled here, at most `idle_s`."""
+        while self._retries and self._retries[0] <= self._round_at:
+            heapq.heappop(self._retries)  # the round that just ran has seen it due
+        if not self._retries:
+            return idle_s
+        return min(idle_s, (self._retries[0] - utcnow()).total_seconds())
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
@@ -222,6 +241,8 @@ class WebhookDispatcher:
         next_at = now + dt.timedelta(seconds=delay * self.rng.uniform(0.5, 1.5))
         if next_at > delivery.created_at + self.retry_horizon:
             return values | {"status": FAILED, "next_attempt_at": None}
+        if len(self._retries) < _MAX_TIMERS:  # beyond that, the idle fallback finds them
+            heapq.heappush(self._retries, next_at)
         return values | {"next_attempt_at": next_at}
 
     def _http(self) -> httpx.AsyncClient:
@@ -233,6 +254,9 @@ class WebhookDispatcher:
                 timeout=self.policy.timeout_s,
             )
         return self._client
+
+
+_MAX_TIMERS = 10_000
 
 
 def payload(delivery: Claimed) -> bytes:

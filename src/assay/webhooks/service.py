@@ -12,6 +12,7 @@ from assay.kit.db import utcnow
 from assay.kit.fetch import FetchError, checked_url, resolve_checked
 from assay.kit.ids import new_hex_id, new_id, random_base62
 from assay.kit.paging import SortKey, paginate
+from assay.kit.wakeups import EVENTS, notify
 from assay.models import Webhook, WebhookDelivery
 from assay.webhooks.repository import WebhookRepository
 from assay.webhooks.schemas import (
@@ -149,7 +150,9 @@ def redeliver(
     if original is None:
         raise NotFound(f"delivery '{delivery_id}' not found")
     fresh = _pending(webhook, original.event_id, original.event_type)
-    return DeliveryOut.model_validate(repo.add_delivery(fresh))
+    delivery = repo.add_delivery(fresh)
+    notify(session, EVENTS)  # a delivery due now: the dispatcher need not wait for its timer
+    return DeliveryOut.model_validate(delivery)
 
 
 def send_test(

@@ -1,4 +1,8 @@
-"""image_extractor v1: ImageNet labels, OCR text, a visual vector and a text-space vector."""
+"""image_extractor v1: ImageNet labels, OCR text, a visual vector and a text-space vector.
+
+Its search queries go through the same models: text into the MiniLM space, an image through
+the labels-and-OCR path into it, or an image into the visual space.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import numpy as np
+
+from assay.documents.drafts import DocumentDraft
 from assay.extractors.base import (
     BatchedExtractor,
     BlobInput,
-    DocumentDraft,
     Extracted,
     ExtractorError,
     ObjectInput,
+    QueryInput,
+    QueryRefused,
 )
 from assay.extractors.builtin.catalogue import IMAGE, ImageParams
-from assay.extractors.models import embed_texts
+from assay.extractors.models import embed_query, embed_texts
 from assay.kit.limits import MediaLimits, OverLimit
 from assay.kit.limits import open_image as open_header
 
@@ -28,7 +36,6 @@ if TYPE_CHECKING:
 
 VISUAL_EMBEDDING_URI = IMAGE.feature_uri("visual_embedding")
 TEXT_EMBEDDING_URI = IMAGE.feature_uri("text_embedding")
-FEATURES_KEY = "_features"
 LABEL_PROMPT = "a photo of a {label}"
 OCR_WEIGHT = 0.5  # share of the OCR text in the text-space vector when the image has text
 _LABELS_FILE = Path(__file__).with_name("imagenet_labels.txt")
@@ -84,6 +91,15 @@ class ImageExtractor(BatchedExtractor):
     def _reads(self, blob: BlobInput) -> bool:
         return blob.type in self.reads and blob.loaded
 
+    def embed_query(
+        self, feature_uri: str, query: QueryInput, params: dict[str, Any]
+    ) -> np.ndarray:
+        if feature_uri == VISUAL_EMBEDDING_URI:
+            return visual_query(feature_uri, query, self.limits)
+        if feature_uri == TEXT_EMBEDDING_URI:
+            return text_space_query(query, self.limits)
+        return super().embed_query(feature_uri, query, params)
+
 
 def _draft(obj: ObjectInput, blob: BlobInput, d: Described) -> DocumentDraft:
     label_text = ", ".join(lb["label"] for lb in d.labels)
@@ -94,10 +110,48 @@ def _draft(obj: ObjectInput, blob: BlobInput, d: Described) -> DocumentDraft:
             "labels": d.labels,
             "ocr_text": d.ocr_text,
             "text": f"{label_text} {d.ocr_text}".strip(),
-            FEATURES_KEY: {VISUAL_EMBEDDING_URI: d.visual, TEXT_EMBEDDING_URI: d.text_vector},
         },
         metadata={**obj.metadata, **blob.metadata, **obj.properties},
+        features={VISUAL_EMBEDDING_URI: d.visual, TEXT_EMBEDDING_URI: d.text_vector},
     )
+
+
+def text_space_query(query: QueryInput, limits: MediaLimits) -> np.ndarray:
+    """A query in the MiniLM text space: its text (remembered per text), else its image
+    described as stored images are with this extractor's default params."""
+    if query.text is not None:
+        return query_vector(embed_query(query.text))
+    (described,) = describe([query_image(query, limits)], top_k=5, ocr=True)
+    return query_vector(described.text_vector)
+
+
+def visual_query(feature_uri: str, query: QueryInput, limits: MediaLimits) -> np.ndarray:
+    """A query image's pooled EfficientNet features; a text query is refused."""
+    from assay.extractors import vision
+
+    if query.image is None:
+        raise QueryRefused(
+            "inputs", f"{feature_uri} is searched with an image: give query_url or query_image"
+        )
+    return query_vector(vision.classify([query_image(query, limits)])[0].embedding)
+
+
+def query_image(query: QueryInput, limits: MediaLimits) -> Image.Image:
+    """The query image decoded as stored images are (bounded by the same limits); refused
+    when it is no image or is over them."""
+    try:
+        return decode_image(query.image or b"", limits, "the query image")
+    except ExtractorError as exc:
+        corrupt = exc.error_type == "CorruptImage"
+        msg = "the query image cannot be decoded" if corrupt else exc.message
+        raise QueryRefused("image", msg) from exc
+
+
+def query_vector(values: Any) -> np.ndarray:
+    """`values` as a float32 vector of unit length (zero stays zero)."""
+    v = np.asarray(values, dtype=np.float32)
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v
 
 
 def describe(images: list[Image.Image], top_k: int, ocr: bool) -> list[Described]:
@@ -199,8 +253,6 @@ def _shrunk(im: Image.Image, side: int) -> Image.Image:
 
 def rgb_array(image: Image.Image) -> Any:
     """An RGB image as an HxWx3 uint8 array."""
-    import numpy as np
-
     return np.asarray(image, dtype=np.uint8)
 
 
@@ -214,8 +266,6 @@ def text_space_vectors(found: list[tuple[list[dict[str, Any]], str]]) -> list[li
     """Unit 384-d vectors, one per (labels, OCR text): the probability-weighted label prompts,
     blended with the OCR text. Prompt vectors are remembered (there are 1000 labels), and the
     OCR texts are encoded in one call."""
-    import numpy as np
-
     prompts = {LABEL_PROMPT.format(label=lb["label"]) for labels, _ in found for lb in labels}
     _remember_prompts(sorted(prompts))
     texts = [text.strip() for _, text in found]
@@ -245,7 +295,5 @@ def _remember_prompts(prompts: list[str]) -> None:
 
 def _unit(v: Any) -> Any:
     """`v` scaled to unit length (zero stays zero)."""
-    import numpy as np
-
     n = float(np.linalg.norm(v))
     return v / n if n > 0 else v

@@ -3,9 +3,10 @@
 Audio becomes one document per Whisper speech segment. Video is cut into `time_split_interval`
 windows; each window's first frame goes through the image path (labels, OCR, vectors) and the
 speech inside the window is its transcript. Each window's keyframe also becomes a small JPEG
-thumbnail; an extractor cannot write blobs, so its bytes ride in the draft under
-`THUMBNAIL_KEY` and the batch job stores them. With `clip_model_path`, images and keyframes get
-a CLIP/SigLIP image vector and texts and transcripts its text vector, under `CLIP_EMBEDDING_URI`.
+thumbnail; an extractor cannot write blobs, so its bytes ride in the draft as a derived blob
+and the batch job stores them. With `clip_model_path`, images and keyframes get a CLIP/SigLIP
+image vector and texts and transcripts its text vector, under `CLIP_EMBEDDING_URI`; queries of
+that feature go through the same weights.
 """
 
 from __future__ import annotations
@@ -13,23 +14,27 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from assay.documents.drafts import DerivedBlob, DocumentDraft, Vector
 from assay.extractors import clip
 from assay.extractors.base import (
-    THUMBNAIL_KEY,
     BatchedExtractor,
     BlobInput,
-    DocumentDraft,
     Extracted,
     ExtractorError,
     ObjectInput,
+    QueryInput,
+    QueryRefused,
 )
 from assay.extractors.builtin import image as image_x
 from assay.extractors.builtin import media
 from assay.extractors.builtin import text as text_x
 from assay.extractors.builtin.catalogue import MULTIMODAL, MultimodalParams
-from assay.extractors.models import embed_texts
+from assay.extractors.models import ModelLoadError, embed_texts
 from assay.kit.limits import MediaLimits
 from assay.kit.memory import trim_heap
 
@@ -41,7 +46,7 @@ if TYPE_CHECKING:
 TEXT_EMBEDDING_URI = MULTIMODAL.feature_uri("text_embedding")
 VISUAL_EMBEDDING_URI = MULTIMODAL.feature_uri("visual_embedding")
 CLIP_EMBEDDING_URI = MULTIMODAL.feature_uri("clip_embedding")
-FEATURES_KEY = "_features"
+THUMBNAIL = "thumbnail"  # the content field of a video segment's keyframe reference
 THUMBNAIL_MAX_SIDE = 320
 THUMBNAIL_QUALITY = 80
 # Keyframes classified per forward pass: few, since they arrive one per window anyway and the
@@ -62,7 +67,7 @@ class MultimodalExtractor(BatchedExtractor):
 
     def __init__(self, limits: MediaLimits | None = None) -> None:
         self.limits = limits or MediaLimits()
-        self._texts = text_x.TextExtractor()
+        self._texts = text_x.TextExtractor(self.limits)
         self._images = image_x.ImageExtractor(self.limits)
 
     def extract_many(
@@ -100,6 +105,31 @@ class MultimodalExtractor(BatchedExtractor):
             return exc
         return drafts
 
+    def embed_query(
+        self, feature_uri: str, query: QueryInput, params: dict[str, Any]
+    ) -> np.ndarray:
+        if feature_uri == TEXT_EMBEDDING_URI:
+            return image_x.text_space_query(query, self.limits)
+        if feature_uri == VISUAL_EMBEDDING_URI:
+            return image_x.visual_query(feature_uri, query, self.limits)
+        if feature_uri == CLIP_EMBEDDING_URI:
+            return clip_query(query, params, self.limits)
+        return super().embed_query(feature_uri, query, params)
+
+
+def clip_query(query: QueryInput, params: dict[str, Any], limits: MediaLimits) -> np.ndarray:
+    """A query's text or image vector from the collection's CLIP weights."""
+    path = params.get("clip_model_path")
+    if not path:
+        raise QueryRefused("params", "this collection has no clip_model_path")
+    try:
+        if query.text is not None:
+            return image_x.query_vector(clip.embed_clip_text(path, [query.text])[0])
+        image = image_x.query_image(query, limits)
+        return image_x.query_vector(clip.embed_clip_images(path, [image])[0])
+    except ModelLoadError as exc:  # the collection's own param points at no usable model
+        raise QueryRefused("feature", str(exc)) from exc
+
 
 def add_clip_vectors(
     obj: ObjectInput,
@@ -109,7 +139,7 @@ def add_clip_vectors(
 ) -> None:
     """CLIP image vectors for image documents, text vectors for the others that have text
     (video segments got theirs from the keyframe already)."""
-    pending = [d for d in drafts if CLIP_EMBEDDING_URI not in d.content.get(FEATURES_KEY, {})]
+    pending = [d for d in drafts if CLIP_EMBEDDING_URI not in d.features]
     image_blobs = {d.blob_id for d in pending if "labels" in d.content}
     blobs = [b for b in obj.blobs if b.type == "image" and b.blob_id in image_blobs and b.loaded]
     images = [image_x.open_image(b, limits) for b in blobs]
@@ -118,19 +148,17 @@ def add_clip_vectors(
     texts: list[tuple[DocumentDraft, str]] = []
     for d in pending:
         if d.blob_id in by_blob:
-            d.content.setdefault(FEATURES_KEY, {})[CLIP_EMBEDDING_URI] = by_blob[d.blob_id]
+            d.features[CLIP_EMBEDDING_URI] = by_blob[d.blob_id]
         elif text := (d.content.get("transcript") or d.content.get("text") or "").strip():
             texts.append((d, text))
     text_vectors = clip.as_lists(clip.embed_clip_text(model_path, [t for _, t in texts]))
     for (d, _), v in zip(texts, text_vectors, strict=True):
-        d.content.setdefault(FEATURES_KEY, {})[CLIP_EMBEDDING_URI] = v
+        d.features[CLIP_EMBEDDING_URI] = v
 
 
 def _renamed(draft: DocumentDraft) -> DocumentDraft:
     """A text or image extractor's document with its vectors under multimodal feature URIs."""
-    features = draft.content.get(FEATURES_KEY, {})
-    content = {**draft.content, FEATURES_KEY: {_RENAMED.get(k, k): v for k, v in features.items()}}
-    return DocumentDraft(draft.blob_id, draft.property, content, draft.metadata, draft.segment)
+    return replace(draft, features={_RENAMED.get(k, k): v for k, v in draft.features.items()})
 
 
 def _metadata(obj: ObjectInput, blob: BlobInput) -> dict[str, Any]:
@@ -178,9 +206,10 @@ def audio_documents(
         DocumentDraft(
             blob_id=blob.blob_id,
             property=blob.property,
-            content={"text": s.text, "transcript": s.text, FEATURES_KEY: {TEXT_EMBEDDING_URI: v}},
+            content={"text": s.text, "transcript": s.text},
             metadata=_metadata(obj, blob),
             segment={"start_ms": _clamp(s.start_ms, end), "end_ms": _clamp(s.end_ms, end)},
+            features={TEXT_EMBEDDING_URI: v},
         )
         for s, v in zip(segments, vectors, strict=True)
     ]
@@ -193,8 +222,6 @@ def _clamp(ms: int, end: int | None) -> int:
 
 def _blend(a: list[float], b: list[float]) -> list[float]:
     """The unit-length mean of two unit vectors."""
-    import numpy as np
-
     v = np.asarray(a, dtype=np.float64) + np.asarray(b, dtype=np.float64)
     n = float(np.linalg.norm(v))
     return (v / n if n > 0 else v).round(6).tolist()
@@ -222,7 +249,7 @@ def video_documents(
     t_vectors = dict(zip(transcripts, embed_texts(list(transcripts.values())), strict=True))
 
     described: dict[int, image_x.Described] = {}
-    thumbnails: dict[int, dict[str, Any]] = {}
+    thumbnails: dict[int, DerivedBlob] = {}
     clip_vectors: dict[int, list[float]] = {}
     batch: list[tuple[int, Image.Image]] = []
 
@@ -255,20 +282,23 @@ def video_documents(
         d, transcript = described.get(i), transcripts.get(i, "")
         if d is None and not transcript:
             continue
-        content: dict[str, Any] = {"transcript": transcript, FEATURES_KEY: {}}
+        content: dict[str, Any] = {"transcript": transcript}
+        features: dict[str, Vector] = {}
+        derived: dict[str, DerivedBlob] = {}
         text_vector = t_vectors.get(i)
         if d is not None:
             label_text = ", ".join(lb["label"] for lb in d.labels)
             content.update(labels=d.labels, ocr_text=d.ocr_text)
             content["text"] = " ".join(t for t in (transcript, label_text, d.ocr_text) if t)
-            content[FEATURES_KEY][VISUAL_EMBEDDING_URI] = d.visual
+            features[VISUAL_EMBEDDING_URI] = d.visual
             text_vector = _blend(d.text_vector, text_vector) if text_vector else d.text_vector
-            content[THUMBNAIL_KEY] = thumbnails[i]
+            derived[THUMBNAIL] = thumbnails[i]
             if i in clip_vectors:
-                content[FEATURES_KEY][CLIP_EMBEDDING_URI] = clip_vectors[i]
+                features[CLIP_EMBEDDING_URI] = clip_vectors[i]
         else:
             content["text"] = transcript
-        content[FEATURES_KEY][TEXT_EMBEDDING_URI] = text_vector
+        if text_vector is not None:  # always: a window has a keyframe or a transcript
+            features[TEXT_EMBEDDING_URI] = text_vector
         drafts.append(
             DocumentDraft(
                 blob_id=blob.blob_id,
@@ -276,20 +306,17 @@ def video_documents(
                 content=content,
                 metadata=_metadata(obj, blob),
                 segment={"start_ms": start, "end_ms": end},
+                features=features,
+                derived_blobs=derived,
             )
         )
     return drafts
 
 
-def thumbnail(frame: Image.Image) -> dict[str, Any]:
+def thumbnail(frame: Image.Image) -> DerivedBlob:
     """A JPEG of `frame` no larger than THUMBNAIL_MAX_SIDE on its long side, with its size."""
     small = frame.convert("RGB")
     small.thumbnail((THUMBNAIL_MAX_SIDE, THUMBNAIL_MAX_SIDE))
     buf = io.BytesIO()
     small.save(buf, format="JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
-    return {
-        "data": buf.getvalue(),
-        "content_type": "image/jpeg",
-        "width": small.width,
-        "height": small.height,
-    }
+    return DerivedBlob(buf.getvalue(), "image/jpeg", small.width, small.height)

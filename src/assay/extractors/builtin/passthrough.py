@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from assay.extractors.base import DocumentDraft, Extractor, ExtractorError, ObjectInput
+from assay.documents.drafts import DocumentDraft
+from assay.extractors.base import Extractor, ExtractorError, ObjectInput
 from assay.extractors.builtin.catalogue import PASSTHROUGH
 
 

@@ -1,4 +1,8 @@
-"""text_extractor v1: text and JSON blobs chunked, each chunk embedded with MiniLM (384-d)."""
+"""text_extractor v1: text and JSON blobs chunked, each chunk embedded with MiniLM (384-d).
+
+Its queries are MiniLM vectors of their text; an image query goes through image_extractor's
+labels-and-OCR path into the same space.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +10,33 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
+from assay.documents.drafts import DocumentDraft
 from assay.extractors.base import (
     BatchedExtractor,
     BlobInput,
-    DocumentDraft,
     Extracted,
     ExtractorError,
     ObjectInput,
+    QueryInput,
 )
 from assay.extractors.builtin.catalogue import TEXT, TextParams
 from assay.extractors.builtin.chunking import Chunk, chunk
+from assay.extractors.builtin.image import text_space_query
 from assay.extractors.models import embed_texts
+from assay.kit.limits import MediaLimits
 
 TEXT_EMBEDDING_URI = TEXT.feature_uri("text_embedding")
-# Vectors ride in the content under this key until DocumentDraft carries features itself.
-FEATURES_KEY = "_features"
 
 
 class TextExtractor(BatchedExtractor):
     spec = TEXT
     reads = frozenset({"text", "json"})
+
+    def __init__(self, limits: MediaLimits | None = None) -> None:
+        """`limits` bound the query images it decodes (documents come from text only)."""
+        self.limits = limits or MediaLimits()
 
     def extract_many(
         self, objects: Sequence[ObjectInput], params: dict[str, Any]
@@ -47,12 +58,20 @@ class TextExtractor(BatchedExtractor):
                 DocumentDraft(
                     blob_id=blob.blob_id,
                     property=blob.property,
-                    content={"text": c.text, FEATURES_KEY: {TEXT_EMBEDDING_URI: vector}},
+                    content={"text": c.text},
                     metadata={**obj.metadata, **blob.metadata, **obj.properties},
                     segment={"start_char": c.start, "end_char": c.end},
+                    features={TEXT_EMBEDDING_URI: vector},
                 )
             )
         return [failed.get(i, d) for i, d in enumerate(drafts)]
+
+    def embed_query(
+        self, feature_uri: str, query: QueryInput, params: dict[str, Any]
+    ) -> np.ndarray:
+        if feature_uri == TEXT_EMBEDDING_URI:
+            return text_space_query(query, self.limits)
+        return super().embed_query(feature_uri, query, params)
 
     def _blobs(self, obj: ObjectInput) -> list[BlobInput]:
         return [b for b in obj.blobs if b.type in self.reads and b.loaded]

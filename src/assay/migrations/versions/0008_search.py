@@ -111,7 +111,7 @@ def _json(value: object) -> dict:
 
 def _carry_over(old: list[tuple[str, str, str, dict, dict]]) -> None:
     """Documents written before this revision get their keys, text and vector rows."""
-    from assay.collections.text import search_text
+    from assay.documents.text import search_text
 
     bind = op.get_bind()
     for document_id, ns, collection_id, content, features in old:

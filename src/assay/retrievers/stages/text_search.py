@@ -1,4 +1,4 @@
-"""`text_search`: BM25 over chunk text, OCR text, transcripts and labels (SQLite FTS5)."""
+"""`text_search`: BM25 over text, OCR text, transcripts and labels (FTS5 or tsvector)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,170 @@
+"""Vector search inside PostgreSQL with pgvector: the `FeatureIndex` of scale-out deployments.
+
+`document_vectors.vector` is pgvector's `vector`; each collection feature gets a partial HNSW
+index over a `halfvec(d)` cast of it (half the size of float32, the same recall at these
+dimensions), made on its first search. Nothing lives outside the database, so every API
+process sees what any worker wrote the moment it commits.
+
+Filtered searches keep their recall two ways: a selective candidate set (up to
+`exact_limit` keys) is ranked exactly over its own float32 vectors; a larger one goes
+through the HNSW index with pgvector's iterative scans, which keep walking the graph until
+`k` rows pass the filter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+import numpy as np
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from assay.backends.vector.base import VectorIndexError
+
+_MAX_EF_SEARCH = 1000  # pgvector's ceiling
+
+
+def _literal(value: str) -> str:
+    # The partial index's predicate must appear as constants for the planner to use it.
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _vector_text(query: np.ndarray) -> str:
+    return "[" + ",".join(repr(float(x)) for x in np.asarray(query, dtype=np.float32)) + "]"
+
+
+class PgVectorIndexes:
+    """Vector search per (collection, feature URI) with pgvector; no state outside PostgreSQL."""
+
+    def __init__(self, engine: Engine, *, exact_limit: int = 20_000, ef_search: int = 100) -> None:
+        self.engine = engine
+        self.exact_limit = exact_limit
+        self.ef_search = ef_search
+        self._dims: dict[tuple[str, str], int] = {}  # those whose HNSW index exists
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def index_name(collection_id: str, feature_uri: str) -> str:
+        digest = hashlib.sha256(feature_uri.encode()).hexdigest()[:12]
+        return f"ix_vec_{collection_id}_{digest}"[:63]
+
+    def search(
+        self,
+        session: Session,
+        collection_id: str,
+        feature_uri: str,
+        query: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Doc keys and cosine similarities of the `k` nearest vectors, best first."""
+        dims = self._dimensions(session, collection_id, feature_uri)
+        if dims is None or k <= 0 or (allowed is not None and len(allowed) == 0):
+            return np.empty(0, np.uint64), np.empty(0, np.float32)
+        if query.shape[-1] != dims:
+            raise VectorIndexError(
+                f"{feature_uri} holds {dims}-d vectors; the query has {query.shape[-1]}"
+            )
+        where = (
+            f"collection_id = {_literal(collection_id)} "
+            f"AND feature_uri = {_literal(feature_uri)}"
+        )
+        params: dict[str, object] = {"q": _vector_text(query), "k": int(k)}
+        if allowed is not None and len(allowed) <= self.exact_limit:
+            sql = (
+                "SELECT doc_key, vector <=> CAST(:q AS vector) AS d FROM document_vectors "
+                f"WHERE {where} AND doc_key = ANY(:keys) ORDER BY d, doc_key LIMIT :k"
+            )
+            params["keys"] = [int(x) for x in allowed.tolist()]
+        else:
+            self._ensure_index(collection_id, feature_uri, dims)
+            ef = min(_MAX_EF_SEARCH, max(self.ef_search, 2 * int(k)))
+            session.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))
+            session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+            sql = (
+                f"SELECT doc_key, (vector::halfvec({dims})) <=> CAST(:q AS halfvec({dims})) AS d "
+                f"FROM document_vectors WHERE {where}"
+            )
+            if allowed is not None:
+                sql += " AND doc_key = ANY(:keys)"
+                params["keys"] = [int(x) for x in allowed.tolist()]
+            sql += " ORDER BY d LIMIT :k"
+        rows = session.execute(text(sql), params).all()
+        rows.sort(key=lambda r: (r[1], r[0]))  # relaxed order comes back nearly sorted
+        keys = np.fromiter((r[0] for r in rows), np.uint64, len(rows))
+        sims = np.fromiter((1.0 - float(r[1]) for r in rows), np.float32, len(rows))
+        return keys, sims
+
+    def size(self, session: Session, collection_id: str, feature_uri: str) -> int:
+        return len(self.keys(session, collection_id, feature_uri))
+
+    def keys(self, session: Session, collection_id: str, feature_uri: str) -> np.ndarray:
+        rows = session.execute(
+            text(
+                "SELECT doc_key FROM document_vectors "
+                "WHERE collection_id = :c AND feature_uri = :u ORDER BY doc_key"
+            ),
+            {"c": collection_id, "u": feature_uri},
+        ).scalars()
+        return np.fromiter((int(r) for r in rows), np.uint64)
+
+    def check(self) -> None:
+        """Raise unless pgvector is installed in the database (readiness)."""
+        with self.engine.connect() as conn:
+            found = conn.scalar(text("SELECT 1 FROM pg_extension WHERE extname = 'vector'"))
+        if not found:
+            raise VectorIndexError("the pgvector extension is not installed in the database")
+
+    def drop(self, collection_ids: list[str]) -> None:
+        """Drop the HNSW indexes of deleted collections (their rows went with them)."""
+        gone = set(collection_ids)
+        with self._lock:
+            for key in [k for k in self._dims if k[0] in gone]:
+                self._dims.pop(key)
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for collection_id in gone:
+                names = conn.scalars(
+                    text(
+                        "SELECT indexname FROM pg_indexes WHERE tablename = 'document_vectors' "
+                        "AND starts_with(indexname, :p)"
+                    ),
+                    {"p": f"ix_vec_{collection_id}_"},
+                ).all()
+                for name in names:
+                    conn.execute(text(f'DROP INDEX IF EXISTS "{name}"'))
+
+    def save_all(self) -> None:
+        """Nothing to save: the database holds everything."""
+
+    def _dimensions(self, session: Session, collection_id: str, feature_uri: str) -> int | None:
+        known = self._dims.get((collection_id, feature_uri))
+        if known is not None:
+            return known
+        dims = session.scalar(
+            text(
+                "SELECT vector_dims(vector) FROM document_vectors "
+                "WHERE collection_id = :c AND feature_uri = :u LIMIT 1"
+            ),
+            {"c": collection_id, "u": feature_uri},
+        )
+        return None if dims is None else int(dims)
+
+    def _ensure_index(self, collection_id: str, feature_uri: str, dims: int) -> None:
+        """Make the collection feature's HNSW index once (in its own committed statement)."""
+        key = (collection_id, feature_uri)
+        if key in self._dims:
+            return
+        with self._lock:
+            if key in self._dims:
+                return
+            name = self.index_name(collection_id, feature_uri)
+            ddl = (
+                f'CREATE INDEX IF NOT EXISTS "{name}" ON document_vectors USING hnsw '
+                f"((vector::halfvec({dims})) halfvec_cosine_ops) "
+                f"WHERE collection_id = {_literal(collection_id)} "
+                f"AND feature_uri = {_literal(feature_uri)}"
+            )
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text(ddl))
+            self._dims[key] = dims
