@@ -316,7 +316,7 @@ class _Locator:
 
     def locate(self, hits: list[SearchResult]) -> dict[str, tuple[str, str]]:
         """document id → (object key, blob type), best effort."""
-        out: dict[str, tuple[str, str]] = {}
+        out: dict[str, tuple[str, str | None]] = {}
         seen: dict[str, tuple[str, dict[str, str]]] = {}
         for hit in hits:
             oid = hit.source.object_id

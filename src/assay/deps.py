@@ -1,8 +1,15 @@
-"""Annotated FastAPI dependencies: the caller, its namespace, paging.
+"""Annotated FastAPI dependencies: the caller and its permission, its namespace, paging.
 
-Each route takes one of `CurrentCaller` (key-authenticated) or `CurrentScope` (key plus
-`X-Namespace`): a single dependency each, since FastAPI's per-dependency overhead is a
-noticeable share of a fast route's cost.
+Each route states the permission it needs in its signature, with one of these types:
+
+    ReadCaller / AdminCaller / NamespaceCreator    key-authenticated (401), role checked (403)
+    WritableNamespace                              plus the path's namespace (404, then 403)
+    ReadScope / WriteScope                         plus `X-Namespace` (400 if absent, 404, 403)
+
+A namespace the key may not see is 404 before any role check, so a key limited to other
+namespaces cannot tell them from missing ones. Services take the principal only for what it
+may see, never to check its role. Each type is a single dependency, since FastAPI's
+per-dependency overhead is a noticeable share of a fast route's cost.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from assay.namespaces import service as namespace_service
 
 
 def context_of(request: Request) -> AppContext:
-    return request.app.state.ctx  # type: ignore[no-any-return]
+    return request.app.state.ctx
 
 
 async def get_ctx(request: Request) -> AppContext:
@@ -40,7 +47,8 @@ class Caller:
 
 @dataclass(frozen=True)
 class NamespaceScope(Caller):
-    """A caller inside the namespace named by `X-Namespace` (visible to its key)."""
+    """A caller inside a namespace its key may see (named by `X-Namespace`, or by the path of a
+    namespace's own routes)."""
 
     namespace_id: str
     namespace_name: str
@@ -59,34 +67,78 @@ async def _authenticate(request: Request) -> Caller:
     return Caller(ctx, principal)
 
 
+async def _visible_namespace(caller: Caller, ident: str) -> NamespaceScope:
+    """The namespace named by id or name, if the caller's key may see it; else 404 (never 403)."""
+    ctx, key = caller.ctx, ("namespace", ident)
+    found = ctx.lookups.get(key)
+    if found is None:
+        found = await ctx.db.read(lambda s: namespace_service.find(s, ident))
+        if found is not None:
+            ctx.lookups.put(key, found)
+    if found is None or not caller.principal.can_see(found[0]):
+        raise namespace_service.not_found(ident)
+    return NamespaceScope(ctx, caller.principal, *found)
+
+
+async def _scope(request: Request, x_namespace: str | None) -> NamespaceScope:
+    caller = await _authenticate(request)
+    if not x_namespace:
+        raise BadRequest("missing X-Namespace header (a namespace id such as ns_... or its name)")
+    return await _visible_namespace(caller, x_namespace)
+
+
+XNamespace = Annotated[
+    str | None, Header(alias="X-Namespace", description="namespace id (ns_...) or name")
+]
+
+
 async def get_caller(request: Request) -> Caller:
     return await _authenticate(request)
 
 
-CurrentCaller = Annotated[Caller, Depends(get_caller)]
-
-
-async def get_scope(
-    request: Request,
-    x_namespace: Annotated[
-        str | None, Header(alias="X-Namespace", description="namespace id (ns_...) or name")
-    ] = None,
-) -> NamespaceScope:
+async def get_admin_caller(request: Request) -> Caller:
     caller = await _authenticate(request)
-    if not x_namespace:
-        raise BadRequest("missing X-Namespace header (a namespace id such as ns_... or its name)")
-    ctx, key = caller.ctx, ("namespace", x_namespace)
-    found = ctx.lookups.get(key)
-    if found is None:
-        found = await ctx.db.read(lambda s: namespace_service.find(s, x_namespace))
-        if found is not None:
-            ctx.lookups.put(key, found)
-    if found is None or not caller.principal.can_see(found[0]):
-        raise namespace_service.not_found(x_namespace)
-    return NamespaceScope(ctx, caller.principal, *found)
+    caller.principal.require("admin")
+    return caller
 
 
-CurrentScope = Annotated[NamespaceScope, Depends(get_scope)]
+async def get_namespace_creator(request: Request) -> Caller:
+    caller = await _authenticate(request)
+    caller.principal.require("write")
+    caller.principal.require_all_namespaces()
+    return caller
+
+
+async def get_writable_namespace(request: Request, namespace_identifier: str) -> NamespaceScope:
+    # Visibility first: a namespace the key may not see is 404 whatever the key's role.
+    scope = await _visible_namespace(await _authenticate(request), namespace_identifier)
+    scope.principal.require("write")
+    return scope
+
+
+async def get_scope(request: Request, x_namespace: XNamespace = None) -> NamespaceScope:
+    return await _scope(request, x_namespace)
+
+
+async def get_write_scope(request: Request, x_namespace: XNamespace = None) -> NamespaceScope:
+    # The namespace first: one the key may not see is 404 whatever the key's role.
+    scope = await _scope(request, x_namespace)
+    scope.principal.require("write")
+    return scope
+
+
+ReadCaller = Annotated[Caller, Depends(get_caller)]
+"""Any valid key (every role may read)."""
+AdminCaller = Annotated[Caller, Depends(get_admin_caller)]
+"""A key with role `admin`, else 403."""
+NamespaceCreator = Annotated[Caller, Depends(get_namespace_creator)]
+"""A `write` key not limited to some namespaces (only those may create namespaces), else 403."""
+WritableNamespace = Annotated[NamespaceScope, Depends(get_writable_namespace)]
+"""The path's `namespace_identifier`, visible to a `write` key: 404 if not visible, else 403."""
+ReadScope = Annotated[NamespaceScope, Depends(get_scope)]
+"""Any valid key, inside the `X-Namespace` it may see (404 otherwise)."""
+WriteScope = Annotated[NamespaceScope, Depends(get_write_scope)]
+"""A `write` (or `admin`) key, inside the `X-Namespace` it may see: 404 before 403."""
 
 
 @dataclass(frozen=True)

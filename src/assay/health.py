@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from assay.deps import Ctx, CurrentCaller
+from assay.deps import Ctx, ReadCaller
 from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import Schema
 
@@ -71,6 +71,6 @@ class ExtractorOut(Schema):
 
 @catalogue_router.get("/v1/feature-extractors", response_model=list[ExtractorOut])
 @catalogue_router.get("/v1/collections/features/extractors", response_model=list[ExtractorOut])
-async def list_feature_extractors(caller: CurrentCaller) -> list[ExtractorOut]:
+async def list_feature_extractors(caller: ReadCaller) -> list[ExtractorOut]:
     """The extractor catalogue."""
     return [ExtractorOut.model_validate(spec.describe()) for spec in caller.ctx.registry.all()]

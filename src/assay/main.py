@@ -81,7 +81,7 @@ def _document_bearer_auth(app: FastAPI) -> None:
     """Declare the bearer key in OpenAPI (checked by one dependency, not per-route security)."""
     build = app.openapi
 
-    def openapi() -> dict[str, Any] | None:
+    def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
             schema.setdefault("components", {})["securitySchemes"] = {
@@ -91,6 +91,7 @@ def _document_bearer_auth(app: FastAPI) -> None:
                 if path not in _PUBLIC_PATHS:
                     for operation in operations.values():
                         operation["security"] = [{"bearer": []}]
+            app.openapi_schema = schema  # build() cached it already; this tells the type
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -137,7 +138,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         errors = [_clean_error(e) for e in exc.errors()]
         if any(e["type"] == "json_invalid" for e in errors):
             return _envelope(400, "BadRequestError", "request body is not valid JSON")
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        first: dict[str, Any] = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"])
         message = f"{where}: {first['msg']}" if where else first["msg"]
         return _envelope(422, "ValidationError", message, {"validation_errors": errors})

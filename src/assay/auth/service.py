@@ -61,10 +61,10 @@ def create_key(
 def _resolve_namespaces(
     session: Session, idents: list[str], visible: frozenset[str] | None
 ) -> list[str]:
-    repo = NamespaceRepository(session)
+    repo = NamespaceRepository(session, visible)
     ids: list[str] = []
     for i, ident in enumerate(idents):
-        ns = repo.get_by_ident(ident, visible)
+        ns = repo.get_by_ident(ident)
         if ns is None:
             raise ValidationFailed.at(["namespaces", i], f"namespace '{ident}' does not exist")
         ids.append(ns.namespace_id)
@@ -97,7 +97,7 @@ def _manages(viewer: Principal | None, key: ApiKey) -> bool:
 
 
 def list_keys(session: Session, viewer: Principal | None = None) -> list[ApiKey]:
-    return [k for k in KeyRepository(session).list() if _manages(viewer, k)]
+    return [k for k in KeyRepository(session).all() if _manages(viewer, k)]
 
 
 def revoke_key(session: Session, key_id: str, viewer: Principal | None = None) -> ApiKey:

@@ -13,7 +13,7 @@ from assay.batches.schemas import (
     FailuresOut,
     TaskRef,
 )
-from assay.deps import CurrentScope, NamespaceScope, PageQuery
+from assay.deps import NamespaceScope, PageQuery, ReadScope, WriteScope
 from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import ListRequest, Page, Pagination
 
@@ -23,18 +23,16 @@ router = APIRouter(
 
 
 @router.post("", response_model=BatchOut)
-async def create_batch(bucket_identifier: str, body: BatchCreate, scope: CurrentScope) -> BatchOut:
+async def create_batch(bucket_identifier: str, body: BatchCreate, scope: WriteScope) -> BatchOut:
     """Group objects of the bucket into a DRAFT batch."""
     return await scope.ctx.db.write(
-        lambda s: service.create(
-            s, scope.principal, scope.namespace_id, bucket_identifier, body.object_ids
-        )
+        lambda s: service.create(s, scope.namespace_id, bucket_identifier, body.object_ids)
     )
 
 
 @router.get("", response_model=Page[BatchListItem])
 async def list_batches(
-    bucket_identifier: str, scope: CurrentScope, page: PageQuery
+    bucket_identifier: str, scope: ReadScope, page: PageQuery
 ) -> Page[BatchListItem]:
     """Batches of the bucket, newest first."""
     return await _list(scope, bucket_identifier, page.limit, page.cursor)
@@ -42,7 +40,7 @@ async def list_batches(
 
 @router.post("/list", response_model=Page[BatchListItem])
 async def list_batches_post(
-    bucket_identifier: str, body: ListRequest, scope: CurrentScope
+    bucket_identifier: str, body: ListRequest, scope: ReadScope
 ) -> Page[BatchListItem]:
     """The hosted product's list form."""
     return await _list(scope, bucket_identifier, body.limit, body.cursor)
@@ -62,7 +60,7 @@ async def _list(
 
 
 @router.get("/{batch_id}", response_model=BatchOut)
-async def get_batch(bucket_identifier: str, batch_id: str, scope: CurrentScope) -> BatchOut:
+async def get_batch(bucket_identifier: str, batch_id: str, scope: ReadScope) -> BatchOut:
     """Status and live progress."""
     return await scope.ctx.db.read(
         lambda s: service.get(s, scope.namespace_id, bucket_identifier, batch_id)
@@ -71,38 +69,34 @@ async def get_batch(bucket_identifier: str, batch_id: str, scope: CurrentScope) 
 
 @router.post("/{batch_id}/objects", response_model=BatchOut)
 async def add_batch_objects(
-    bucket_identifier: str, batch_id: str, body: BatchAddObjects, scope: CurrentScope
+    bucket_identifier: str, batch_id: str, body: BatchAddObjects, scope: WriteScope
 ) -> BatchOut:
     """Add objects while the batch is DRAFT."""
     return await scope.ctx.db.write(
         lambda s: service.add_objects(
-            s, scope.principal, scope.namespace_id, bucket_identifier, batch_id, body.object_ids
+            s, scope.namespace_id, bucket_identifier, batch_id, body.object_ids
         )
     )
 
 
 @router.post("/{batch_id}/submit", response_model=TaskRef)
-async def submit_batch(bucket_identifier: str, batch_id: str, scope: CurrentScope) -> TaskRef:
+async def submit_batch(bucket_identifier: str, batch_id: str, scope: WriteScope) -> TaskRef:
     """Queue the batch for extraction; poll the batch or its task."""
     return await scope.ctx.db.write(
-        lambda s: service.submit(
-            s, scope.principal, scope.namespace_id, bucket_identifier, batch_id
-        )
+        lambda s: service.submit(s, scope.namespace_id, bucket_identifier, batch_id)
     )
 
 
 @router.post("/{batch_id}/cancel", response_model=BatchOut)
-async def cancel_batch(bucket_identifier: str, batch_id: str, scope: CurrentScope) -> BatchOut:
+async def cancel_batch(bucket_identifier: str, batch_id: str, scope: WriteScope) -> BatchOut:
     """Stop a QUEUED or PROCESSING batch."""
     return await scope.ctx.db.write(
-        lambda s: service.cancel(
-            s, scope.principal, scope.namespace_id, bucket_identifier, batch_id
-        )
+        lambda s: service.cancel(s, scope.namespace_id, bucket_identifier, batch_id)
     )
 
 
 @router.get("/{batch_id}/failures", response_model=FailuresOut)
-async def batch_failures(bucket_identifier: str, batch_id: str, scope: CurrentScope) -> FailuresOut:
+async def batch_failures(bucket_identifier: str, batch_id: str, scope: ReadScope) -> FailuresOut:
     """Each failed object with its error type, message and attempts."""
     return await scope.ctx.db.read(
         lambda s: service.failures(s, scope.namespace_id, bucket_identifier, batch_id), heavy=True
@@ -110,8 +104,8 @@ async def batch_failures(bucket_identifier: str, batch_id: str, scope: CurrentSc
 
 
 @router.post("/{batch_id}/retry", response_model=TaskRef)
-async def retry_batch(bucket_identifier: str, batch_id: str, scope: CurrentScope) -> TaskRef:
+async def retry_batch(bucket_identifier: str, batch_id: str, scope: WriteScope) -> TaskRef:
     """Reprocess only the failed objects."""
     return await scope.ctx.db.write(
-        lambda s: service.retry(s, scope.principal, scope.namespace_id, bucket_identifier, batch_id)
+        lambda s: service.retry(s, scope.namespace_id, bucket_identifier, batch_id)
     )

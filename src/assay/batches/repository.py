@@ -4,26 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, insert, select, update
 
 from assay.kit.db import utcnow
+from assay.kit.repository import BucketedRepository
 from assay.models import Batch, BatchItem, Blob, Object
 
 
-class BatchRepository:
-    def __init__(self, session: Session, namespace_id: str, bucket_id: str) -> None:
-        self.session = session
-        self.namespace_id = namespace_id
-        self.bucket_id = bucket_id
-
-    def scoped(self) -> Select[tuple[Batch]]:
-        return select(Batch).where(
-            Batch.namespace_id == self.namespace_id, Batch.bucket_id == self.bucket_id
-        )
-
-    def get(self, batch_id: str) -> Batch | None:
-        return self.session.scalar(self.scoped().where(Batch.batch_id == batch_id))
+class BatchRepository(BucketedRepository[Batch]):
+    model = Batch
+    namespace_column = Batch.namespace_id
+    bucket_column = Batch.bucket_id
+    id_column = Batch.batch_id
 
     def get_locked(self, batch_id: str) -> Batch | None:
         """The batch, its row locked until the transaction ends (`FOR UPDATE`; SQLite's writer

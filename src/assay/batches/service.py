@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from assay.auth.principal import Principal
 from assay.batches import states
 from assay.batches.repository import BatchRepository
 from assay.batches.schemas import (
@@ -54,12 +53,10 @@ def _check_objects(repo: BatchRepository, object_ids: list[str]) -> None:
 
 def create(
     session: Session,
-    principal: Principal,
     namespace_id: str,
     bucket_ident: str,
     object_ids: list[str],
 ) -> BatchOut:
-    principal.require("write")
     repo = _repo(session, namespace_id, bucket_ident)
     _check_objects(repo, object_ids)
     batch = Batch(batch_id=new_id("btch"), namespace_id=namespace_id, bucket_id=repo.bucket_id)
@@ -71,13 +68,11 @@ def create(
 
 def add_objects(
     session: Session,
-    principal: Principal,
     namespace_id: str,
     bucket_ident: str,
     batch_id: str,
     object_ids: list[str],
 ) -> BatchOut:
-    principal.require("write")
     repo = _repo(session, namespace_id, bucket_ident)
     batch = _batch(repo, batch_id)
     if batch.status != "DRAFT":
@@ -87,11 +82,8 @@ def add_objects(
     return to_out(repo, batch)
 
 
-def submit(
-    session: Session, principal: Principal, namespace_id: str, bucket_ident: str, batch_id: str
-) -> TaskRef:
+def submit(session: Session, namespace_id: str, bucket_ident: str, batch_id: str) -> TaskRef:
     """DRAFT → QUEUED: a task to poll, and one job per chunk of objects."""
-    principal.require("write")
     repo = _repo(session, namespace_id, bucket_ident)
     batch = _batch(repo, batch_id)
     if batch.status != "DRAFT":
@@ -156,10 +148,7 @@ def job_chunks(objects: list[tuple[str, int]]) -> list[list[str]]:
     return chunks
 
 
-def cancel(
-    session: Session, principal: Principal, namespace_id: str, bucket_ident: str, batch_id: str
-) -> BatchOut:
-    principal.require("write")
+def cancel(session: Session, namespace_id: str, bucket_ident: str, batch_id: str) -> BatchOut:
     repo = _repo(session, namespace_id, bucket_ident)
     batch = _batch(repo, batch_id)
     states.move(session, batch, "CANCELED", reason="canceled by request")
@@ -167,11 +156,8 @@ def cancel(
     return to_out(repo, batch)
 
 
-def retry(
-    session: Session, principal: Principal, namespace_id: str, bucket_ident: str, batch_id: str
-) -> TaskRef:
+def retry(session: Session, namespace_id: str, bucket_ident: str, batch_id: str) -> TaskRef:
     """Reprocess only the failed objects of a finished batch."""
-    principal.require("write")
     repo = _repo(session, namespace_id, bucket_ident)
     batch = _batch(repo, batch_id)
     failed = repo.object_sizes(batch_id, "FAILED")

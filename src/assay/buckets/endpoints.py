@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from assay.buckets import service
 from assay.buckets.schemas import BucketCreate, BucketDeleted, BucketOut, BucketPatch
-from assay.deps import CurrentScope, NamespaceScope, PageQuery
+from assay.deps import NamespaceScope, PageQuery, ReadScope, WriteScope
 from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import ListRequest, Page, Pagination
 
@@ -14,21 +14,19 @@ router = APIRouter(prefix="/v1/buckets", tags=["buckets"], route_class=StrictJso
 
 
 @router.post("", response_model=BucketOut)
-async def create_bucket(body: BucketCreate, scope: CurrentScope) -> BucketOut:
+async def create_bucket(body: BucketCreate, scope: WriteScope) -> BucketOut:
     """Create a schema-validated bucket."""
-    return await scope.ctx.db.write(
-        lambda s: service.create(s, scope.principal, scope.namespace_id, body)
-    )
+    return await scope.ctx.db.write(lambda s: service.create(s, scope.namespace_id, body))
 
 
 @router.get("", response_model=Page[BucketOut])
-async def list_buckets(scope: CurrentScope, page: PageQuery) -> Page[BucketOut]:
+async def list_buckets(scope: ReadScope, page: PageQuery) -> Page[BucketOut]:
     """Buckets of the namespace."""
     return await _list(scope, page.limit, page.cursor)
 
 
 @router.post("/list", response_model=Page[BucketOut])
-async def list_buckets_post(body: ListRequest, scope: CurrentScope) -> Page[BucketOut]:
+async def list_buckets_post(body: ListRequest, scope: ReadScope) -> Page[BucketOut]:
     """The hosted product's list form."""
     return await _list(scope, body.limit, body.cursor)
 
@@ -43,7 +41,7 @@ async def _list(scope: NamespaceScope, limit: int, cursor: str | None) -> Page[B
 
 
 @router.get("/{bucket_identifier}", response_model=BucketOut)
-async def get_bucket(bucket_identifier: str, scope: CurrentScope) -> BucketOut:
+async def get_bucket(bucket_identifier: str, scope: ReadScope) -> BucketOut:
     """One bucket, by id or name."""
     return await scope.ctx.db.read(
         lambda s: service.to_out(service.get_bucket(s, scope.namespace_id, bucket_identifier))
@@ -54,21 +52,21 @@ async def get_bucket(bucket_identifier: str, scope: CurrentScope) -> BucketOut:
 async def patch_bucket(
     bucket_identifier: str,
     body: BucketPatch,
-    scope: CurrentScope,
+    scope: WriteScope,
 ) -> BucketOut:
     """Rename a bucket or change its description and metadata."""
     out = await scope.ctx.db.write(
-        lambda s: service.patch(s, scope.principal, scope.namespace_id, bucket_identifier, body)
+        lambda s: service.patch(s, scope.namespace_id, bucket_identifier, body)
     )
     scope.ctx.lookups.clear()
     return out
 
 
 @router.delete("/{bucket_identifier}", response_model=BucketDeleted)
-async def delete_bucket(bucket_identifier: str, scope: CurrentScope) -> BucketDeleted:
+async def delete_bucket(bucket_identifier: str, scope: WriteScope) -> BucketDeleted:
     """Delete a bucket with all its objects."""
     bucket_id, keys = await scope.ctx.db.write(
-        lambda s: service.delete(s, scope.principal, scope.namespace_id, bucket_identifier)
+        lambda s: service.delete(s, scope.namespace_id, bucket_identifier)
     )
     scope.ctx.lookups.clear()
     await scope.ctx.keeper.remove_unreferenced(scope.namespace_id, keys)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from assay.auth.principal import Principal
 from assay.buckets.repository import BucketRepository
 from assay.buckets.schemas import BucketCreate, BucketOut, BucketPatch
 from assay.errors import AlreadyExists, NotFound, ValidationFailed
@@ -22,10 +21,7 @@ def get_bucket(session: Session, namespace_id: str, ident: str) -> Bucket:
     return bucket
 
 
-def create(
-    session: Session, principal: Principal, namespace_id: str, body: BucketCreate
-) -> BucketOut:
-    principal.require("write")
+def create(session: Session, namespace_id: str, body: BucketCreate) -> BucketOut:
     if has_prefix(body.bucket_name, "bkt"):
         raise ValidationFailed.at(["bucket_name"], "a name may not look like a bucket id")
     repo = BucketRepository(session, namespace_id)
@@ -44,10 +40,7 @@ def create(
     return to_out(bucket, body.warnings())
 
 
-def patch(
-    session: Session, principal: Principal, namespace_id: str, ident: str, body: BucketPatch
-) -> BucketOut:
-    principal.require("write")
+def patch(session: Session, namespace_id: str, ident: str, body: BucketPatch) -> BucketOut:
     bucket = get_bucket(session, namespace_id, ident)
     fields = body.model_fields_set
     if body.bucket_name is not None and body.bucket_name != bucket.bucket_name:
@@ -62,11 +55,8 @@ def patch(
     return to_out(bucket)
 
 
-def delete(
-    session: Session, principal: Principal, namespace_id: str, ident: str
-) -> tuple[str, set[str]]:
+def delete(session: Session, namespace_id: str, ident: str) -> tuple[str, set[str]]:
     """Delete a bucket with its objects; returns its id and the storage keys its blobs used."""
-    principal.require("write")
     bucket = get_bucket(session, namespace_id, ident)
     keys = set(
         session.scalars(

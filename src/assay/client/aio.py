@@ -6,6 +6,7 @@ Every method runs the same operation as its `Client` twin; lists are async itera
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -240,7 +241,7 @@ class Batches(_Group):
         """Batches of a bucket, newest first."""
         return self._iterate(ops.batch_pager(bucket, page_size))
 
-    async def failures(self, bucket: str, batch_id: str) -> list[BatchFailure]:
+    async def failures(self, bucket: str, batch_id: str) -> builtins.list[BatchFailure]:
         """The objects that failed, with their error type and message."""
         return await self._run(ops.batch_failures(bucket, batch_id))
 

@@ -168,7 +168,7 @@ def from_response(response: httpx.Response) -> AssayError:
         err_type = str(error.get("type") or err_type)
         message = str(error.get("message") or "")
         details = error.get("details") if isinstance(error.get("details"), dict) else None
-        request_id = (details or {}).get("request_id") or body.get("request_id")  # type: ignore[union-attr]
+        request_id = (details or {}).get("request_id") or body.get("request_id")
     elif isinstance(body, dict) and "detail" in body:
         message = str(body["detail"])
     else:

@@ -493,6 +493,7 @@ def text_search(
         for uri in _text_uris(col, catalogue):
             uris.setdefault(uri, []).append(col.collection_id)
     top_k = max(top_k, limit)
+    search: dict[str, Any]
     if uris:
         searches = [
             {"feature_uri": uri, "query": "{{INPUT.query}}", "top_k": top_k}

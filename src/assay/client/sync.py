@@ -6,6 +6,7 @@ surface with `await`. Lists are iterators that fetch page after page as they are
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -237,7 +238,7 @@ class Batches(_Group):
         """Batches of a bucket, newest first."""
         return self._iterate(ops.batch_pager(bucket, page_size))
 
-    def failures(self, bucket: str, batch_id: str) -> list[BatchFailure]:
+    def failures(self, bucket: str, batch_id: str) -> builtins.list[BatchFailure]:
         """The objects that failed, with their error type and message."""
         return self._run(ops.batch_failures(bucket, batch_id))
 

@@ -16,7 +16,7 @@ from assay.collections.schemas import (
     DocumentListRequest,
     DocumentOut,
 )
-from assay.deps import CurrentScope, PageQuery
+from assay.deps import PageQuery, ReadScope, WriteScope
 from assay.errors import NotFound
 from assay.kit import content_types
 from assay.kit.routing import StrictJsonRoute
@@ -28,27 +28,25 @@ IncludeVectors = Annotated[bool, Query(description="add each document's feature 
 
 
 @router.post("", response_model=CollectionOut)
-async def create_collection(body: CollectionCreate, scope: CurrentScope) -> CollectionOut:
+async def create_collection(body: CollectionCreate, scope: WriteScope) -> CollectionOut:
     """A collection fed by some buckets through one extractor."""
     ctx = scope.ctx
-    return await ctx.db.write(
-        lambda s: service.create(s, ctx.registry, scope.principal, scope.namespace_id, body)
-    )
+    return await ctx.db.write(lambda s: service.create(s, ctx.registry, scope.namespace_id, body))
 
 
 @router.get("", response_model=Page[CollectionOut])
-async def list_collections(scope: CurrentScope, page: PageQuery) -> Page[CollectionOut]:
+async def list_collections(scope: ReadScope, page: PageQuery) -> Page[CollectionOut]:
     """Collections of the namespace."""
     return await _list(scope, page.limit, page.cursor)
 
 
 @router.post("/list", response_model=Page[CollectionOut])
-async def list_collections_post(body: ListRequest, scope: CurrentScope) -> Page[CollectionOut]:
+async def list_collections_post(body: ListRequest, scope: ReadScope) -> Page[CollectionOut]:
     """The hosted product's list form."""
     return await _list(scope, body.limit, body.cursor)
 
 
-async def _list(scope: CurrentScope, limit: int, cursor: str | None) -> Page[CollectionOut]:
+async def _list(scope: ReadScope, limit: int, cursor: str | None) -> Page[CollectionOut]:
     ctx = scope.ctx
     rows, nxt, total = await ctx.db.read(
         lambda s: service.list_page(
@@ -61,7 +59,7 @@ async def _list(scope: CurrentScope, limit: int, cursor: str | None) -> Page[Col
 
 
 @router.get("/{collection_identifier}", response_model=CollectionOut)
-async def get_collection(collection_identifier: str, scope: CurrentScope) -> CollectionOut:
+async def get_collection(collection_identifier: str, scope: ReadScope) -> CollectionOut:
     """One collection, by id or name."""
     ctx = scope.ctx
     return await ctx.db.read(
@@ -70,10 +68,10 @@ async def get_collection(collection_identifier: str, scope: CurrentScope) -> Col
 
 
 @router.delete("/{collection_identifier}", response_model=CollectionDeleted)
-async def delete_collection(collection_identifier: str, scope: CurrentScope) -> CollectionDeleted:
+async def delete_collection(collection_identifier: str, scope: WriteScope) -> CollectionDeleted:
     """Delete a collection and its documents."""
     collection_id = await scope.ctx.db.write(
-        lambda s: service.delete(s, scope.principal, scope.namespace_id, collection_identifier)
+        lambda s: service.delete(s, scope.namespace_id, collection_identifier)
     )
     scope.ctx.searcher.indexes.drop([collection_id])
     return CollectionDeleted(collection_id=collection_id)
@@ -82,7 +80,7 @@ async def delete_collection(collection_identifier: str, scope: CurrentScope) -> 
 @router.get("/{collection_identifier}/documents", response_model=Page[DocumentOut])
 async def list_documents(
     collection_identifier: str,
-    scope: CurrentScope,
+    scope: ReadScope,
     page: PageQuery,
     include_vectors: IncludeVectors = False,
 ) -> Page[DocumentOut]:
@@ -93,14 +91,14 @@ async def list_documents(
 
 @router.post("/{collection_identifier}/documents/list", response_model=Page[DocumentOut])
 async def list_documents_post(
-    collection_identifier: str, body: DocumentListRequest, scope: CurrentScope
+    collection_identifier: str, body: DocumentListRequest, scope: ReadScope
 ) -> Page[DocumentOut]:
     """The hosted product's list form, with filters (`metadata.x`, `source.object_id`, ...)."""
     return await _documents(scope, collection_identifier, body)
 
 
 async def _documents(
-    scope: CurrentScope, collection_identifier: str, body: DocumentListRequest
+    scope: ReadScope, collection_identifier: str, body: DocumentListRequest
 ) -> Page[DocumentOut]:
     rows, nxt = await scope.ctx.db.read(
         lambda s: service.documents_page(
@@ -121,7 +119,7 @@ async def _documents(
 async def get_document(
     collection_identifier: str,
     document_id: str,
-    scope: CurrentScope,
+    scope: ReadScope,
     include_vectors: IncludeVectors = False,
 ) -> DocumentOut:
     """One document with its lineage."""
@@ -142,9 +140,7 @@ _JPEG: dict[int | str, dict[str, Any]] = {
     response_class=Response,
     responses=_JPEG,
 )
-async def get_thumbnail(
-    collection_identifier: str, document_id: str, scope: CurrentScope
-) -> Response:
+async def get_thumbnail(collection_identifier: str, document_id: str, scope: ReadScope) -> Response:
     """The keyframe thumbnail (JPEG) of a video segment document; 404 when it has none."""
     ctx = scope.ctx
     thumb = await ctx.db.read(
@@ -161,7 +157,7 @@ async def get_thumbnail(
 
 @lineage_router.get("/v1/objects/{object_id}/documents", response_model=list[DocumentOut])
 async def object_documents(
-    object_id: str, scope: CurrentScope, include_vectors: IncludeVectors = False
+    object_id: str, scope: ReadScope, include_vectors: IncludeVectors = False
 ) -> list[DocumentOut]:
     """What an object became, in every collection."""
     return await scope.ctx.db.read(

@@ -5,33 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
-from sqlalchemy.orm import Session
 
 from assay.documents.vectors import unpack_vector
 from assay.documents.writer import DocumentWriter
-from assay.kit.ids import has_prefix
+from assay.kit.repository import NamespacedRepository
 from assay.models import Collection, Document, DocumentVector
 
 
-class CollectionRepository:
-    def __init__(self, session: Session, namespace_id: str) -> None:
-        self.session = session
-        self.namespace_id = namespace_id
-
-    def scoped(self) -> Select[tuple[Collection]]:
-        return select(Collection).where(Collection.namespace_id == self.namespace_id)
-
-    def get_by_ident(self, ident: str) -> Collection | None:
-        col = Collection.collection_id if has_prefix(ident, "col") else Collection.collection_name
-        return self.session.scalar(self.scoped().where(col == ident))
-
-    def name_taken(self, name: str) -> bool:
-        return self.get_by_ident(name) is not None
-
-    def add(self, collection: Collection) -> Collection:
-        self.session.add(collection)
-        self.session.flush()
-        return collection
+class CollectionRepository(NamespacedRepository[Collection]):
+    model = Collection
+    namespace_column = Collection.namespace_id
+    id_column = Collection.collection_id
+    name_column = Collection.collection_name
+    id_prefix = "col"
 
     def for_bucket(self, bucket_id: str) -> list[Collection]:
         """The collections a bucket's objects feed: defaults, and those naming the bucket."""
@@ -41,7 +27,7 @@ class CollectionRepository:
     def delete(self, collection: Collection) -> None:
         """The collection and its documents (their vectors logged as removed)."""
         DocumentWriter(self.session, self.namespace_id).remove_collection(collection.collection_id)
-        self.session.delete(collection)
+        super().delete(collection)
 
     def document_counts(self, collection_ids: list[str]) -> dict[str, int]:
         stmt = (
@@ -52,7 +38,7 @@ class CollectionRepository:
         )
         return {cid: n for cid, n in self.session.execute(stmt)}
 
-    def documents(self, collection_id: str | None = None) -> Select[tuple[Document]]:
+    def documents(self, collection_id: str | None = None) -> Select[Document]:
         stmt = select(Document).where(Document.namespace_id == self.namespace_id)
         return (
             stmt if collection_id is None else stmt.where(Document.collection_id == collection_id)

@@ -8,10 +8,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from assay.auth.principal import Principal
 from assay.buckets.repository import BucketRepository
 from assay.collections.repository import CollectionRepository, document_field
-from assay.collections.schemas import CollectionCreate, CollectionOut, DocumentOut
+from assay.collections.schemas import (
+    CollectionCreate,
+    CollectionOut,
+    DocumentOut,
+    DocumentSource,
+)
 from assay.errors import AlreadyExists, NotFound, ValidationFailed
 from assay.extractors.base import ExtractorSpec
 from assay.extractors.registry import ExtractorRegistry, InvalidParams, UnknownExtractor
@@ -82,15 +86,13 @@ def create_defaults(session: Session, namespace_id: str, extractors: list[dict[s
 def create(
     session: Session,
     registry: ExtractorRegistry,
-    principal: Principal,
     namespace_id: str,
     body: CollectionCreate,
 ) -> CollectionOut:
-    principal.require("write")
     if has_prefix(body.collection_name, "col"):
         raise ValidationFailed.at(["collection_name"], "a name may not look like a collection id")
     repo = CollectionRepository(session, namespace_id)
-    if repo.name_taken(body.collection_name):
+    if repo.get_by_ident(body.collection_name) is not None:
         raise AlreadyExists(f"collection '{body.collection_name}' already exists")
     fx = body.feature_extractor
     ref = ExtractorRef(
@@ -204,8 +206,7 @@ def list_page(
     return outs, nxt, count_all(session, repo.scoped())
 
 
-def delete(session: Session, principal: Principal, namespace_id: str, ident: str) -> str:
-    principal.require("write")
+def delete(session: Session, namespace_id: str, ident: str) -> str:
     collection = get_collection(session, namespace_id, ident)
     CollectionRepository(session, namespace_id).delete(collection)
     return collection.collection_id
@@ -271,7 +272,9 @@ def thumbnail(session: Session, namespace_id: str, ident: str, document_id: str)
     if doc is None:
         raise NotFound(f"document '{document_id}' not found")
     ref = (doc.content or {}).get("thumbnail")
-    sha256 = ref.get("sha256") if isinstance(ref, dict) else None
+    if not isinstance(ref, dict):
+        raise NotFound(f"document '{document_id}' has no thumbnail")
+    sha256 = ref.get("sha256")
     if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
         raise NotFound(f"document '{document_id}' has no thumbnail")
     return Thumbnail(
@@ -296,12 +299,12 @@ def document_out(doc: Document, vectors: dict[str, list[float]] | None = None) -
     return DocumentOut(
         document_id=doc.document_id,
         collection_id=doc.collection_id,
-        source={
-            "object_id": doc.object_id,
-            "blob_id": doc.blob_id,
-            "property": doc.property,
-            "segment": doc.segment,
-        },
+        source=DocumentSource(
+            object_id=doc.object_id,
+            blob_id=doc.blob_id,
+            property=doc.property,
+            segment=doc.segment,
+        ),
         content=_public_content(doc),
         features=vectors,
         metadata=doc.metadata_,

@@ -3,6 +3,7 @@ made for them typed as fields, never hidden under keys of their content."""
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -52,7 +53,8 @@ class DocumentDraft:
     features: dict[str, Vector] = field(default_factory=dict)
     derived_blobs: dict[str, DerivedBlob] = field(default_factory=dict)
 
-    @property
+    # `builtins.`: a field of this class is named "property"
+    @builtins.property
     def segment_key(self) -> str:
         s = self.segment or {}
         return ":".join(f"{k}={s[k]}" for k in sorted(s))

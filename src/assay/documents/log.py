@@ -12,10 +12,11 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, func, insert, literal, select
 from sqlalchemy.orm import Session
 
+from assay.kit.db import table_of
 from assay.models import DocumentVector, VectorLogEntry
 
-_LOG = VectorLogEntry.__table__
-_VECTORS = DocumentVector.__table__
+_LOG = table_of(VectorLogEntry)
+_VECTORS = table_of(DocumentVector)
 _COLUMNS = ["collection_id", "feature_uri", "doc_key", "op"]
 # pg_advisory_xact_lock key of the log's writers (any constant unique within Assay).
 _LOG_LOCK_KEY = 0x417373_6179_4C6F

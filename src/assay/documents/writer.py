@@ -23,12 +23,12 @@ from assay.documents.log import log_vectors
 from assay.documents.text import search_text
 from assay.documents.vectors import unpack_vector
 from assay.extractors.base import ExtractorSpec
-from assay.kit.db import utcnow
+from assay.kit.db import table_of, utcnow
 from assay.kit.ids import int_key, new_id
 from assay.models import Document, DocumentVector, Object
 
-_DOCUMENTS = Document.__table__
-_VECTORS = DocumentVector.__table__
+_DOCUMENTS = table_of(Document)
+_VECTORS = table_of(DocumentVector)
 _INSERT_DOCUMENTS = insert(_DOCUMENTS)
 _INSERT_VECTORS = insert(_VECTORS)
 

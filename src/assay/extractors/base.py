@@ -4,6 +4,7 @@ interface every extractor implements: objects in, document drafts out.
 
 from __future__ import annotations
 
+import builtins
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -135,12 +136,13 @@ class BlobInput:
     data: bytes | None = None
     path: Path | None = None
 
-    @property
+    # `builtins.`: a field of this class is named "property"
+    @builtins.property
     def loaded(self) -> bool:
         """Whether its bytes came with it (in memory or in a file)."""
         return self.data is not None or self.path is not None
 
-    @property
+    @builtins.property
     def source(self) -> bytes | Path:
         """Its bytes, or the file holding them: what streaming decoders take."""
         if self.data is not None:

@@ -81,7 +81,8 @@ def _load(folder: Path) -> _Clip:
     config = model.config
     text_config = getattr(config, "text_config", None)
     max_tokens = getattr(text_config, "max_position_embeddings", None)
-    dims = getattr(config, "projection_dim", None) or getattr(text_config, "hidden_size", 0)
+    projection_dim: Any = getattr(config, "projection_dim", None)
+    dims = projection_dim or getattr(text_config, "hidden_size", 0)
     model = model.eval().to(device())
     return _Clip(
         model=model,

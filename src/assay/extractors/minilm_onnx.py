@@ -117,6 +117,8 @@ def _build(purpose: Purpose) -> OnnxMiniLM:
     with encode_lock:
         tokenizer = copy.deepcopy(model.tokenizer)
     threads = 1 if purpose == "query" else max(1, os.cpu_count() or 1)
+    if model.max_seq_length is None:
+        raise RuntimeError("the packaged MiniLM states no max_seq_length")
     return OnnxMiniLM(graph, tokenizer, int(model.max_seq_length), threads)
 
 

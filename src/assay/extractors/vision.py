@@ -11,6 +11,7 @@ from assay.extractors.models import ModelLoadError, _prepare_torch, device
 if TYPE_CHECKING:
     import numpy as np
     import torch
+    from efficientnet_lite_pytorch import EfficientNet
     from PIL import Image
 
 INPUT_SIZE = 224  # EfficientNet-Lite0's training resolution
@@ -22,7 +23,7 @@ _DECIMALS = 6
 _load_lock = threading.Lock()
 _classify_lock = threading.Lock()
 _ocr_lock = threading.Lock()  # RapidOCR keeps per-call settings on the engine: calls take turns
-_classifier: torch.nn.Module | None = None
+_classifier: EfficientNet | None = None
 _ocr: Any = None
 
 
@@ -34,7 +35,7 @@ class Classified:
     embedding: list[float]
 
 
-def classifier() -> torch.nn.Module:
+def classifier() -> EfficientNet:
     """The process-wide EfficientNet-Lite0 (ImageNet-1k), in eval mode, loaded on first use."""
     global _classifier
     if _classifier is not None:

@@ -14,6 +14,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -112,6 +113,13 @@ class Base(DeclarativeBase):
         list[Any]: JSONType,
         dt.datetime: UTCDateTime,
     }
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a mapped class (typed as a Table: SQLAlchemy declares a FromClause)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def utcnow() -> dt.datetime:
@@ -366,11 +374,15 @@ def _run_job(session: Session, job: _Job) -> list[tuple[asyncio.Future[Any], Any
     for item, future in live:
         try:
             with session.begin_nested():
-                (result,) = _translate_integrity(lambda s, i=item: job.run(s, [i]), session)
+                (result,) = _translate_integrity(partial(_run_items, job.run, [item]), session)
             done.append((future, result))
         except Exception as exc:  # handed to its caller; the others go on
             future.set_exception(exc)
     return done
+
+
+def _run_items(run: ManyFn, items: list[Any], session: Session) -> list[Any]:
+    return run(session, items)
 
 
 def _translate_integrity(fn: Callable[[Session], T], session: Session) -> T:

@@ -64,6 +64,8 @@ def decode_cursor(cursor: str, *, datetime_first: bool) -> list[Any]:
         if not isinstance(values[0], str | int | float):
             raise ValueError
         if datetime_first:
+            if not isinstance(values[0], str):
+                raise ValueError
             values[0] = dt.datetime.fromisoformat(values[0])
         return values
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:

@@ -1,38 +1,31 @@
-"""SQL for namespaces; callers pass the set of namespace ids the key may see."""
+"""SQL for namespaces; built with the set of namespace ids the key may see."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from assay.documents.writer import DocumentWriter
-from assay.kit.ids import has_prefix
+from assay.kit.repository import Repository
 from assay.models import Bucket, Collection, Document, Namespace, Object
 
 
-class NamespaceRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+class NamespaceRepository(Repository[Namespace]):
+    """Namespaces a key may see: `allowed` ids, or every namespace when None."""
 
-    def visible(self, allowed: frozenset[str] | None) -> Select[tuple[Namespace]]:
-        """Namespaces a key may see; every query starts here."""
-        stmt = select(Namespace)
-        return stmt if allowed is None else stmt.where(Namespace.namespace_id.in_(allowed))
+    model = Namespace
+    id_column = Namespace.namespace_id
+    name_column = Namespace.namespace_name
+    id_prefix = "ns"
 
-    def get_by_ident(self, ident: str, allowed: frozenset[str] | None = None) -> Namespace | None:
-        col = Namespace.namespace_id if has_prefix(ident, "ns") else Namespace.namespace_name
-        return self.session.scalar(self.visible(allowed).where(col == ident))
+    def __init__(self, session: Session, allowed: frozenset[str] | None = None) -> None:
+        super().__init__(session)
+        self.allowed = allowed
 
-    def name_taken(self, name: str) -> bool:
-        stmt = select(Namespace.namespace_id).where(Namespace.namespace_name == name)
-        return self.session.scalar(stmt) is not None
-
-    def add(self, namespace: Namespace) -> Namespace:
-        self.session.add(namespace)
-        self.session.flush()
-        return namespace
+    def scope(self) -> list[ColumnElement[bool]]:
+        return [] if self.allowed is None else [Namespace.namespace_id.in_(self.allowed)]
 
     def collection_ids(self, namespace_id: str) -> list[str]:
         stmt = select(Collection.collection_id).where(Collection.namespace_id == namespace_id)
@@ -42,7 +35,7 @@ class NamespaceRepository:
         """The namespace with everything in it; its documents go first, their vectors logged
         as removed (the database's cascade would not log them)."""
         DocumentWriter(self.session, namespace.namespace_id).remove_namespace()
-        self.session.delete(namespace)
+        super().delete(namespace)
 
     def counts(self, namespace_ids: list[str]) -> dict[str, dict[str, Any]]:
         """bucket_count and object_count per namespace, two grouped queries for the whole page."""

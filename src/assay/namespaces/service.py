@@ -24,7 +24,7 @@ def not_found(ident: str) -> NotFound:
 
 def resolve(session: Session, principal: Principal, ident: str) -> Namespace:
     """The namespace named by id or name, if this key may see it; else 404 (never 403)."""
-    ns = NamespaceRepository(session).get_by_ident(ident, principal.namespaces)
+    ns = NamespaceRepository(session, principal.namespaces).get_by_ident(ident)
     if ns is None:
         raise not_found(ident)
     return ns
@@ -36,11 +36,7 @@ def find(session: Session, ident: str) -> tuple[str, str] | None:
     return None if ns is None else (ns.namespace_id, ns.namespace_name)
 
 
-def create(
-    session: Session, registry: ExtractorRegistry, principal: Principal, body: NamespaceCreate
-) -> NamespaceOut:
-    principal.require("write")
-    principal.require_all_namespaces()
+def create(session: Session, registry: ExtractorRegistry, body: NamespaceCreate) -> NamespaceOut:
     if has_prefix(body.namespace_name, "ns"):
         raise ValidationFailed.at(["namespace_name"], "a name may not look like a namespace id")
     extractors = check_extractors(registry, body.feature_extractors)
@@ -66,7 +62,6 @@ def get(session: Session, principal: Principal, ident: str) -> NamespaceOut:
 
 def patch(session: Session, principal: Principal, ident: str, body: NamespacePatch) -> NamespaceOut:
     ns = resolve(session, principal, ident)
-    principal.require("write")
     if "description" in body.model_fields_set:
         ns.description = body.description
     session.flush()
@@ -77,7 +72,6 @@ def delete(session: Session, principal: Principal, ident: str) -> tuple[str, lis
     """Deletes the namespace and, by cascade, everything in it; returns its id and the ids
     of the collections that went with it (their vector indexes live outside the database)."""
     ns = resolve(session, principal, ident)
-    principal.require("write")
     repo = NamespaceRepository(session)
     collection_ids = repo.collection_ids(ns.namespace_id)
     repo.delete(ns)
@@ -87,13 +81,11 @@ def delete(session: Session, principal: Principal, ident: str) -> tuple[str, lis
 def list_page(
     session: Session, principal: Principal, *, limit: int, cursor: str | None
 ) -> tuple[list[NamespaceOut], str | None, int]:
-    repo = NamespaceRepository(session)
+    repo = NamespaceRepository(session, principal.namespaces)
     key = SortKey(Namespace.namespace_id, Namespace.namespace_id)
-    rows, next_cursor = paginate(
-        session, repo.visible(principal.namespaces), key, limit=limit, cursor=cursor
-    )
+    rows, next_cursor = paginate(session, repo.scoped(), key, limit=limit, cursor=cursor)
     counts = repo.counts([r.namespace_id for r in rows])
-    total = count_all(session, repo.visible(principal.namespaces))
+    total = count_all(session, repo.scoped())
     return [_out(r, counts[r.namespace_id]) for r in rows], next_cursor, total
 
 
@@ -102,7 +94,7 @@ def _out(ns: Namespace, counts: dict[str, Any], warnings: list[str] | None = Non
         namespace_id=ns.namespace_id,
         namespace_name=ns.namespace_name,
         description=ns.description,
-        feature_extractors=ns.feature_extractors,  # type: ignore[arg-type]
+        feature_extractors=ns.feature_extractors,
         created_at=ns.created_at,
         updated_at=ns.updated_at,
         warnings=warnings or [],

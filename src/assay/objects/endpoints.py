@@ -9,7 +9,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from assay.backends.blob.base import BlobNotFound
 from assay.context import AppContext
-from assay.deps import CurrentScope, NamespaceScope, PageQuery
+from assay.deps import NamespaceScope, PageQuery, ReadScope, WriteScope
 from assay.errors import NotFound
 from assay.kit import content_types
 from assay.kit.ranges import RangeNotSatisfiable, parse_range
@@ -47,10 +47,9 @@ def registrar_for(ctx: AppContext) -> Registrar:
 async def create_object(
     bucket_identifier: str,
     body: ObjectCreate,
-    scope: CurrentScope,
+    scope: WriteScope,
 ) -> ObjectOut:
     """Register an object: blobs by URL (fetched through the SSRF guard) or inline content."""
-    scope.principal.require("write")
     registrar = registrar_for(scope.ctx)
     bucket = await registrar.bucket(scope.namespace_id, bucket_identifier)
     return await registrar.register_one(bucket, body)
@@ -60,10 +59,9 @@ async def create_object(
 async def create_objects_batch(
     bucket_identifier: str,
     body: ObjectBatchCreate,
-    scope: CurrentScope,
+    scope: WriteScope,
 ) -> ObjectBatchOut:
     """Register up to 100 objects; each succeeds or fails on its own."""
-    scope.principal.require("write")
     registrar = registrar_for(scope.ctx)
     bucket = await registrar.bucket(scope.namespace_id, bucket_identifier)
     succeeded, failed = await registrar.register_many(bucket, body.objects)
@@ -77,7 +75,7 @@ async def create_objects_batch(
 
 @router.get("", response_model=Page[ObjectOut])
 async def list_objects(
-    bucket_identifier: str, scope: CurrentScope, page: PageQuery
+    bucket_identifier: str, scope: ReadScope, page: PageQuery
 ) -> Page[ObjectOut]:
     """Objects of a bucket, newest first."""
     return await _list(scope, bucket_identifier, ListRequest(limit=page.limit, cursor=page.cursor))
@@ -85,7 +83,7 @@ async def list_objects(
 
 @router.post("/list", response_model=Page[ObjectOut])
 async def list_objects_post(
-    bucket_identifier: str, body: ListRequest, scope: CurrentScope
+    bucket_identifier: str, body: ListRequest, scope: ReadScope
 ) -> Page[ObjectOut]:
     """Objects of a bucket with filters and sort."""
     return await _list(scope, bucket_identifier, body)
@@ -99,7 +97,7 @@ async def _list(scope: NamespaceScope, bucket_identifier: str, req: ListRequest)
 
 
 @router.get("/{object_id}", response_model=ObjectOut)
-async def get_object(bucket_identifier: str, object_id: str, scope: CurrentScope) -> ObjectOut:
+async def get_object(bucket_identifier: str, object_id: str, scope: ReadScope) -> ObjectOut:
     """One object with its blobs."""
     return await scope.ctx.db.read(
         lambda s: service.get(s, scope.namespace_id, bucket_identifier, object_id)
@@ -107,9 +105,8 @@ async def get_object(bucket_identifier: str, object_id: str, scope: CurrentScope
 
 
 @router.delete("/{object_id}", status_code=204, response_class=Response)
-async def delete_object(bucket_identifier: str, object_id: str, scope: CurrentScope) -> Response:
+async def delete_object(bucket_identifier: str, object_id: str, scope: WriteScope) -> Response:
     """Delete an object, its blobs and its documents (204, as the hosted product answers)."""
-    scope.principal.require("write")
     await registrar_for(scope.ctx).delete(scope.namespace_id, bucket_identifier, object_id)
     return Response(status_code=204)
 
@@ -126,7 +123,7 @@ async def download_blob(
     bucket_identifier: str,
     object_id: str,
     blob_id: str,
-    scope: CurrentScope,
+    scope: ReadScope,
     range_: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:
     """A blob's bytes; honours a single `Range: bytes=...`. Never rendered by a browser: sent

@@ -119,7 +119,7 @@ def _check_av(
             if not streams:
                 raise MediaError(f"content has no {blob_type} stream")
             if blob_type == "video":
-                for stream in streams:
+                for stream in container.streams.video:
                     codec = stream.codec_context
                     if codec is not None:
                         limits.check_pixels(

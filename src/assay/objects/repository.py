@@ -4,27 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, insert, select
+from sqlalchemy import ColumnElement, delete, insert, select
 from sqlalchemy.orm import Session
 
 from assay.documents.writer import DocumentWriter
-from assay.kit.db import insert_ignoring_duplicates
+from assay.kit.db import insert_ignoring_duplicates, table_of
+from assay.kit.repository import BucketedRepository
 from assay.models import Blob, BlobBytes, Object
 
 
-class ObjectRepository:
-    def __init__(self, session: Session, namespace_id: str, bucket_id: str) -> None:
-        self.session = session
-        self.namespace_id = namespace_id
-        self.bucket_id = bucket_id
-
-    def scoped(self) -> Select[tuple[Object]]:
-        return select(Object).where(
-            Object.namespace_id == self.namespace_id, Object.bucket_id == self.bucket_id
-        )
-
-    def get(self, object_id: str) -> Object | None:
-        return self.session.scalar(self.scoped().where(Object.object_id == object_id))
+class ObjectRepository(BucketedRepository[Object]):
+    model = Object
+    namespace_column = Object.namespace_id
+    bucket_column = Object.bucket_id
+    id_column = Object.object_id
 
     def drop_unreferenced_small_bytes(self, storage_keys: set[str]) -> None:
         """Delete database-held bytes that no blob of the namespace references any more."""
@@ -39,15 +32,14 @@ class ObjectRepository:
     def delete(self, obj: Object) -> None:
         """The object, its blobs and its documents (their vectors logged as removed)."""
         DocumentWriter(self.session, self.namespace_id).remove_objects([obj.object_id])
-        self.session.delete(obj)
+        super().delete(obj)
 
     def blob(self, object_id: str, blob_id: str) -> Blob | None:
         stmt = (
             select(Blob)
             .join(Object, Object.object_id == Blob.object_id)
             .where(
-                Object.namespace_id == self.namespace_id,
-                Object.bucket_id == self.bucket_id,
+                *self.scope(),
                 Blob.object_id == object_id,
                 Blob.blob_id == blob_id,
             )
@@ -69,11 +61,11 @@ def insert_object_rows(
         session.execute(_INSERT_OBJECTS, objects)
     if blobs:
         session.execute(_INSERT_BLOBS, blobs)
-    insert_ignoring_duplicates(session, BlobBytes.__table__, small_bytes)
+    insert_ignoring_duplicates(session, table_of(BlobBytes), small_bytes)
 
 
-_INSERT_OBJECTS = insert(Object.__table__)
-_INSERT_BLOBS = insert(Blob.__table__)
+_INSERT_OBJECTS = insert(table_of(Object))
+_INSERT_BLOBS = insert(table_of(Blob))
 
 
 def small_bytes(session: Session, namespace_id: str, storage_key: str) -> bytes | None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 from typing import Any, ClassVar
 
@@ -79,8 +80,9 @@ class BlobOut(Schema):
     filename: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict, validation_alias=_METADATA)
 
+    # `builtins.`: a field of this class is named "property"
     @computed_field  # type: ignore[prop-decorator]
-    @property
+    @builtins.property
     def details(self) -> BlobDetails:
         """The hosted product's spelling of the same facts."""
         return BlobDetails(

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from assay.deps import CurrentScope, PageQuery
+from assay.deps import PageQuery, ReadScope, WriteScope
 from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import ListRequest, Page, Pagination
 from assay.retrievers import service
@@ -24,26 +24,24 @@ router = APIRouter(prefix="/v1/retrievers", tags=["retrievers"], route_class=Str
 
 
 @router.post("", response_model=RetrieverCreated)
-async def create_retriever(body: RetrieverCreate, scope: CurrentScope) -> RetrieverCreated:
+async def create_retriever(body: RetrieverCreate, scope: WriteScope) -> RetrieverCreated:
     """Save a pipeline of stages over some collections (none named: all of the namespace)."""
-    return await scope.ctx.db.write(
-        lambda s: service.create(s, scope.principal, scope.namespace_id, body)
-    )
+    return await scope.ctx.db.write(lambda s: service.create(s, scope.namespace_id, body))
 
 
 @router.get("", response_model=Page[RetrieverOut])
-async def list_retrievers(scope: CurrentScope, page: PageQuery) -> Page[RetrieverOut]:
+async def list_retrievers(scope: ReadScope, page: PageQuery) -> Page[RetrieverOut]:
     """Retrievers of the namespace, newest first."""
     return await _list(scope, page.limit, page.cursor)
 
 
 @router.post("/list", response_model=Page[RetrieverOut])
-async def list_retrievers_post(body: ListRequest, scope: CurrentScope) -> Page[RetrieverOut]:
+async def list_retrievers_post(body: ListRequest, scope: ReadScope) -> Page[RetrieverOut]:
     """The hosted product's list form."""
     return await _list(scope, body.limit, body.cursor)
 
 
-async def _list(scope: CurrentScope, limit: int, cursor: str | None) -> Page[RetrieverOut]:
+async def _list(scope: ReadScope, limit: int, cursor: str | None) -> Page[RetrieverOut]:
     rows, nxt = await scope.ctx.db.read(
         lambda s: service.list_page(s, scope.namespace_id, limit=limit, cursor=cursor)
     )
@@ -51,13 +49,13 @@ async def _list(scope: CurrentScope, limit: int, cursor: str | None) -> Page[Ret
 
 
 @router.get("/stages")
-async def list_stages(scope: CurrentScope) -> list[dict[str, Any]]:
+async def list_stages(scope: ReadScope) -> list[dict[str, Any]]:
     """Every stage a pipeline may use, with its parameters' JSON schema."""
     return service.stage_catalogue()
 
 
 @router.post("/execute", response_model=ExecuteOut)
-async def execute_adhoc(body: AdhocExecuteRequest, scope: CurrentScope) -> ExecuteOut:
+async def execute_adhoc(body: AdhocExecuteRequest, scope: ReadScope) -> ExecuteOut:
     """Run a pipeline given inline, without saving it."""
     plan = await scope.ctx.db.read(lambda s: service.check_definition(s, scope.namespace_id, body))
     out = await _execute(scope, plan, body)
@@ -66,7 +64,7 @@ async def execute_adhoc(body: AdhocExecuteRequest, scope: CurrentScope) -> Execu
 
 
 @router.get("/{retriever_identifier}", response_model=RetrieverOut)
-async def get_retriever(retriever_identifier: str, scope: CurrentScope) -> RetrieverOut:
+async def get_retriever(retriever_identifier: str, scope: ReadScope) -> RetrieverOut:
     """One retriever, by id or name."""
     return await scope.ctx.db.read(
         lambda s: service.get(s, scope.namespace_id, retriever_identifier)
@@ -74,17 +72,17 @@ async def get_retriever(retriever_identifier: str, scope: CurrentScope) -> Retri
 
 
 @router.delete("/{retriever_identifier}", response_model=RetrieverDeleted)
-async def delete_retriever(retriever_identifier: str, scope: CurrentScope) -> RetrieverDeleted:
+async def delete_retriever(retriever_identifier: str, scope: WriteScope) -> RetrieverDeleted:
     """Delete a saved retriever (its collections stay)."""
     retriever_id = await scope.ctx.db.write(
-        lambda s: service.delete(s, scope.principal, scope.namespace_id, retriever_identifier)
+        lambda s: service.delete(s, scope.namespace_id, retriever_identifier)
     )
     return RetrieverDeleted(retriever_id=retriever_id)
 
 
 @router.post("/{retriever_identifier}/execute", response_model=ExecuteOut)
 async def execute_retriever(
-    retriever_identifier: str, body: ExecuteRequest, scope: CurrentScope
+    retriever_identifier: str, body: ExecuteRequest, scope: ReadScope
 ) -> ExecuteOut:
     """Run a saved retriever: `inputs` fill its `{{INPUT.x}}` templates."""
     plan = await scope.ctx.db.read(
@@ -95,9 +93,8 @@ async def execute_retriever(
     return out
 
 
-async def _execute(scope: CurrentScope, plan: service.Plan, body: ExecuteRequest) -> ExecuteOut:
+async def _execute(scope: ReadScope, plan: service.Plan, body: ExecuteRequest) -> ExecuteOut:
     ctx = scope.ctx
-    scope.principal.require("read")
     inputs = body.inputs.model_dump(exclude_none=True, by_alias=True)
     images = await service.load_images(inputs, ctx.fetch_policy, ctx.settings.tmp_dir)
     limit, cursor = body.page()

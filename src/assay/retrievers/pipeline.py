@@ -1,13 +1,14 @@
 """What every stage works on: hits (scored documents) and the run's context.
 
 A pipeline is a list of stages; each takes the hits so far (None before the first stage
-that produced any) and returns new ones. Stages register by `stage_id`.
+that produced any) and returns new ones. Stages are found by `stage_id` (or an alias) in the
+registry that `assay.retrievers.stages` builds from its list of stage classes.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -70,26 +71,24 @@ class RunContext:
 
 
 class Stage(Protocol):
-    stage_id: str
-    params_model: type[BaseModel]
+    """One kind of stage: its id, the other names it answers to, its parameters' model, and
+    `run`. Implementations keep no state between runs (one instance serves every run)."""
+
+    @property
+    def stage_id(self) -> str: ...
+
+    @property
+    def aliases(self) -> tuple[str, ...]: ...
+
+    @property
+    def params_model(self) -> type[BaseModel]: ...
 
     def run(self, ctx: RunContext, hits: list[Hit] | None, params: Any) -> list[Hit]:
         """The hits after this stage."""
 
 
-STAGES: dict[str, Stage] = {}
-
-
-def stage(stage_id: str, *aliases: str) -> Callable[[type], type]:
-    """Class decorator: register a stage under its id (and aliases)."""
-
-    def register(cls: type) -> type:
-        cls.stage_id = stage_id  # type: ignore[attr-defined]
-        for name in (stage_id, *aliases):
-            STAGES[name] = cls()
-        return cls
-
-    return register
+StageRegistry = Mapping[str, Stage]
+"""Stages by id and alias."""
 
 
 @dataclass
@@ -101,13 +100,15 @@ class StageRun:
     duration_ms: float
 
 
-def run_stages(ctx: RunContext, stages: list[dict[str, Any]]) -> tuple[list[Hit], list[StageRun]]:
+def run_stages(
+    ctx: RunContext, stages: list[dict[str, Any]], registry: StageRegistry
+) -> tuple[list[Hit], list[StageRun]]:
     """Every stage in order; parameters are validated here, after templates were filled."""
     hits: list[Hit] | None = None
     stats: list[StageRun] = []
     for i, spec in enumerate(stages):
         stage_id = spec["config"]["stage_id"]
-        impl = STAGES[stage_id]
+        impl = registry[stage_id]
         params = _params(impl, spec["config"].get("parameters") or {}, i)
         started = time.perf_counter()
         before = None if hits is None else len(hits)

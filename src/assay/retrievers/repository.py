@@ -7,13 +7,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assay.collections.repository import document_field
 from assay.documents.vectors import unpack_vector
-from assay.kit.ids import has_prefix
 from assay.kit.paging import build_filter
+from assay.kit.repository import NamespacedRepository
 from assay.kit.schemas import FilterGroup
 from assay.models import Document, DocumentVector, Retriever
 from assay.retrievers import fulltext
@@ -22,25 +22,12 @@ _KEY_CHUNK = 5_000  # doc keys per IN list (SQLite allows 32,766 variables)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-class RetrieverRepository:
-    def __init__(self, session: Session, namespace_id: str) -> None:
-        self.session = session
-        self.namespace_id = namespace_id
-
-    def scoped(self) -> Select[tuple[Retriever]]:
-        return select(Retriever).where(Retriever.namespace_id == self.namespace_id)
-
-    def get_by_ident(self, ident: str) -> Retriever | None:
-        col = Retriever.retriever_id if has_prefix(ident, "ret") else Retriever.retriever_name
-        return self.session.scalar(self.scoped().where(col == ident))
-
-    def add(self, retriever: Retriever) -> Retriever:
-        self.session.add(retriever)
-        self.session.flush()
-        return retriever
-
-    def delete(self, retriever: Retriever) -> None:
-        self.session.delete(retriever)
+class RetrieverRepository(NamespacedRepository[Retriever]):
+    model = Retriever
+    namespace_column = Retriever.namespace_id
+    id_column = Retriever.retriever_id
+    name_column = Retriever.retriever_name
+    id_prefix = "ret"
 
 
 class SearchRepository:

@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from assay.auth.principal import Principal
 from assay.collections.repository import CollectionRepository
 from assay.errors import AlreadyExists, NotFound, ValidationFailed
 from assay.extractors.registry import ExtractorRegistry
@@ -21,9 +20,8 @@ from assay.kit.ids import new_id
 from assay.kit.paging import SortKey, decode_cursor, encode_cursor, paginate
 from assay.kit.schemas import FilterGroup
 from assay.models import Collection, Retriever
-from assay.retrievers import stages as _registered  # noqa: F401 - registers every stage
 from assay.retrievers.indexes import FeatureIndex
-from assay.retrievers.pipeline import STAGES, RunContext, run_stages
+from assay.retrievers.pipeline import RunContext, run_stages
 from assay.retrievers.queries import QueryEmbedder
 from assay.retrievers.repository import RetrieverRepository, SearchRepository
 from assay.retrievers.schemas import (
@@ -36,6 +34,7 @@ from assay.retrievers.schemas import (
     RetrieverOut,
     StageStat,
 )
+from assay.retrievers.stages import STAGES
 from assay.retrievers.templates import fill
 
 
@@ -57,10 +56,7 @@ class Plan:
     retriever_id: str | None = None  # a saved retriever's; None for an inline definition
 
 
-def create(
-    session: Session, principal: Principal, namespace_id: str, body: RetrieverCreate
-) -> RetrieverCreated:
-    principal.require("write")
+def create(session: Session, namespace_id: str, body: RetrieverCreate) -> RetrieverCreated:
     repo = RetrieverRepository(session, namespace_id)
     if repo.get_by_ident(body.retriever_name) is not None:
         raise AlreadyExists(f"a retriever named '{body.retriever_name}' already exists")
@@ -121,8 +117,7 @@ def list_page(
     return [to_out(r) for r in rows], nxt
 
 
-def delete(session: Session, principal: Principal, namespace_id: str, ident: str) -> str:
-    principal.require("write")
+def delete(session: Session, namespace_id: str, ident: str) -> str:
     retriever = get_retriever(session, namespace_id, ident)
     RetrieverRepository(session, namespace_id).delete(retriever)
     return retriever.retriever_id
@@ -185,7 +180,7 @@ def execute(
         embedder=searcher.embedder,
         features={c.collection_id: _features(searcher.registry, c) for c in collections},
     )
-    hits, runs = run_stages(ctx, fill(plan.stages, _template_inputs(inputs)))
+    hits, runs = run_stages(ctx, fill(plan.stages, _template_inputs(inputs)), STAGES)
     page = hits[offset : offset + limit]
     docs = ctx.documents(h.doc_key for h in page)
     results = [_result(docs[h.doc_key], h.score) for h in page if h.doc_key in docs]

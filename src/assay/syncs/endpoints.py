@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from assay.deps import CurrentScope, NamespaceScope, PageQuery
+from assay.deps import NamespaceScope, PageQuery, ReadScope, WriteScope
 from assay.errors import ValidationFailed
 from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import Pagination
@@ -24,9 +24,8 @@ router = APIRouter(
 
 
 @router.post("", response_model=SyncOut)
-async def create_sync(bucket_identifier: str, body: SyncCreate, scope: CurrentScope) -> SyncOut:
+async def create_sync(bucket_identifier: str, body: SyncCreate, scope: WriteScope) -> SyncOut:
     """Sync a bucket from S3; the first run is queued at once (credentials are never shown)."""
-    scope.principal.require("write")
     url = body.source.endpoint_url
     if url is not None:
         problem = await service.endpoint_problem(url, scope.ctx.settings.allow_private_urls)
@@ -34,12 +33,12 @@ async def create_sync(bucket_identifier: str, body: SyncCreate, scope: CurrentSc
             where = ["source", "endpoint_url"]
             raise ValidationFailed.at(where, problem, "url_not_allowed")
     return await scope.ctx.db.write(
-        lambda s: service.create(s, scope.principal, scope.namespace_id, bucket_identifier, body)
+        lambda s: service.create(s, scope.namespace_id, bucket_identifier, body)
     )
 
 
 @router.get("", response_model=SyncPage)
-async def list_syncs(bucket_identifier: str, scope: CurrentScope, page: PageQuery) -> SyncPage:
+async def list_syncs(bucket_identifier: str, scope: ReadScope, page: PageQuery) -> SyncPage:
     """The bucket's syncs, newest first."""
     return await _list(
         scope, bucket_identifier, SyncListRequest(limit=page.limit, cursor=page.cursor)
@@ -48,14 +47,14 @@ async def list_syncs(bucket_identifier: str, scope: CurrentScope, page: PageQuer
 
 @router.post("/list", response_model=SyncPage)
 async def list_syncs_post(
-    bucket_identifier: str, body: SyncListRequest, scope: CurrentScope
+    bucket_identifier: str, body: SyncListRequest, scope: ReadScope
 ) -> SyncPage:
     """The hosted product's list form (filters on `sync_mode`, `status`, `auto_submit`)."""
     return await _list(scope, bucket_identifier, body)
 
 
 @router.get("/{sync_id}", response_model=SyncOut)
-async def get_sync(bucket_identifier: str, sync_id: str, scope: CurrentScope) -> SyncOut:
+async def get_sync(bucket_identifier: str, sync_id: str, scope: ReadScope) -> SyncOut:
     """One sync: its source, settings, counters and recent errors."""
     return await scope.ctx.db.read(
         lambda s: service.get(s, scope.namespace_id, bucket_identifier, sync_id)
@@ -63,32 +62,30 @@ async def get_sync(bucket_identifier: str, sync_id: str, scope: CurrentScope) ->
 
 
 @router.delete("/{sync_id}", response_model=SyncDeleted)
-async def delete_sync(bucket_identifier: str, sync_id: str, scope: CurrentScope) -> SyncDeleted:
+async def delete_sync(bucket_identifier: str, sync_id: str, scope: WriteScope) -> SyncDeleted:
     """Delete a sync; the objects it registered stay in the bucket."""
     deleted = await scope.ctx.db.write(
-        lambda s: service.delete(s, scope.principal, scope.namespace_id, bucket_identifier, sync_id)
+        lambda s: service.delete(s, scope.namespace_id, bucket_identifier, sync_id)
     )
     return SyncDeleted(sync_id=deleted)
 
 
 @router.post("/{sync_id}/trigger", response_model=SyncTriggered)
-async def trigger_sync(bucket_identifier: str, sync_id: str, scope: CurrentScope) -> SyncTriggered:
+async def trigger_sync(bucket_identifier: str, sync_id: str, scope: WriteScope) -> SyncTriggered:
     """Queue a run now; a run already waiting is returned instead of a second one."""
     return await scope.ctx.db.write(
-        lambda s: service.trigger(
-            s, scope.principal, scope.namespace_id, bucket_identifier, sync_id
-        )
+        lambda s: service.trigger(s, scope.namespace_id, bucket_identifier, sync_id)
     )
 
 
 @router.post("/{sync_id}/pause", response_model=SyncOut)
-async def pause_sync(bucket_identifier: str, sync_id: str, scope: CurrentScope) -> SyncOut:
+async def pause_sync(bucket_identifier: str, sync_id: str, scope: WriteScope) -> SyncOut:
     """Stop polling; queued runs are dropped and a running one stops after its current page."""
     return await _set_paused(scope, bucket_identifier, sync_id, True)
 
 
 @router.post("/{sync_id}/resume", response_model=SyncOut)
-async def resume_sync(bucket_identifier: str, sync_id: str, scope: CurrentScope) -> SyncOut:
+async def resume_sync(bucket_identifier: str, sync_id: str, scope: WriteScope) -> SyncOut:
     """Poll again (a continuous sync is due at once); a one-time sync waits for a trigger."""
     return await _set_paused(scope, bucket_identifier, sync_id, False)
 
@@ -97,9 +94,7 @@ async def _set_paused(
     scope: NamespaceScope, bucket_identifier: str, sync_id: str, paused: bool
 ) -> SyncOut:
     return await scope.ctx.db.write(
-        lambda s: service.set_paused(
-            s, scope.principal, scope.namespace_id, bucket_identifier, sync_id, paused
-        )
+        lambda s: service.set_paused(s, scope.namespace_id, bucket_identifier, sync_id, paused)
     )
 
 

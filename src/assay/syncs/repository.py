@@ -11,41 +11,33 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, delete, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from assay.kit.db import utcnow
+from assay.kit.db import table_of, utcnow
+from assay.kit.repository import NamespacedRepository
 from assay.models import Job, Object, Sync, SyncKey
 
 JOB_KIND = "sync.run"
 
 
-class SyncRepository:
-    def __init__(self, session: Session, namespace_id: str) -> None:
-        self.session = session
-        self.namespace_id = namespace_id
+class SyncRepository(NamespacedRepository[Sync]):
+    model = Sync
+    namespace_column = Sync.namespace_id
+    id_column = Sync.sync_id
 
-    def scoped(self) -> Select[tuple[Sync]]:
-        return select(Sync).where(Sync.namespace_id == self.namespace_id)
-
-    def get(self, sync_id: str, bucket_id: str | None = None) -> Sync | None:
-        stmt = self.scoped().where(Sync.sync_id == sync_id)
+    def get(self, row_id: str, bucket_id: str | None = None) -> Sync | None:
+        """The sync, if it is this namespace's (and of this bucket, when one is given)."""
+        stmt = self.scoped().where(Sync.sync_id == row_id)
         if bucket_id is not None:
             stmt = stmt.where(Sync.bucket_id == bucket_id)
         return self.session.scalar(stmt)
 
-    def add(self, sync: Sync) -> Sync:
-        self.session.add(sync)
-        self.session.flush()
-        return sync
-
-    def delete(self, sync_id: str) -> None:
+    def delete(self, sync: Sync) -> None:
         # Core DELETE so ON DELETE CASCADE drops the key rows in the same statement.
-        self.session.execute(
-            delete(Sync).where(Sync.namespace_id == self.namespace_id, Sync.sync_id == sync_id)
-        )
+        self.session.execute(delete(Sync).where(*self.scope(), Sync.sync_id == sync.sync_id))
 
 
 def running_syncs(session: Session, sync_ids: Iterable[str]) -> set[str]:
@@ -111,7 +103,7 @@ def claim_keys(session: Session, rows: list[dict[str, Any]]) -> set[tuple[str, s
     # skip it; on SQLite writers are serialised. Either way exactly one claimant wins.
     if not rows:
         return set()
-    table = SyncKey.__table__
+    table = table_of(SyncKey)
     insert_fn: Any = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     stmt = (
         insert_fn(table)
@@ -122,12 +114,13 @@ def claim_keys(session: Session, rows: list[dict[str, Any]]) -> set[tuple[str, s
     return {(s, k, e) for s, k, e in session.execute(stmt)}
 
 
+_SYNC_KEYS = table_of(SyncKey)
 _SET_OBJECT = (
-    update(SyncKey.__table__)
+    update(_SYNC_KEYS)
     .where(
-        SyncKey.__table__.c.sync_id == bindparam("s_id"),
-        SyncKey.__table__.c.key == bindparam("k"),
-        SyncKey.__table__.c.etag == bindparam("e"),
+        _SYNC_KEYS.c.sync_id == bindparam("s_id"),
+        _SYNC_KEYS.c.key == bindparam("k"),
+        _SYNC_KEYS.c.etag == bindparam("e"),
     )
     .values(object_id=bindparam("o_id"))
 )

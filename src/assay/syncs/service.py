@@ -10,7 +10,6 @@ import anyio
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from assay.auth.principal import Principal
 from assay.batches import service as batches
 from assay.errors import Conflict, NotFound, ValidationFailed
 from assay.jobs import repository as jobs
@@ -82,11 +81,8 @@ def _check_mapping(bucket: BucketRef, mapping: dict[str, str]) -> None:
             raise ValidationFailed.at(where, msg, "type_mismatch")
 
 
-def create(
-    session: Session, principal: Principal, namespace_id: str, bucket_ident: str, body: SyncCreate
-) -> SyncOut:
+def create(session: Session, namespace_id: str, bucket_ident: str, body: SyncCreate) -> SyncOut:
     """Create a sync (its endpoint already checked) and queue its first run."""
-    principal.require("write")
     bucket = find_bucket(session, namespace_id, bucket_ident)
     _check_mapping(bucket, body.property_mapping)
     src, creds, now = body.source, body.source.credentials, utcnow()
@@ -132,11 +128,8 @@ def get(session: Session, namespace_id: str, bucket_ident: str, sync_id: str) ->
     return to_out(sync, running=bool(repo_fns.running_syncs(session, [sync.sync_id])))
 
 
-def trigger(
-    session: Session, principal: Principal, namespace_id: str, bucket_ident: str, sync_id: str
-) -> SyncTriggered:
+def trigger(session: Session, namespace_id: str, bucket_ident: str, sync_id: str) -> SyncTriggered:
     """Queue a run now (or hand back the one already waiting)."""
-    principal.require("write")
     _, sync = _bucket_and_sync(session, namespace_id, bucket_ident, sync_id)
     if sync.status == "PAUSED":
         raise Conflict(f"sync {sync_id} is paused: resume it first")
@@ -146,14 +139,12 @@ def trigger(
 
 def set_paused(
     session: Session,
-    principal: Principal,
     namespace_id: str,
     bucket_ident: str,
     sync_id: str,
     paused: bool,
 ) -> SyncOut:
     """Pause (queued runs are dropped, a running one stops after its page) or resume."""
-    principal.require("write")
     _, sync = _bucket_and_sync(session, namespace_id, bucket_ident, sync_id)
     if paused and sync.status != "PAUSED":
         sync.status = "PAUSED"
@@ -166,18 +157,15 @@ def set_paused(
     return to_out(sync, running=bool(repo_fns.running_syncs(session, [sync.sync_id])))
 
 
-def delete(
-    session: Session, principal: Principal, namespace_id: str, bucket_ident: str, sync_id: str
-) -> str:
+def delete(session: Session, namespace_id: str, bucket_ident: str, sync_id: str) -> str:
     """Delete a sync and its key records; the objects it created stay in the bucket."""
-    principal.require("write")
     _, sync = _bucket_and_sync(session, namespace_id, bucket_ident, sync_id)
     repo_fns.cancel_queued(session, namespace_id, sync.sync_id)
-    SyncRepository(session, namespace_id).delete(sync.sync_id)
+    SyncRepository(session, namespace_id).delete(sync)
     return sync.sync_id
 
 
-_FILTER_FIELDS = {
+_FILTER_FIELDS: dict[str, Any] = {
     "sync_mode": Sync.sync_mode,
     "status": Sync.status,
     "auto_submit": Sync.auto_submit,
@@ -249,15 +237,13 @@ def submit_unbatched(
     final: bool,
 ) -> int:
     """Batch and submit a sync's unbatched objects, `batch_size` at a time (all at the end)."""
-    # The sync acts for whoever created it, within its own namespace only.
-    principal = Principal(f"sync:{sync_id}", "write", frozenset({namespace_id}), "")
     made = 0
     while True:
         ids = repo_fns.unbatched(session, sync_id, namespace_id, batch_size)
         if not ids or (len(ids) < batch_size and not final):
             return made
-        batch = batches.create(session, principal, namespace_id, bucket_id, ids)
-        batches.submit(session, principal, namespace_id, bucket_id, batch.batch_id)
+        batch = batches.create(session, namespace_id, bucket_id, ids)
+        batches.submit(session, namespace_id, bucket_id, batch.batch_id)
         repo_fns.set_batch(session, sync_id, ids, batch.batch_id)
         made += 1
 

@@ -125,8 +125,13 @@ class SyncRun:
         """A body using the process's database, blob store and limits."""
         s = ctx.settings
         materializer = Materializer(ctx.fetch_policy, s.tmp_dir, s.small_blob_max_bytes)
-        limits = {"max_bytes": s.fetch_max_bytes, "allow_private": s.allow_private_urls}
-        return cls(ctx.db, ctx.keeper, materializer, **limits)
+        return cls(
+            ctx.db,
+            ctx.keeper,
+            materializer,
+            max_bytes=s.fetch_max_bytes,
+            allow_private=s.allow_private_urls,
+        )
 
     async def run(self, job: Job) -> None:
         ns, sync_id = job.namespace_id, job.payload["sync_id"]

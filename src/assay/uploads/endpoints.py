@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from assay.backends.blob.base import PresigningStore
 from assay.context import AppContext
-from assay.deps import CurrentScope, NamespaceScope, PageQuery, context_of
+from assay.deps import NamespaceScope, PageQuery, ReadScope, WriteScope, context_of
 from assay.errors import AppError
 from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import ItemFailure, ListRequest, Pagination
@@ -45,14 +47,12 @@ def _base_url(request: Request) -> str:
 
 @router.post("", response_model=UploadOut)
 async def create_upload(
-    bucket_identifier: str, body: UploadCreate, request: Request, scope: CurrentScope
+    bucket_identifier: str, body: UploadCreate, request: Request, scope: WriteScope
 ) -> UploadOut:
     """A signed URL to PUT the file to (or one per part); confirm it afterwards."""
     desk = _desk(scope.ctx)
     bucket = await desk.registrar.bucket(scope.namespace_id, bucket_identifier)
-    upload = await scope.ctx.db.write(
-        lambda s: service.create(s, scope.principal, bucket, body, desk.max_bytes)
-    )
+    upload = await scope.ctx.db.write(lambda s: service.create(s, bucket, body, desk.max_bytes))
     upload = await desk.open(upload)
     out = desk.describe(upload, _base_url(request))
     out.warnings = body.warnings()
@@ -61,7 +61,7 @@ async def create_upload(
 
 @router.post("/batch", response_model=UploadBatchOut)
 async def create_uploads_batch(
-    bucket_identifier: str, body: UploadBatchCreate, request: Request, scope: CurrentScope
+    bucket_identifier: str, body: UploadBatchCreate, request: Request, scope: WriteScope
 ) -> UploadBatchOut:
     """Up to 100 uploads; each succeeds or fails on its own."""
     desk = _desk(scope.ctx)
@@ -69,9 +69,13 @@ async def create_uploads_batch(
     succeeded, failed = [], []
     for index, item in enumerate(body.uploads):
         try:
-            upload = await scope.ctx.db.write(
-                lambda s, i=item: service.create(s, scope.principal, bucket, i, desk.max_bytes)
+            create = partial(
+                service.create,
+                bucket=bucket,
+                body=item,
+                max_bytes=desk.max_bytes,
             )
+            upload = await scope.ctx.db.write(create)
             upload = await desk.open(upload)
             succeeded.append(desk.describe(upload, _base_url(request)))
         except AppError as exc:
@@ -85,14 +89,14 @@ async def create_uploads_batch(
 
 
 @router.get("", response_model=UploadPage)
-async def list_uploads(bucket_identifier: str, scope: CurrentScope, page: PageQuery) -> UploadPage:
+async def list_uploads(bucket_identifier: str, scope: ReadScope, page: PageQuery) -> UploadPage:
     """Uploads of the bucket, newest first."""
     return await _list(scope, bucket_identifier, page.limit, page.cursor)
 
 
 @router.post("/list", response_model=UploadPage)
 async def list_uploads_post(
-    bucket_identifier: str, body: ListRequest, scope: CurrentScope
+    bucket_identifier: str, body: ListRequest, scope: ReadScope
 ) -> UploadPage:
     """The hosted product's list form."""
     return await _list(scope, bucket_identifier, body.limit, body.cursor)
@@ -111,7 +115,7 @@ async def _list(
 
 
 @router.get("/{upload_id}", response_model=UploadOut)
-async def get_upload(bucket_identifier: str, upload_id: str, scope: CurrentScope) -> UploadOut:
+async def get_upload(bucket_identifier: str, upload_id: str, scope: ReadScope) -> UploadOut:
     """One upload and its status."""
     bucket = await registrar_for(scope.ctx).bucket(scope.namespace_id, bucket_identifier)
     return service.to_out(await scope.ctx.db.read(lambda s: service.get(s, bucket, upload_id)))
@@ -119,10 +123,9 @@ async def get_upload(bucket_identifier: str, upload_id: str, scope: CurrentScope
 
 @router.post("/{upload_id}/confirm", response_model=ConfirmOut)
 async def confirm_upload(
-    bucket_identifier: str, upload_id: str, scope: CurrentScope, body: UploadConfirm | None = None
+    bucket_identifier: str, upload_id: str, scope: WriteScope, body: UploadConfirm | None = None
 ) -> ConfirmOut:
     """Check size and SHA-256, then register the object (confirming twice answers the same)."""
-    scope.principal.require("write")
     desk = _desk(scope.ctx)
     bucket = await desk.registrar.bucket(scope.namespace_id, bucket_identifier)
     return await desk.confirm(bucket, upload_id, body.file_hash if body else None)

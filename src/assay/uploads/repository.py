@@ -2,39 +2,27 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from assay.kit.repository import BucketedRepository
 from assay.models import Blob, Object, Upload
 
 
-class UploadRepository:
-    def __init__(self, session: Session, namespace_id: str, bucket_id: str) -> None:
-        self.session = session
-        self.namespace_id = namespace_id
-        self.bucket_id = bucket_id
-
-    def scoped(self) -> Select[tuple[Upload]]:
-        return select(Upload).where(
-            Upload.namespace_id == self.namespace_id, Upload.bucket_id == self.bucket_id
-        )
-
-    def get(self, upload_id: str) -> Upload | None:
-        return self.session.scalar(self.scoped().where(Upload.upload_id == upload_id))
+class UploadRepository(BucketedRepository[Upload]):
+    model = Upload
+    namespace_column = Upload.namespace_id
+    bucket_column = Upload.bucket_id
+    id_column = Upload.upload_id
 
     def status_counts(self) -> list[tuple[str, int, int]]:
         """(status, uploads, declared bytes) for the bucket's uploads."""
         stmt = (
             select(Upload.status, func.count(), func.coalesce(func.sum(Upload.file_size_bytes), 0))
-            .where(Upload.namespace_id == self.namespace_id, Upload.bucket_id == self.bucket_id)
+            .where(*self.scope())
             .group_by(Upload.status)
         )
-        return [(str(s), int(n), int(size)) for s, n, size in self.session.execute(stmt)]
-
-    def add(self, upload: Upload) -> Upload:
-        self.session.add(upload)
-        self.session.flush()
-        return upload
+        return [(str(s), int(n), int(size or 0)) for s, n, size in self.session.execute(stmt)]
 
     def object_with_content(self, sha256: str, prop: str, blob_type: str) -> str | None:
         """An object of this bucket whose `prop` blob already holds these bytes as `blob_type`.

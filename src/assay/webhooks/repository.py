@@ -15,35 +15,23 @@ from typing import Any
 from sqlalchemy import Select, String, cast, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from assay.kit.repository import NamespacedRepository
 from assay.models import Event, Webhook, WebhookDelivery
 from assay.webhooks.schemas import ALL_EVENTS, PENDING
 
 
-class WebhookRepository:
-    def __init__(self, session: Session, namespace_id: str) -> None:
-        self.session = session
-        self.namespace_id = namespace_id
+class WebhookRepository(NamespacedRepository[Webhook]):
+    model = Webhook
+    namespace_column = Webhook.namespace_id
+    id_column = Webhook.webhook_id
 
-    def scoped(self) -> Select[tuple[Webhook]]:
-        return select(Webhook).where(Webhook.namespace_id == self.namespace_id)
-
-    def get(self, webhook_id: str) -> Webhook | None:
-        return self.session.scalar(self.scoped().where(Webhook.webhook_id == webhook_id))
-
-    def add(self, webhook: Webhook) -> Webhook:
-        self.session.add(webhook)
-        self.session.flush()
-        return webhook
-
-    def delete(self, webhook_id: str) -> None:
+    def delete(self, webhook: Webhook) -> None:
         # Core DELETE so the database's ON DELETE CASCADE drops the deliveries in one statement.
         self.session.execute(
-            delete(Webhook).where(
-                Webhook.namespace_id == self.namespace_id, Webhook.webhook_id == webhook_id
-            )
+            delete(Webhook).where(*self.scope(), Webhook.webhook_id == webhook.webhook_id)
         )
 
-    def filtered(self, event_type: str | None, is_active: bool | None) -> Select[tuple[Webhook]]:
+    def filtered(self, event_type: str | None, is_active: bool | None) -> Select[Webhook]:
         stmt = self.scoped()
         if is_active is not None:
             stmt = stmt.where(Webhook.is_active.is_(is_active))
@@ -58,10 +46,10 @@ class WebhookRepository:
             )
         return stmt
 
-    def count(self, stmt: Select[tuple[Webhook]]) -> int:
+    def count(self, stmt: Select[Webhook]) -> int:
         return int(self.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
 
-    def deliveries(self, webhook_id: str) -> Select[tuple[WebhookDelivery]]:
+    def deliveries(self, webhook_id: str) -> Select[WebhookDelivery]:
         return select(WebhookDelivery).where(
             WebhookDelivery.namespace_id == self.namespace_id,
             WebhookDelivery.webhook_id == webhook_id,

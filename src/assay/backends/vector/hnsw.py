@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -211,8 +212,9 @@ class HnswIndex:
         # Loading adopts the file's storage type and graph shape, whatever this CPU would pick;
         # the query-time settings are not in the file, so they are set again.
         index._index.load(os.fspath(path))
-        index._index.expansion_add = index.expansion_add
-        index._index.expansion_search = index.expansion_search
+        # usearch declares these setters apart from their getters, so mypy thinks them read-only.
+        index._index.expansion_add = index.expansion_add  # type: ignore[misc]
+        index._index.expansion_search = index.expansion_search  # type: ignore[misc]
         index.dtype = next(name for name, kind in _SCALARS.items() if kind == index._index.dtype)
         return index
 
@@ -246,7 +248,8 @@ class HnswIndex:
     def _vectors_of(self, keys: np.ndarray) -> np.ndarray:
         if keys.size == 0:
             return np.empty((0, self.dimensions), dtype=np.float32)
-        rows = self._index.get(keys)
+        # Many keys come back as a matrix or a tuple of rows; every key here is present (no None).
+        rows = cast(Sequence[np.ndarray], self._index.get(keys))
         # Stored values are rounded to 2 bytes; renormalising keeps scores true cosines.
         return normalise_rows(np.vstack(rows).astype(np.float32, copy=False))
 

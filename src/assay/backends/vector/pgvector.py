@@ -90,7 +90,7 @@ class PgVectorIndexes:
                 sql += " AND doc_key = ANY(:keys)"
                 params["keys"] = [int(x) for x in allowed.tolist()]
             sql += " ORDER BY d LIMIT :k"
-        rows = session.execute(text(sql), params).all()
+        rows = list(session.execute(text(sql), params).all())
         rows.sort(key=lambda r: (r[1], r[0]))  # relaxed order comes back nearly sorted
         keys = np.fromiter((r[0] for r in rows), np.uint64, len(rows))
         sims = np.fromiter((1.0 - float(r[1]) for r in rows), np.float32, len(rows))

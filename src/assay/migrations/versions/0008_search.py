@@ -8,6 +8,7 @@ Create Date: 2026-11-28 23:35:33.001855
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -103,7 +104,7 @@ def _existing_documents() -> list[tuple[str, str, str, dict, dict]]:
     return [(r[0], r[1], r[2], _json(r[3]), _json(r[4])) for r in rows]
 
 
-def _json(value: object) -> dict:
+def _json(value: Any) -> dict[str, Any]:
     import json
 
     return json.loads(value) if isinstance(value, str) else dict(value or {})

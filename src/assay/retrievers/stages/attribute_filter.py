@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from assay.kit.schemas import FilterGroup, Operator
-from assay.retrievers.pipeline import Hit, RunContext, stage
+from assay.retrievers.pipeline import Hit, RunContext
 
 
 class AttributeFilterParams(BaseModel):
@@ -29,8 +29,9 @@ class AttributeFilterParams(BaseModel):
         return self
 
 
-@stage("attribute_filter", "filter")
 class AttributeFilter:
+    stage_id = "attribute_filter"
+    aliases = ("filter",)
     params_model = AttributeFilterParams
 
     def run(self, ctx: RunContext, hits: list[Hit] | None, params: Any) -> list[Hit]:

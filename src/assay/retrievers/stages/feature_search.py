@@ -12,7 +12,7 @@ from assay.backends.vector.base import VectorIndexError
 from assay.errors import ValidationFailed
 from assay.extractors.base import canonical_feature_uri
 from assay.kit.schemas import FilterGroup
-from assay.retrievers.pipeline import Hit, RunContext, ranked, stage
+from assay.retrievers.pipeline import Hit, RunContext, ranked
 from assay.retrievers.queries import Query
 
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al.)
@@ -55,8 +55,9 @@ class FeatureSearchParams(BaseModel):
     final_top_k: int = Field(default=25, ge=1, le=10_000)
 
 
-@stage("feature_search", "semantic_search", "knn_search")
 class FeatureSearch:
+    stage_id = "feature_search"
+    aliases = ("semantic_search", "knn_search")
     params_model = FeatureSearchParams
 
     def run(self, ctx: RunContext, hits: list[Hit] | None, params: Any) -> list[Hit]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from assay.retrievers.pipeline import Hit, RunContext, stage
+from assay.retrievers.pipeline import Hit, RunContext
 from assay.retrievers.values import field_value
 
 
@@ -18,8 +18,9 @@ class GroupParams(BaseModel):
     max_groups: int | None = Field(default=None, ge=1)
 
 
-@stage("group_by", "deduplicate", "dedupe")
 class GroupBy:
+    stage_id = "group_by"
+    aliases = ("deduplicate", "dedupe")
     """Keeps hit order; a hit whose field is missing forms its own group."""
 
     params_model = GroupParams

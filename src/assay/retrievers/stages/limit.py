@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from assay.retrievers.pipeline import Hit, RunContext, stage
+from assay.retrievers.pipeline import Hit, RunContext
 
 
 class LimitParams(BaseModel):
@@ -16,8 +16,9 @@ class LimitParams(BaseModel):
     offset: int = Field(default=0, ge=0)
 
 
-@stage("limit", "take")
 class Limit:
+    stage_id = "limit"
+    aliases = ("take",)
     params_model = LimitParams
 
     def run(self, ctx: RunContext, hits: list[Hit] | None, params: Any) -> list[Hit]:

@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from assay.extractors.base import canonical_feature_uri
-from assay.retrievers.pipeline import Hit, RunContext, ranked, stage
+from assay.retrievers.pipeline import Hit, RunContext, ranked
 from assay.retrievers.queries import Query
 
 
@@ -27,8 +27,9 @@ class RerankParams(BaseModel):
         return canonical_feature_uri(value)
 
 
-@stage("rerank", "mmr")
 class Rerank:
+    stage_id = "rerank"
+    aliases = ("mmr",)
     params_model = RerankParams
 
     def run(self, ctx: RunContext, hits: list[Hit] | None, params: Any) -> list[Hit]:

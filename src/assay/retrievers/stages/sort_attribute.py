@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from assay.retrievers.pipeline import Hit, RunContext, stage
+from assay.retrievers.pipeline import Hit, RunContext
 from assay.retrievers.values import field_value
 
 
@@ -17,8 +17,9 @@ class SortParams(BaseModel):
     direction: Literal["asc", "desc"] = "desc"
 
 
-@stage("sort_attribute", "sort")
 class SortAttribute:
+    stage_id = "sort_attribute"
+    aliases = ("sort",)
     params_model = SortParams
 
     def run(self, ctx: RunContext, hits: list[Hit] | None, params: Any) -> list[Hit]:

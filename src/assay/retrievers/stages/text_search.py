@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from assay.kit.schemas import FilterGroup
-from assay.retrievers.pipeline import Hit, RunContext, stage
+from assay.retrievers.pipeline import Hit, RunContext
 
 
 class TextSearchParams(BaseModel):
@@ -18,8 +18,9 @@ class TextSearchParams(BaseModel):
     filters: FilterGroup | None = None
 
 
-@stage("text_search", "full_text_search", "bm25_search")
 class TextSearch:
+    stage_id = "text_search"
+    aliases = ("full_text_search", "bm25_search")
     params_model = TextSearchParams
 
     def run(self, ctx: RunContext, hits: list[Hit] | None, params: Any) -> list[Hit]:
