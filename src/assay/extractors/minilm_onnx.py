@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from assay.extractors.model_cache import MODELS
 from assay.extractors.models import ModelLoadError, device, encode_lock, text_encoder
 
 if TYPE_CHECKING:
@@ -32,9 +33,6 @@ if TYPE_CHECKING:
 Purpose = Literal["query", "documents"]
 log = logging.getLogger("assay.extractors")
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-_load_lock = threading.Lock()
-_encoders: dict[Purpose, OnnxMiniLM] = {}
-_unavailable = False
 EXPORT_TIMEOUT_S = 600
 
 
@@ -93,24 +91,26 @@ def onnx_minilm(purpose: Purpose) -> OnnxMiniLM | None:
     """The process's MiniLM session for `purpose`, or None where onnxruntime should not or
     cannot run it (a GPU is present, or the graph could not be exported: the reason is logged
     once); callers then use torch. Never call it holding `encode_lock`."""
-    global _unavailable
-    if purpose in _encoders or _unavailable:
-        return _encoders.get(purpose)
-    with _load_lock:
-        if purpose not in _encoders and not _unavailable:
-            try:
-                _encoders[purpose] = _build(purpose)
-            except ModelLoadError:
-                raise  # no MiniLM at all: torch cannot answer either
-            except Exception as exc:  # a missing exporter or runtime: torch still answers
-                _unavailable = True
-                log.warning("MiniLM runs on torch, not onnxruntime: %s", exc)
-    return _encoders.get(purpose)
+    if not MODELS.get("minilm-onnx", _onnx_possible):
+        return None
+    return MODELS.get(f"minilm-onnx:{purpose}", lambda: _build(purpose))
+
+
+def _onnx_possible() -> bool:
+    """Whether onnxruntime can run MiniLM here: the graph exported, no GPU (asked once)."""
+    try:
+        if device() != "cpu":
+            raise RuntimeError("a GPU is present: torch runs the model there")
+        graph_file()
+        return True
+    except ModelLoadError:
+        raise  # no MiniLM at all: torch cannot answer either
+    except Exception as exc:  # a missing exporter or runtime: torch still answers
+        log.warning("MiniLM runs on torch, not onnxruntime: %s", exc)
+        return False
 
 
 def _build(purpose: Purpose) -> OnnxMiniLM:
-    if device() != "cpu":
-        raise RuntimeError("a GPU is present: torch runs the model there")
     model = text_encoder()
     graph = graph_file()
     # The document encoder may be busy in another thread: copy its tokenizer in turn with it.

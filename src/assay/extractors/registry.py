@@ -13,6 +13,7 @@ from assay.extractors.builtin.image import ImageExtractor
 from assay.extractors.builtin.multimodal import MultimodalExtractor
 from assay.extractors.builtin.passthrough import PassthroughExtractor
 from assay.extractors.builtin.text import TextExtractor
+from assay.extractors.model_cache import MODELS, ModelCache
 from assay.kit.limits import MediaLimits
 
 
@@ -57,6 +58,8 @@ class ExtractorRegistry:
                 MultimodalExtractor(limits),
             ]
         self._impls = {(e.spec.name, e.spec.version): e for e in impls}
+        # The process's one model cache: every built-in extractor loads through it.
+        self.models: ModelCache = MODELS
 
     def implementation(self, name: str, version: str) -> Extractor:
         """The code behind an extractor; instances are shared (models load once per process)."""

