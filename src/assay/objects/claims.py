@@ -40,13 +40,7 @@ def claim_use(session: Session, key: str) -> str | None:
     _lock_keys(session, [key])
     if _live(session, key, "remove"):
         return None
-    claim_id = new_id("clm")
-    session.execute(
-        insert(BlobClaim),
-        [{"claim_id": claim_id, "storage_key": key, "kind": "use",
-          "expires_at": utcnow() + USE_TTL}],
-    )  # fmt: skip
-    return claim_id
+    return _add(session, key, "use", USE_TTL)
 
 
 def release(session: Session, claim_ids: list[str]) -> None:
@@ -65,12 +59,13 @@ def claim_removal(
         return None
     if not unreferenced_keys(session, namespace_id, {key}):
         return None
+    return _add(session, key, "remove", REMOVE_TTL)
+
+
+def _add(session: Session, key: str, kind: str, ttl: dt.timedelta) -> str:
     claim_id = new_id("clm")
-    session.execute(
-        insert(BlobClaim),
-        [{"claim_id": claim_id, "storage_key": key, "kind": "remove",
-          "expires_at": utcnow() + REMOVE_TTL}],
-    )  # fmt: skip
+    row = {"claim_id": claim_id, "storage_key": key, "kind": kind, "expires_at": utcnow() + ttl}
+    session.execute(insert(BlobClaim), [row])
     return claim_id
 
 
