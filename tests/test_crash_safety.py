@@ -3,52 +3,26 @@ every webhook event arrives (at least once, signed)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import pytest
 
-from assay.webhooks.signing import verify
 from tests.conftest import ADMIN_KEY, free_port
+from tests.webhook_receiver import SECRET, Receiver, receiver
+
+__all__ = ["receiver"]  # the fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.database]
 SERVE = "from assay.cli import app; app()"
 NS = {"Authorization": f"Bearer {ADMIN_KEY}", "X-Namespace": "crash"}
 OBJECTS = 600
-SECRET = "whsec_crash_test_secret"
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    received: ClassVar[list[tuple[dict[str, Any], bool]]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        ok = verify(SECRET, body, self.headers["Assay-Signature"])
-        self.received.append((json.loads(body), ok))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *_: object) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[str]:
-    _Receiver.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
 
 
 def _start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -127,7 +101,7 @@ def test_sigkill_mid_processing_then_restart_completes_exactly_once(
         # A delivery in flight at the kill is sent again once its lease (2 x timeout + 30 s) ends.
         deadline = time.monotonic() + 90
         while not _batch_events(data_dir, batch_id) <= _delivered(batch_id):
-            assert time.monotonic() < deadline, _Receiver.received
+            assert time.monotonic() < deadline, Receiver.received
             time.sleep(0.2)
     finally:
         proc.kill()
@@ -141,7 +115,7 @@ def test_sigkill_mid_processing_then_restart_completes_exactly_once(
     assert len(per_object) == OBJECTS and {n for _, n in per_object} == {1}
     assert events.count("batch.queued") == 1 and events.count("batch.completed") == 1
     assert _batch_events(data_dir, batch_id) == _delivered(batch_id)  # every one arrived
-    assert all(ok for _, ok in _Receiver.received)
+    assert all(ok for _, ok in Receiver.received)
 
 
 def _query(data_dir: Path, sql: str, **params: str) -> list[Any]:
@@ -163,4 +137,4 @@ def _batch_events(data_dir: Path, batch_id: str) -> set[str]:
 
 
 def _delivered(batch_id: str) -> set[str]:
-    return {e["event_id"] for e, _ in _Receiver.received if e["subject"]["id"] == batch_id}
+    return {e["event_id"] for e, _ in Receiver.received if e["subject"]["id"] == batch_id}

@@ -10,53 +10,27 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from assay.webhooks.signing import verify
 from tests.conftest import ADMIN_KEY, S3_BUCKET, free_port
 from tests.databases import PostgresServer
+from tests.webhook_receiver import SECRET, Receiver, receiver
+
+__all__ = ["receiver"]  # the fixture
 
 pytestmark = pytest.mark.slow
 CLI = "from assay.cli import app; app()"
 NS = {"Authorization": f"Bearer {ADMIN_KEY}", "X-Namespace": "fleet"}
-SECRET = "whsec_scale_out_secret"
 BATCHES = 4
 PER_BATCH = 100
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    received: ClassVar[list[tuple[dict[str, Any], bool]]] = []
-    lock = threading.Lock()
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        ok = verify(SECRET, body, self.headers["Assay-Signature"])
-        with self.lock:
-            self.received.append((json.loads(body), ok))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *_: object) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[str]:
-    _Receiver.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
 
 
 @pytest.fixture
@@ -233,12 +207,12 @@ def test_two_apis_two_workers_one_killed_mid_job(
         assert len(per_object) == len(everything) and set(per_object.values()) == {1}
         # every event delivered once, signed
         deadline = time.monotonic() + 60
-        while set(events) - {e["event_id"] for e, _ in _Receiver.received}:
+        while set(events) - {e["event_id"] for e, _ in Receiver.received}:
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        counts = Counter(e["event_id"] for e, _ in _Receiver.received)
+        counts = Counter(e["event_id"] for e, _ in Receiver.received)
         assert set(counts) == set(events) and set(counts.values()) == {1}
-        assert all(ok for _, ok in _Receiver.received)
+        assert all(ok for _, ok in Receiver.received)
         for c in clients:
             c.close()
     finally:
