@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     key_cache_ttl_s: float = 5.0
     lookup_cache_ttl_s: float = 5.0
     write_batch_max: int = Field(default=256, ge=1)
-    # Vector indexes search exactly (numpy) up to this many vectors, then switch to HNSW.
+    # File vector indexes search exactly (numpy) up to this many vectors, then switch to HNSW.
     exact_search_below: int = Field(default=20_000, ge=0)
     # Where vectors are searched: "file" (usearch/exact caches under the data dir), "pgvector"
     # (inside PostgreSQL), or "auto": pgvector on PostgreSQL, files on SQLite.

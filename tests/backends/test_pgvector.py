@@ -7,13 +7,14 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy import Engine, create_engine, insert, select, text
 from sqlalchemy.orm import Session
 
 from assay.backends.vector.base import VectorIndexError
 from assay.backends.vector.pgvector import PgVectorIndexes
 from assay.kit.ids import int_key, new_id
 from assay.models import Bucket, Document, DocumentVector, Namespace, Object
+from assay.retrievers.candidates import Candidates
 from tests.databases import PostgresServer
 
 URI = "assay://text_extractor@v1/text_embedding"
@@ -50,8 +51,8 @@ def add_vectors(engine: Engine, vectors: np.ndarray, collection: str = COLLECTIO
         {"document_id": d, "doc_key": int(k), "namespace_id": "ns_test",
          "collection_id": collection, "object_id": "obj_test", "blob_id": d,
          "property": "body", "segment_key": "", "extractor": "text_extractor",
-         "extractor_version": "v1", "content": {}, "search_text": "", "metadata": {}}
-        for d, k in zip(ids, keys, strict=True)
+         "extractor_version": "v1", "content": {}, "search_text": "", "metadata": {"part": i % 10}}
+        for i, (d, k) in enumerate(zip(ids, keys, strict=True))
     ]  # fmt: skip
     rows = [
         {"document_id": d, "feature_uri": URI, "doc_key": int(k), "namespace_id": "ns_test",
@@ -69,7 +70,8 @@ def search(
     allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     with Session(engine) as s:
-        return index.search(s, COLLECTION, URI, query, k, allowed)
+        candidates = None if allowed is None else Candidates.of(allowed)
+        return index.search(s, COLLECTION, URI, query, k, candidates)
 
 
 def exact(vectors: np.ndarray, keys: np.ndarray, query: np.ndarray, k: int) -> set[int]:
@@ -116,6 +118,31 @@ def test_filtered_search_keeps_its_recall(engine: Engine, exact_limit: int) -> N
         assert set(found.tolist()) <= set(allowed.tolist())
         hits += len(truth & set(found.tolist()))
         total += len(truth)
+    assert hits / total >= 0.95
+
+
+@pytest.mark.parametrize("exact_limit", [10_000, 10], ids=["candidates", "hnsw-iterative"])
+def test_a_filter_kept_as_sql_keeps_its_recall(engine: Engine, exact_limit: int) -> None:
+    """The filter as a subquery (what a retriever's filters become): only passing documents
+    come back, as many of the true nearest as with the keys bound."""
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(40, DIMS))
+    vectors = _unit(centres[rng.integers(0, 40, N)] + 0.3 * rng.normal(size=(N, DIMS)))
+    keys = add_vectors(engine, vectors)
+    passing = np.arange(N) % 10 == 0  # metadata.part == 0
+    index = PgVectorIndexes(engine, exact_limit=exact_limit)
+    part = Document.metadata_["part"].as_integer()
+    hits = total = 0
+    with Session(engine) as s:
+        filtered = select(Document.doc_key).where(Document.collection_id == COLLECTION, part == 0)
+        for q in _unit(centres[:20] + 0.3 * rng.normal(size=(20, DIMS))):
+            found, _ = index.search(s, COLLECTION, URI, q, 10, Candidates(s, query=filtered))
+            assert set(found.tolist()) <= set(keys[passing].tolist())
+            truth = exact(vectors[passing], keys[passing], q, 10)
+            hits += len(truth & set(found.tolist()))
+            total += len(truth)
+        nothing = select(Document.doc_key).where(part == 99)
+        assert len(index.search(s, COLLECTION, URI, q, 5, Candidates(s, query=nothing))[0]) == 0
     assert hits / total >= 0.95
 
 

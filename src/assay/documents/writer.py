@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, delete, insert, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import Session
 
 from assay.documents.drafts import DocumentDraft, Vector
@@ -23,14 +23,13 @@ from assay.documents.log import log_vectors
 from assay.documents.text import search_text
 from assay.documents.vectors import unpack_vector
 from assay.extractors.base import ExtractorSpec
+from assay.kit.bulk import insert_rows
 from assay.kit.db import table_of, utcnow
 from assay.kit.ids import int_key, new_id
 from assay.models import Document, DocumentVector, Object
 
 _DOCUMENTS = table_of(Document)
 _VECTORS = table_of(DocumentVector)
-_INSERT_DOCUMENTS = insert(_DOCUMENTS)
-_INSERT_VECTORS = insert(_VECTORS)
 
 
 class InvalidDraft(ValueError):
@@ -211,9 +210,9 @@ class DocumentWriter:
         documents = [row for p in prepared for row in p.documents]
         vectors = [row for p in prepared for row in p.vectors]
         if documents:
-            self.session.execute(_INSERT_DOCUMENTS, documents)
+            insert_rows(self.session, _DOCUMENTS, documents)
         if vectors:
-            self.session.execute(_INSERT_VECTORS, vectors)
+            insert_rows(self.session, _VECTORS, vectors)
             log_vectors(self.session, "+", _VECTORS.c.document_id.in_(_ids_where(*lineage)))
         return len(documents)
 

@@ -29,8 +29,6 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -86,13 +84,17 @@ class FloatVector(TypeDecorator[bytes]):
     def process_bind_param(self, value: Any, dialect: Any) -> Any:
         if value is None:
             return None
+        array = self.as_array(value)
+        return array if dialect.name == "postgresql" else array.tobytes()
+
+    @staticmethod
+    def as_array(value: Any) -> Any:
+        """A written value (bytes, floats or an array) as a little-endian float32 array."""
         import numpy as np
 
         if isinstance(value, bytes | bytearray | memoryview):
-            array = np.frombuffer(value, dtype="<f4")
-        else:
-            array = np.asarray(value, dtype="<f4")
-        return array if dialect.name == "postgresql" else array.tobytes()
+            return np.frombuffer(value, dtype="<f4")
+        return np.asarray(value, dtype="<f4")
 
     def process_result_value(self, value: Any, dialect: Any) -> bytes | None:
         if value is None or isinstance(value, bytes):
@@ -130,7 +132,11 @@ def utcnow() -> dt.datetime:
 def make_engine(url: str, *, writer: bool = False, busy_timeout_s: float = 30) -> Engine:
     """An engine; SQLite gets WAL, foreign keys, a busy timeout and explicit BEGINs."""
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        # Many-row INSERTs (registration, documents, vectors) as multi-row VALUES statements,
+        # as SQLAlchemy does for psycopg2: psycopg's executemany runs one statement per row.
+        engine.dialect.use_insertmanyvalues_wo_returning = True
+        return engine
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
@@ -250,6 +256,7 @@ class Database:
         self._group_max = group_max
         self._pending: list[_Job] = []
         self._flush_scheduled = False
+        self._drainer: asyncio.Task[None] | None = None  # PostgreSQL's group committer
         self._retry_delay = _MIN_RETRY_S
 
     async def read(self, fn: Callable[[Session], T], *, heavy: bool = False) -> T:
@@ -274,11 +281,10 @@ class Database:
         """Like `write`, but concurrent calls with the same `run` share one call of it.
 
         `run(session, items)` returns one result per item. Coalescing turns many small
-        requests' statements into a few multi-row ones; if the shared call fails, each item
-        is retried alone, so one bad item still fails alone.
+        requests' statements into a few multi-row ones and many commits into one (group
+        commit: on PostgreSQL a group runs in a thread while the next one gathers); if the
+        shared call fails, each item is retried alone, so one bad item still fails alone.
         """
-        if not self.is_sqlite:
-            return await anyio.to_thread.run_sync(self.write_sync, lambda s: run(s, [item])[0])
         return await self._enqueue(run, item, coalesce=True)
 
     def _enqueue(self, run: ManyFn, item: Any, *, coalesce: bool) -> asyncio.Future[Any]:
@@ -292,7 +298,10 @@ class Database:
             job.futures.append(future)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            loop.call_soon(self._flush, loop)
+            if self.is_sqlite:
+                loop.call_soon(self._flush, loop)
+            else:
+                self._drainer = loop.create_task(self._drain())
         return future
 
     def write_sync(self, fn: Callable[[Session], T]) -> T:
@@ -300,11 +309,16 @@ class Database:
         with self._sync_sessions() as session, session.begin():
             return _translate_integrity(fn, session)
 
-    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _take_group(self) -> list[_Job]:
         group = self._pending[: self._group_max]
         del self._pending[: self._group_max]
+        return group
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """SQLite: commit a group on the loop (a few ms, with nobody else to wait for)."""
+        group = self._take_group()
         try:
-            self._commit_group(group)
+            _settle(self._commit_group(group, self._loop_sessions))
             self._retry_delay = _MIN_RETRY_S
         except OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
@@ -321,23 +335,37 @@ class Database:
         else:
             self._flush_scheduled = False
 
-    def _commit_group(self, group: list[_Job]) -> None:
-        done: list[tuple[asyncio.Future[Any], Any]] = []
-        with self._loop_sessions() as session:
+    async def _drain(self) -> None:
+        """PostgreSQL: commit groups in a thread, one at a time, until none is waiting."""
+        try:
+            while self._pending:
+                group = self._take_group()
+                try:
+                    settled = await anyio.to_thread.run_sync(
+                        self._commit_group, group, self._sync_sessions
+                    )
+                    _settle(settled)
+                except Exception as exc:
+                    _fail(group, exc)
+        finally:
+            self._flush_scheduled = False
+
+    @staticmethod
+    def _commit_group(group: list[_Job], sessions: sessionmaker[Session]) -> list[_Settled]:
+        """Run every job of `group` in one transaction; what each future gets (set by the
+        caller, on the loop)."""
+        settled: list[_Settled] = []
+        with sessions() as session:
             session.begin()
             session.connection()  # BEGIN IMMEDIATE now, so a busy lock fails before any work
             try:
                 for job in group:
-                    done += _run_job(session, job)
+                    settled += _run_job(session, job)
                 session.commit()
             except Exception as exc:  # the commit itself failed: every survivor fails
                 session.rollback()
-                for future, _ in done:
-                    future.set_exception(exc)
-                return
-        for future, result in done:
-            if not future.done():
-                future.set_result(result)
+                return [(f, exc, None) if err is None else (f, err, None) for f, err, _ in settled]
+        return settled
 
     def close(self) -> None:
         """Dispose of the engines."""
@@ -350,6 +378,9 @@ _MIN_RETRY_S = 0.005
 _MAX_RETRY_S = 0.25
 
 
+_Settled = tuple["asyncio.Future[Any]", BaseException | None, Any]  # future, error, result
+
+
 def _fail(group: list[_Job], exc: Exception) -> None:
     for job in group:
         for future in job.futures:
@@ -357,7 +388,17 @@ def _fail(group: list[_Job], exc: Exception) -> None:
                 future.set_exception(exc)
 
 
-def _run_job(session: Session, job: _Job) -> list[tuple[asyncio.Future[Any], Any]]:
+def _settle(settled: list[_Settled]) -> None:
+    for future, error, result in settled:
+        if future.done():  # its caller went away (cancelled)
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+
+def _run_job(session: Session, job: _Job) -> list[_Settled]:
     """Run a job in a savepoint; if a shared run fails, run each item in its own."""
     live = [(item, fut) for item, fut in zip(job.items, job.futures, strict=True) if not fut.done()]
     if not live:
@@ -365,20 +406,19 @@ def _run_job(session: Session, job: _Job) -> list[tuple[asyncio.Future[Any], Any
     try:
         with session.begin_nested():
             results = _translate_integrity(lambda s: job.run(s, [i for i, _ in live]), session)
-        return [(fut, result) for (_, fut), result in zip(live, results, strict=True)]
+        return [(fut, None, result) for (_, fut), result in zip(live, results, strict=True)]
     except Exception as exc:
         if len(live) == 1:
-            live[0][1].set_exception(exc)
-            return []
-    done = []
+            return [(live[0][1], exc, None)]
+    settled: list[_Settled] = []
     for item, future in live:
         try:
             with session.begin_nested():
                 (result,) = _translate_integrity(partial(_run_items, job.run, [item]), session)
-            done.append((future, result))
+            settled.append((future, None, result))
         except Exception as exc:  # handed to its caller; the others go on
-            future.set_exception(exc)
-    return done
+            settled.append((future, exc, None))
+    return settled
 
 
 def _run_items(run: ManyFn, items: list[Any], session: Session) -> list[Any]:
@@ -392,14 +432,3 @@ def _translate_integrity(fn: Callable[[Session], T], session: Session) -> T:
         return result
     except IntegrityError as exc:
         raise Conflict("the change conflicts with existing data") from exc
-
-
-def insert_ignoring_duplicates(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """INSERT rows, skipping those whose primary key exists (content-addressed data)."""
-    if not rows:
-        return
-    if session.get_bind().dialect.name == "sqlite":
-        stmt: Any = sqlite_insert(table).on_conflict_do_nothing()
-    else:
-        stmt = pg_insert(table).on_conflict_do_nothing()
-    session.execute(stmt, rows)

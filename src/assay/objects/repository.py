@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, insert, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import Session
 
 from assay.documents.writer import DocumentWriter
-from assay.kit.db import insert_ignoring_duplicates, table_of
+from assay.kit.bulk import insert_rows
+from assay.kit.db import table_of
 from assay.kit.repository import BucketedRepository
 from assay.models import Blob, BlobBytes, Object
 
@@ -57,15 +58,14 @@ def insert_object_rows(
 
     Rows carry their namespace and bucket ids, set by the caller from scoped lookups.
     """
-    if objects:
-        session.execute(_INSERT_OBJECTS, objects)
-    if blobs:
-        session.execute(_INSERT_BLOBS, blobs)
-    insert_ignoring_duplicates(session, table_of(BlobBytes), small_bytes)
+    insert_rows(session, _OBJECTS, objects)
+    insert_rows(session, _BLOBS, blobs)
+    insert_rows(session, _BLOB_BYTES, small_bytes, skip_duplicates=True)
 
 
-_INSERT_OBJECTS = insert(table_of(Object))
-_INSERT_BLOBS = insert(table_of(Blob))
+_OBJECTS = table_of(Object)
+_BLOBS = table_of(Blob)
+_BLOB_BYTES = table_of(BlobBytes)
 
 
 def small_bytes(session: Session, namespace_id: str, storage_key: str) -> bytes | None:

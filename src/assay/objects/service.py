@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from assay.buckets.repository import BucketRepository
 from assay.errors import NotFound, ValidationFailed
-from assay.events.outbox import emit
+from assay.events.outbox import emit, emit_many
 from assay.kit.db import utcnow
 from assay.kit.ids import new_id
 from assay.kit.paging import SortKey, build_filter, paginate
@@ -63,9 +63,12 @@ def register_many(session: Session, registrations: list[Registration]) -> list[l
             outs.append(ObjectOut.model_validate({**obj, "blobs": rows, "warnings": p.warnings}))
         answers.append(outs)
     insert_object_rows(session, objects, blobs, small)
-    for obj in objects:
-        data = {"object_id": obj["object_id"], "bucket_id": obj["bucket_id"]}
-        emit(session, obj["namespace_id"], "object.created", ("object", obj["object_id"]), data)
+    created = [
+        (o["namespace_id"], ("object", o["object_id"]),
+         {"object_id": o["object_id"], "bucket_id": o["bucket_id"]})
+        for o in objects
+    ]  # fmt: skip
+    emit_many(session, "object.created", created)
     return answers
 
 

@@ -28,6 +28,7 @@ from assay.backends.vector.adaptive import AdaptiveIndex, load_index
 from assay.backends.vector.base import VectorIndex, VectorIndexError
 from assay.documents.vectors import unpack_vector
 from assay.models import DocumentVector, VectorLogEntry
+from assay.retrievers.candidates import Candidates
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class FeatureIndex(Protocol):
         feature_uri: str,
         query: np.ndarray,
         k: int,
-        allowed: np.ndarray | None = None,
+        allowed: Candidates | None = None,
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
     def size(self, session: Session, collection_id: str, feature_uri: str) -> int: ...
@@ -71,7 +72,9 @@ def make_feature_index(
             raise ValueError("vector_index = pgvector needs a PostgreSQL database_url")
         from assay.backends.vector.pgvector import PgVectorIndexes
 
-        return PgVectorIndexes(engine, exact_limit=exact_limit)
+        # Not the file index's exact limit: pgvector's exact path reads a heap row per key, so
+        # its own limit is ten times lower (see PgVectorIndexes).
+        return PgVectorIndexes(engine)
     return FeatureIndexes(root, exact_limit=exact_limit)
 
 
@@ -100,9 +103,10 @@ class FeatureIndexes:
         feature_uri: str,
         query: np.ndarray,
         k: int,
-        allowed: np.ndarray | None = None,
+        allowed: Candidates | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Doc keys and cosine similarities of the `k` nearest vectors, best first."""
+        keys = None if allowed is None else allowed.keys()
         entry = self._entry(session, collection_id, feature_uri)
         with entry.lock:
             self._catch_up(session, collection_id, feature_uri, entry)
@@ -113,7 +117,7 @@ class FeatureIndexes:
                     f"{feature_uri} holds {entry.index.dimensions}-d vectors; "
                     f"the query has {query.shape[-1]}"
                 )
-            return entry.index.search(query, k, allowed)
+            return entry.index.search(query, k, keys)
 
     def size(self, session: Session, collection_id: str, feature_uri: str) -> int:
         """How many vectors the index holds once it has caught up."""

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from assay.errors import ValidationFailed
 from assay.models import Collection, Document
+from assay.retrievers.candidates import Candidates
 from assay.retrievers.indexes import FeatureIndex
 from assay.retrievers.queries import QueryEmbedder
 from assay.retrievers.repository import SearchRepository
@@ -53,14 +54,19 @@ class RunContext:
     def allowed(self, filters: Any, hits: list[Hit] | None) -> np.ndarray | None:
         """Doc keys a search may return: those passing `filters` (and the run's input filters)
         among the hits so far; None when nothing restricts it."""
+        candidates = self.candidates(filters, hits)
+        return None if candidates is None else candidates.keys()
+
+    def candidates(self, filters: Any, hits: list[Hit] | None) -> Candidates | None:
+        """The same as `allowed`, with a filter left as SQL until someone needs its keys."""
         groups = [g for g in (filters, self.inputs.get("filters")) if g]
-        keys: np.ndarray | None = None
-        if groups:
-            keys = self.search.keys_matching(self.collection_ids, groups)
-        if hits is not None:
-            prior = np.fromiter((h.doc_key for h in hits), np.uint64, len(hits))
-            keys = prior if keys is None else np.intersect1d(keys, prior)
-        return keys
+        query = self.search.filter_query(self.collection_ids, groups) if groups else None
+        if hits is None:
+            return None if query is None else Candidates(self.session, query=query)
+        prior = np.fromiter((h.doc_key for h in hits), np.uint64, len(hits))
+        if query is not None:
+            prior = np.intersect1d(Candidates(self.session, query=query).keys(), prior)
+        return Candidates.of(prior)
 
     def features_of(self, collection: Collection) -> frozenset[str]:
         return self.features.get(collection.collection_id, frozenset())

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from assay.collections.repository import document_field
@@ -50,22 +50,20 @@ class SearchRepository:
             )
         return found
 
-    def keys_matching(
+    def filter_query(
         self, collection_ids: list[str], groups: Iterable[FilterGroup | dict[str, Any]]
-    ) -> np.ndarray:
-        """Keys of the collections' documents that pass every filter group."""
+    ) -> Select[tuple[int]]:
+        """`SELECT doc_key` of the collections' documents that pass every filter group."""
         conditions = [
             build_filter(g if isinstance(g, FilterGroup) else FilterGroup.model_validate(g),
                          document_field)
             for g in groups
         ]  # fmt: skip
-        stmt = select(Document.doc_key).where(
+        return select(Document.doc_key).where(
             Document.namespace_id == self.namespace_id,
             Document.collection_id.in_(collection_ids),
             *conditions,
         )
-        keys = self.session.scalars(stmt).all()
-        return np.unique(np.asarray(keys, dtype=np.uint64))
 
     def text_search(
         self, collection_ids: list[str], query: str, k: int, allowed: np.ndarray | None

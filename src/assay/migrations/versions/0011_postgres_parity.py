@@ -91,8 +91,7 @@ def _vectors_to_bytes(bind: sa.Connection) -> None:
         data = np.asarray(json.loads(values), dtype="<f4").tobytes()
         bind.execute(
             sa.text(
-                "UPDATE document_vectors SET raw = :v "
-                "WHERE document_id = :d AND feature_uri = :u"
+                "UPDATE document_vectors SET raw = :v WHERE document_id = :d AND feature_uri = :u"
             ),
             {"v": data, "d": document_id, "u": feature_uri},
         )

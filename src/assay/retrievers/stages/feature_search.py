@@ -71,7 +71,7 @@ class FeatureSearch:
         return _fuse(rankings, p.fusion, p.final_top_k)
 
     def _one(self, ctx: RunContext, hits: list[Hit] | None, s: Search, query: Query) -> list[Hit]:
-        allowed = ctx.allowed(s.filters, hits)
+        allowed = ctx.candidates(s.filters, hits)
         scores: dict[int, float] = {}
         vector_cache: dict[str, Any] = {}
         for collection in ctx.collections:
