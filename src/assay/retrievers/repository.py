@@ -52,7 +52,7 @@ class SearchRepository:
 
     def filter_query(
         self, collection_ids: list[str], groups: Iterable[FilterGroup | dict[str, Any]]
-    ) -> Select[tuple[int]]:
+    ) -> Select[Any]:
         """`SELECT doc_key` of the collections' documents that pass every filter group."""
         conditions = [
             build_filter(g if isinstance(g, FilterGroup) else FilterGroup.model_validate(g),
