@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import exists, func, insert, select, update
 
 from assay.kit.db import utcnow
 from assay.kit.repository import BucketedRepository
@@ -78,6 +78,14 @@ class BatchRepository(BucketedRepository[Batch]):
             .group_by(BatchItem.status)
         )
         return {status: n for status, n in self.session.execute(stmt)}
+
+    def has_items(self, batch_id: str, *statuses: str) -> bool:
+        """Whether any item of the batch is in one of `statuses` (one index probe, where
+        `counts` reads every item: a job of a large batch asks this after each chunk)."""
+        stmt = select(
+            exists().where(BatchItem.batch_id == batch_id, BatchItem.status.in_(statuses))
+        )
+        return bool(self.session.scalar(stmt))
 
     def error_summary(self, batch_id: str) -> dict[str, int]:
         stmt = (

@@ -238,7 +238,7 @@ def _small_bytes(session: Session, ns: str, objects: Iterable[Object]) -> dict[s
 
 def _record(session: Session, ns: str, bucket_id: str, batch_id: str, outcome: _Outcome) -> None:
     """Store a chunk's documents and item statuses; finish the batch when nothing is left."""
-    if outcome.docs:
+    if _logs_vectors(session, ns, outcome):
         take_turn(session)  # before the batch's row lock: see `take_turn`
     repo = BatchRepository(session, ns, bucket_id)
     batch = repo.get_locked(batch_id)
@@ -254,6 +254,15 @@ def _record(session: Session, ns: str, bucket_id: str, batch_id: str, outcome: _
             batch_id, [object_id], status="FAILED", error_type=error_type, message=message
         )
     _finish_if_done(session, repo, batch)
+
+
+def _logs_vectors(session: Session, ns: str, outcome: _Outcome) -> bool:
+    """Whether storing the outcome writes the vector log: it brings vectors, or replaces
+    documents that have some (a text-only or passthrough batch does neither)."""
+    if any(p.vectors for rows in outcome.docs.values() for p in rows.values()):
+        return True
+    objects = [o for rows in outcome.docs.values() for o in rows]
+    return DocumentWriter(session, ns).has_vectors(objects)
 
 
 def _write_documents(session: Session, ns: str, batch_id: str, outcome: _Outcome) -> None:
@@ -278,10 +287,9 @@ def _write_documents(session: Session, ns: str, batch_id: str, outcome: _Outcome
 
 
 def _finish_if_done(session: Session, repo: BatchRepository, batch: Batch) -> None:
-    counts = repo.counts(batch.batch_id)
-    if counts.get("PENDING", 0) or counts.get("PROCESSING", 0):
+    if repo.has_items(batch.batch_id, "PENDING", "PROCESSING"):
         return
-    if counts.get("SUCCEEDED", 0):
+    if repo.has_items(batch.batch_id, "SUCCEEDED"):
         states.move(session, batch, "COMPLETED")
     else:
         states.move(session, batch, "FAILED", reason="no object could be processed")

@@ -9,7 +9,7 @@ them here first. Each call is one set-based statement, whatever the number of ve
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, func, insert, literal, select
+from sqlalchemy import ColumnElement, exists, func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from assay.kit.db import table_of
@@ -33,7 +33,11 @@ def take_turn(session: Session) -> None:
 
 
 def log_vectors(session: Session, op: str, where: ColumnElement[bool]) -> None:
-    """Log `op` (`+` or `-`) for every row of `document_vectors` matching `where`."""
+    """Log `op` (`+` or `-`) for every row of `document_vectors` matching `where`. Nothing
+    matching, nothing logged and no turn taken: removing documents that never had vectors
+    (text-only, passthrough) does not queue behind the writers of vectors."""
+    if op == "-" and not session.scalar(select(exists().where(where))):
+        return
     take_turn(session)
     rows = select(
         _VECTORS.c.collection_id, _VECTORS.c.feature_uri, _VECTORS.c.doc_key, literal(op)

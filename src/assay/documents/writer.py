@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, delete, exists, select
 from sqlalchemy.orm import Session
 
 from assay.documents.drafts import DocumentDraft, Vector
@@ -215,6 +215,19 @@ class DocumentWriter:
             insert_rows(self.session, _VECTORS, vectors)
             log_vectors(self.session, "+", _VECTORS.c.document_id.in_(_ids_where(*lineage)))
         return len(documents)
+
+    def has_vectors(self, object_ids: Sequence[str]) -> bool:
+        """Whether any document of these objects has a vector."""
+        if not object_ids:
+            return False
+        stmt = select(
+            exists().where(
+                _VECTORS.c.document_id == _DOCUMENTS.c.document_id,
+                _DOCUMENTS.c.namespace_id == self.namespace_id,
+                _DOCUMENTS.c.object_id.in_(object_ids),
+            )
+        )
+        return bool(self.session.scalar(stmt))
 
     def remove_collection(self, collection_id: str) -> None:
         """Every document of a collection, before the collection goes."""
