@@ -192,6 +192,7 @@ async def test_list_shows_keys_without_secrets_and_revoke_makes_them_401(
 def test_keys_list_shows_whole_key_ids_on_an_80_column_terminal(tmp_path: Path) -> None:
     """`keys revoke` needs the id that `keys list` shows; a cut-off id is of no use."""
     data_dir = str(tmp_path / "d")
+    assert run_cli("migrate", "--data-dir", data_dir).exit_code == 0
     key_id = key_id_of(run_cli("keys", "create", "--role", "admin", "--data-dir", data_dir))
     result = CliRunner().invoke(
         cli, ["keys", "list", "--data-dir", data_dir], env={"COLUMNS": "80"}
@@ -201,6 +202,7 @@ def test_keys_list_shows_whole_key_ids_on_an_80_column_terminal(tmp_path: Path) 
 
 
 def test_revoking_an_unknown_key_fails_clearly(tmp_path: Path) -> None:
+    assert run_cli("migrate", "--data-dir", str(tmp_path / "d")).exit_code == 0
     result = run_cli("keys", "revoke", "sk_00000000000000000000", "--data-dir", str(tmp_path / "d"))
     assert result.exit_code != 0
     assert "sk_00000000000000000000" in result.output
@@ -218,6 +220,7 @@ async def test_assay_data_dir_environment_is_honoured(
     monkeypatch.delenv("ASSAY_ADMIN_KEY", raising=False)
     monkeypatch.delenv("ASSAY_DATABASE_URL", raising=False)
 
+    assert run_cli("migrate").exit_code == 0  # keys never make a database of their own
     created = run_cli("keys", "create", "--role", "admin", "--name", "env admin")
     secret, key_id = secret_of(created), key_id_of(created)
     assert (data_dir / "assay.db").is_file()
@@ -226,10 +229,11 @@ async def test_assay_data_dir_environment_is_honoured(
     listing = run_cli("keys", "list")
     assert listing.exit_code == 0 and key_id in listing.output and "env admin" in listing.output
 
-    # --data-dir wins over the environment.
+    # --data-dir wins over the environment: an empty folder is refused, not created.
     other = tmp_path / "explicit"
     listing = run_cli("keys", "list", "--data-dir", str(other))
-    assert listing.exit_code == 0 and key_id not in listing.output
+    assert listing.exit_code == 1 and "no Assay database" in listing.output
+    assert not other.exists()
 
     async with app_on(data_dir) as c:
         r = await c.get("/v1/keys", headers=bearer(secret))
@@ -252,6 +256,7 @@ def test_installed_assay_command_with_environment(tmp_path: Path) -> None:
     data_dir = tmp_path / "proc"
     env = {**os.environ, "ASSAY_DATA_DIR": str(data_dir), "COLUMNS": "250"}
     env.pop("ASSAY_DATABASE_URL", None)
+    subprocess.run([str(exe), "migrate"], cwd=tmp_path, env=env, timeout=60, check=True)
     proc = subprocess.run(
         [str(exe), "keys", "create", "--role", "read", "--name", "proc key"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,

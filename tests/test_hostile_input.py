@@ -160,7 +160,7 @@ async def test_a_500_inside_a_write_stores_nothing(
     def broken_emit(*_: Any, **__: Any) -> None:
         raise RuntimeError("the outbox broke after the rows were inserted")
 
-    monkeypatch.setattr(service, "emit", broken_emit)
+    monkeypatch.setattr(service, "emit_many", broken_emit)
     body = {"blobs": [{"property": "body", "type": "text", "content": "hello"}]}
     r = await c.post(OBJECTS, headers=NS, json=body)
     assert r.status_code == 500 and r.json()["error"]["type"] == "InternalError"

@@ -17,7 +17,14 @@ from assay import cli_client, cli_ingest
 from assay.auth import service as auth_service
 from assay.config import Settings
 from assay.errors import AppError
-from assay.kit.db import Database, DatabaseUnreachable, check_reachable
+from assay.kit import logs
+from assay.kit.db import (
+    Database,
+    DatabaseUnreachable,
+    check_reachable,
+    has_assay_schema,
+    masked_url,
+)
 from assay.main import create_app, prepare
 from assay.migrations.runner import upgrade_to_head
 from assay.workers import Background
@@ -28,12 +35,21 @@ app.add_typer(keys_app, name="keys")
 console = Console()
 
 DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="data folder (default ./.assay or ASSAY_DATA_DIR)")
+    Path | None,
+    typer.Option(
+        "--data-dir", help="data folder (default: ASSAY_DATA_DIR, else ~/.local/share/assay)"
+    ),
 ]
+LogFormat = Annotated[
+    str, typer.Option("--log-format", help="text (key=value lines) or json (one object a line)")
+]
+LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error")]
 
 
-def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
-    """The settings of a server-side command, once its database is known to answer."""
+def _settings(data_dir: Path | None, *, existing: bool = False, **overrides: Any) -> Settings:
+    """The settings of a server-side command, once its database is known to answer;
+    `existing`: and to hold Assay's tables (every command but `serve` and `migrate`, which
+    make them: another pointed at the wrong folder must say so, not start an empty one)."""
     values = {k: v for k, v in overrides.items() if v is not None}
     if data_dir is not None:
         values["data_dir"] = data_dir
@@ -43,6 +59,15 @@ def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
     except DatabaseUnreachable as exc:
         console.print(f"[red]{exc}[/]", soft_wrap=True)
         raise typer.Exit(1) from exc
+    if existing and not has_assay_schema(settings.database_url):
+        where = settings.data_dir if settings.is_sqlite else masked_url(settings.database_url)
+        console.print(
+            f"[red]no Assay database at {where}[/]: start `assay serve` (or run `assay "
+            "migrate`) there first, or point this command at the right one with --data-dir "
+            "or ASSAY_DATA_DIR (ASSAY_DATABASE_URL for PostgreSQL)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
     return settings
 
 
@@ -52,8 +77,11 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port (default 8000)")] = None,
     data_dir: DataDir = None,
     workers: Annotated[int | None, typer.Option(help="in-server job workers")] = None,
+    log_format: LogFormat = "text",
+    log_level: LogLevel = "info",
 ) -> None:
     """Run the HTTP API on embedded defaults (SQLite, local blob folder)."""
+    logs.configure(_log_format(log_format), log_level)
     settings = _settings(data_dir, host=host, port=port, workers=workers)
     console.print(
         f"[bold]Assay[/] on http://{settings.host}:{settings.port}  data: {settings.data_dir}"
@@ -72,10 +100,20 @@ def serve(
 def worker(
     data_dir: DataDir = None,
     concurrency: Annotated[int, typer.Option(help="jobs run at once in this process")] = 1,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="serve this process's Prometheus metrics on this port")
+    ] = None,
+    log_format: LogFormat = "text",
+    log_level: LogLevel = "info",
 ) -> None:
     """Run background jobs (batch extraction) against the same database as the server."""
-    settings = _settings(data_dir)
+    logs.configure(_log_format(log_format), log_level)
+    settings = _settings(data_dir, existing=True)
     ctx = prepare(settings)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=settings.host)
     console.print(f"[bold]Assay worker[/] x{concurrency}  data: {settings.data_dir}")
 
     async def run() -> None:
@@ -103,9 +141,14 @@ def migrate(data_dir: DataDir = None) -> None:
     console.print("database is up to date")
 
 
+def _log_format(value: str) -> logs.LogFormat:
+    if value not in ("text", "json"):
+        raise typer.BadParameter("text or json", param_hint="--log-format")
+    return "json" if value == "json" else "text"
+
+
 def _database(data_dir: Path | None) -> Database:
-    settings = _settings(data_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings = _settings(data_dir, existing=True)
     upgrade_to_head(settings.database_url)
     return Database(settings.database_url)
 

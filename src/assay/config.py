@@ -13,12 +13,20 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from assay.kit.limits import MediaLimits
 
 
+def default_data_dir() -> Path:
+    """Where Assay keeps its data unless told (`--data-dir`, `ASSAY_DATA_DIR`): the per-user
+    data folder, `$XDG_DATA_HOME/assay`, i.e. `~/.local/share/assay`. One place, whatever
+    folder a command runs in, so `assay keys list` finds what `assay serve` made."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "assay"
+
+
 class Settings(BaseSettings):
     """Everything an operator can set. Paths left empty are derived from `data_dir`."""
 
     model_config = SettingsConfigDict(env_prefix="ASSAY_", extra="ignore")
 
-    data_dir: Path = Path(".assay")
+    data_dir: Path = Field(default_factory=lambda: default_data_dir())
     database_url: str = ""
     blob_store: str = ""
     # For an `s3://` blob store; None leaves boto3's defaults (AWS endpoint, env or role creds).
@@ -40,6 +48,12 @@ class Settings(BaseSettings):
     webhook_retry_horizon_s: float = 24 * 3600
 
     max_request_bytes: int = 64 * 1024 * 1024
+    # Requests a second per API key, per API process, and the burst allowed (0: no limit).
+    rate_limit_per_s: float = Field(default=0.0, ge=0)
+    rate_limit_burst: int = Field(default=50, ge=1)
+    # Per-namespace quotas over all its buckets (0: none): objects, and bytes of their blobs.
+    namespace_max_objects: int = Field(default=0, ge=0)
+    namespace_max_bytes: int = Field(default=0, ge=0)
     # Blobs up to this size live in the metadata database, larger ones in the blob store.
     small_blob_max_bytes: int = 64 * 1024
     max_upload_bytes: int = 64 * 1024**3
@@ -113,7 +127,9 @@ class _TomlSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        data_dir = self._init().get("data_dir") or os.environ.get("ASSAY_DATA_DIR") or ".assay"
+        data_dir = (
+            self._init().get("data_dir") or os.environ.get("ASSAY_DATA_DIR") or default_data_dir()
+        )
         path = Path(data_dir) / "assay.toml"
         if not path.is_file():
             return {}

@@ -12,6 +12,7 @@ from assay.config import Settings
 from assay.extractors.registry import ExtractorRegistry
 from assay.kit.db import Database
 from assay.kit.fetch import FetchPolicy
+from assay.kit.ratelimit import RateLimiter
 from assay.kit.signing import load_or_create_key
 from assay.kit.ttlcache import TTLCache
 from assay.objects.storage import BlobKeeper
@@ -33,6 +34,7 @@ class AppContext:
     # Names and ids of namespaces and buckets, for a few seconds; cleared on every change.
     lookups: TTLCache[tuple[str, ...], Any]
     searcher: Searcher
+    rate_limiter: RateLimiter
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -71,6 +73,7 @@ class AppContext:
                 QueryEmbedder(settings.media_limits, registry),
             ),
             keys=KeyCache(settings.key_cache_ttl_s),
+            rate_limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
             fetch_policy=FetchPolicy(
                 allow_private=settings.allow_private_urls,
                 max_bytes=settings.fetch_max_bytes,

@@ -64,6 +64,7 @@ async def _authenticate(request: Request) -> Caller:
         ctx.keys.put(credential_hash, principal)
     if principal is None:
         raise Unauthorized("invalid or revoked API key")
+    ctx.rate_limiter.take(principal.key_id)
     return Caller(ctx, principal)
 
 

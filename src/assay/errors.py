@@ -90,3 +90,13 @@ class TooManyRequests(AppError):
     def __init__(self, message: str, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class QuotaExceeded(AppError):
+    status = 403
+    type = "QuotaExceededError"
+
+
+class InsufficientStorage(AppError):
+    status = 507
+    type = "InsufficientStorageError"

@@ -6,10 +6,11 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
 from assay.deps import Ctx, ReadCaller
+from assay.kit.metrics import exposition
 from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import Schema
 
@@ -50,6 +51,14 @@ async def readyz(ctx: Ctx) -> Any:
     ok = all(v == "ok" for v in checks.values())
     body = Health(status="ok" if ok else "unavailable", checks=checks)
     return body if ok else JSONResponse(body.model_dump(), status_code=503)
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+async def metrics(ctx: Ctx) -> Response:
+    """Prometheus metrics of this process and of the deployment's queues (no key needed,
+    nothing tenant-written in it but collection ids)."""
+    body, content_type = await anyio.to_thread.run_sync(exposition, ctx)
+    return Response(body, media_type=content_type)
 
 
 class ExtractorOutputOut(Schema):

@@ -19,6 +19,7 @@ from assay.context import AppContext
 from assay.errors import AppError
 from assay.idempotency.middleware import IdempotencyMiddleware
 from assay.kit.middleware import BodyLimitMiddleware, InternalErrorMiddleware
+from assay.kit.requestlog import RequestLogMiddleware
 from assay.migrations.runner import upgrade_to_head
 from assay.workers import Background
 
@@ -69,12 +70,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_request_bytes, exempt_prefixes=("/v1/uploads/",)
     )
-    # Outermost of ours, so it answers what any layer inside raises (see its docstring).
+    # Outside the rest, so it answers what any layer inside raises (see its docstring).
     app.add_middleware(InternalErrorMiddleware)
+    # Outermost: every answer, a 500 included, gets its request id, log line and metrics.
+    app.add_middleware(RequestLogMiddleware)
     return app
 
 
-_PUBLIC_PATHS = ("/healthz", "/readyz")
+_PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
 def _document_bearer_auth(app: FastAPI) -> None:

@@ -9,12 +9,17 @@ A retry of failed objects sends a finished batch back to QUEUED.
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy.orm import Session
 
 from assay.errors import Conflict
 from assay.events.outbox import emit
 from assay.kit.db import utcnow
+from assay.kit.logs import event_on_commit
 from assay.models import Batch, Task
+
+log = logging.getLogger("assay.batches")
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "DRAFT": frozenset({"QUEUED"}),
@@ -72,3 +77,7 @@ def move(session: Session, batch: Batch, target: str, *, reason: str | None = No
     if reason:
         data["reason"] = reason
     emit(session, batch.namespace_id, _EVENTS[target], ("batch", batch.batch_id), data)
+    event_on_commit(
+        session, log, _EVENTS[target], batch_id=batch.batch_id,
+        namespace=batch.namespace_id, reason=reason,
+    )  # fmt: skip

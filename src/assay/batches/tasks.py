@@ -30,6 +30,7 @@ from assay.extractors.base import BlobInput, ExtractorError, ObjectInput
 from assay.extractors.models import ModelLoadError
 from assay.extractors.registry import ExtractorRegistry, ExtractorUnavailable
 from assay.kit.db import Database
+from assay.kit.metrics import BATCH_OBJECTS, EXTRACTION_SECONDS
 from assay.models import Batch, BlobBytes, Job, Object
 from assay.objects.storage import BlobKeeper, in_database
 
@@ -71,6 +72,8 @@ class BatchExtraction:
             self._threads, self._extract_all, object_ids, objects, small, extractors
         )
         await self.db.write(lambda s: _record(s, ns, bucket_id, batch_id, outcome))
+        BATCH_OBJECTS.labels("succeeded").inc(len(outcome.succeeded))
+        BATCH_OBJECTS.labels("failed").inc(len(outcome.failed))
 
     async def give_up(self, job: Job, error: str) -> None:
         """The job failed every attempt: its objects fail, the batch may finish."""
@@ -149,7 +152,8 @@ class BatchExtraction:
             except BlobNotFound as exc:
                 outcome.failed[obj.object_id] = ("BlobNotFound", f"blob bytes are gone: {exc}")
         try:
-            results = impl.extract_many([item for _, item in inputs], ref.get("params") or {})
+            with EXTRACTION_SECONDS.labels(impl.spec.name).time():
+                results = impl.extract_many([item for _, item in inputs], ref.get("params") or {})
         except ModelLoadError as exc:
             error = ("ModelLoadError", str(exc)[:2000])
             outcome.failed.update({obj.object_id: error for obj, _ in inputs})

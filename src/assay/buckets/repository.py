@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, func, select, update
 
 from assay.documents.writer import DocumentWriter
 from assay.kit.db import table_of
@@ -22,6 +22,15 @@ class BucketRepository(NamespacedRepository[Bucket]):
         logged as removed (the database's cascade would not log them)."""
         DocumentWriter(self.session, self.namespace_id).remove_bucket(bucket.bucket_id)
         super().delete(bucket)
+
+    def totals(self) -> tuple[int, int]:
+        """Objects and blob bytes over all the namespace's buckets."""
+        stmt = select(
+            func.coalesce(func.sum(Bucket.object_count), 0),
+            func.coalesce(func.sum(Bucket.total_size_bytes), 0),
+        ).where(Bucket.namespace_id == self.namespace_id)
+        objects, size = self.session.execute(stmt).one()
+        return int(objects), int(size)
 
     def add_stats(self, bucket_id: str, objects: int, size_bytes: int) -> bool:
         """Keep object_count and total_size_bytes current; False if the bucket is gone."""

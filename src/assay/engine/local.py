@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import secrets
+import time
 from collections.abc import Mapping
 
 from sqlalchemy.orm import Session
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 from assay.engine.base import JobBody
 from assay.jobs import repository as jobs
 from assay.kit.db import Database, utcnow
+from assay.kit.logs import event
 from assay.kit.wakeups import JOBS
 from assay.models import Job
 
@@ -112,18 +114,22 @@ class LocalWorkers:
     async def _run(self, job: Job, owner: str) -> None:
         body = self.bodies.get(job.kind)
         heartbeat = asyncio.create_task(self._heartbeat(job.job_id, owner))
+        started = time.perf_counter()
         try:
             if body is None:
                 raise LookupError(f"no job body for kind {job.kind!r}")
             if job.attempts > job.max_attempts:  # its workers kept dying: stop trying
                 await body.give_up(job, "the job's workers stopped responding too often")
             else:
+                event(log, "job.started", job_id=job.job_id, kind=job.kind, attempt=job.attempts)
                 await body.run(job)
             await self.db.write(lambda s: jobs.finish(s, job.job_id, owner))
+            seconds = round(time.perf_counter() - started, 3)
+            event(log, "job.finished", job_id=job.job_id, kind=job.kind, seconds=seconds)
         except asyncio.CancelledError:
             raise  # shutting down: the lease runs out and another worker takes the job
         except Exception as exc:
-            log.exception("job %s (%s) failed", job.job_id, job.kind)
+            log.exception("job.failed", extra={"fields": {"job_id": job.job_id, "kind": job.kind}})
             error = f"{type(exc).__name__}: {exc}"
             again = await self.db.write(lambda s: _retry(s, job.job_id, error))
             if not again and body is not None:

@@ -15,6 +15,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -27,10 +28,12 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    inspect,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 from assay.errors import Conflict
@@ -198,6 +201,19 @@ def check_reachable(url: str, timeout_s: float = 10) -> None:
         raise DatabaseUnreachable(
             f"cannot reach the database at {masked_url(url)}: {reason}"
         ) from exc
+    finally:
+        engine.dispose()
+
+
+def has_assay_schema(url: str) -> bool:
+    """Whether the database holds Assay's tables (a SQLite file is not created to tell)."""
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if not path or path == ":memory:" or not Path(path).is_file():
+            return False
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        return inspect(engine).has_table("alembic_version")
     finally:
         engine.dispose()
 

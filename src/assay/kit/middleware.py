@@ -3,6 +3,7 @@ the last-resort 500 that keeps the connection open."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from typing import Any
@@ -13,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assay.kit.db import database_unavailable
 from assay.kit.ids import new_id
+from assay.kit.requestlog import request_id as request_id_of
 
 log = logging.getLogger("assay")
 
@@ -74,6 +76,14 @@ class InternalErrorMiddleware:
         except Exception as exc:
             if started:
                 raise
+            if disk_full(exc):
+                log.error("disk full", extra={"fields": {"method": scope["method"],
+                                                          "path": scope["path"]}})  # fmt: skip
+                await send_error(
+                    send, 507, "InsufficientStorageError",
+                    "the server's storage is full; nothing of this request was stored",
+                )  # fmt: skip
+                return
             if database_unavailable(exc):
                 log.warning("database unavailable in %s %s: %s", scope["method"], scope["path"],
                             str(exc).splitlines()[0])  # fmt: skip
@@ -83,13 +93,26 @@ class InternalErrorMiddleware:
                     headers=[(b"retry-after", b"1")],
                 )  # fmt: skip
                 return
-            request_id = new_id("req")  # made only here: it ties the answer to this log line
+            # The request's id ties the answer to this log line (and to the request's own).
+            request_id = request_id_of(scope) or new_id("req")
             log.exception(
-                "unhandled error in %s %s (%s)", scope["method"], scope["path"], request_id
-            )
+                "unhandled error",
+                extra={"fields": {"method": scope["method"], "path": scope["path"],
+                                  "request_id": request_id}},
+            )  # fmt: skip
             await send_error(
                 send, 500, "InternalError", "internal error", {"request_id": request_id}
             )
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (or one it grouped or was raised from) is a full disk or quota."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(disk_full(e) for e in exc.exceptions)
+    cause = exc.__cause__ or exc.__context__
+    return cause is not None and cause is not exc and disk_full(cause)
 
 
 class BodyLimitMiddleware:

@@ -40,7 +40,8 @@ def registrar_for(ctx: AppContext) -> Registrar:
         s3_download=getattr(ctx.blobs, "download", None),  # only the S3 store has one
         limits=settings.media_limits,
     )
-    return Registrar(ctx.db, ctx.keeper, materializer, ctx.lookups)
+    quota = service.Quota(settings.namespace_max_objects, settings.namespace_max_bytes)
+    return Registrar(ctx.db, ctx.keeper, materializer, ctx.lookups, quota)
 
 
 @router.post("", response_model=ObjectOut)

@@ -215,7 +215,11 @@ class Materializer:
 
     def _spill(self, data: bytes) -> Path:
         with tempfile.NamedTemporaryFile(dir=self.tmp_dir, delete=False) as fh:
-            fh.write(data)
+            try:
+                fh.write(data)
+            except BaseException:  # e.g. a full disk: no partial file stays behind
+                Path(fh.name).unlink(missing_ok=True)
+                raise
         return Path(fh.name)
 
 

@@ -8,7 +8,7 @@ committed row uses is removed again.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from assay.errors import AppError
@@ -18,7 +18,7 @@ from assay.kit.ttlcache import TTLCache
 from assay.objects import service
 from assay.objects.materialize import Materializer, PreparedObject
 from assay.objects.schemas import ObjectCreate, ObjectOut
-from assay.objects.service import BucketRef
+from assay.objects.service import NO_QUOTA, BucketRef, Quota
 from assay.objects.sources import LocalFile
 from assay.objects.storage import BlobKeeper
 
@@ -29,6 +29,7 @@ class Registrar:
     keeper: BlobKeeper
     materializer: Materializer
     lookups: TTLCache[tuple[str, ...], Any]
+    quota: Quota = NO_QUOTA
 
     async def bucket(self, namespace_id: str, bucket_ident: str) -> BucketRef:
         """The bucket by id or name; cached briefly (registration re-checks it exists)."""
@@ -39,7 +40,7 @@ class Registrar:
                 lambda s: service.find_bucket(s, namespace_id, bucket_ident)
             )
             self.lookups.put(key, bucket)
-        return bucket
+        return replace(bucket, quota=self.quota)
 
     async def register_one(
         self, bucket: BucketRef, body: ObjectCreate, files: Mapping[str, LocalFile] | None = None

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from assay.buckets.repository import BucketRepository
-from assay.errors import NotFound, ValidationFailed
+from assay.errors import NotFound, QuotaExceeded, ValidationFailed
 from assay.events.outbox import emit, emit_many
 from assay.kit.db import utcnow
 from assay.kit.ids import new_id
@@ -22,10 +22,22 @@ from assay.objects.schemas import ObjectOut
 
 
 @dataclass(frozen=True)
+class Quota:
+    """Most objects and blob bytes a namespace may hold over all its buckets (0: no limit)."""
+
+    max_objects: int = 0
+    max_bytes: int = 0
+
+
+NO_QUOTA = Quota()
+
+
+@dataclass(frozen=True)
 class BucketRef:
     namespace_id: str
     bucket_id: str
     bucket_schema: dict
+    quota: Quota = NO_QUOTA  # the namespace's, applied when objects are registered
 
 
 def find_bucket(session: Session, namespace_id: str, ident: str) -> BucketRef:
@@ -43,6 +55,7 @@ def register_many(session: Session, registrations: list[Registration]) -> list[l
     for bucket_id, (namespace_id, count, size) in _bucket_deltas(registrations).items():
         if not BucketRepository(session, namespace_id).add_stats(bucket_id, count, size):
             raise NotFound("bucket was deleted while its objects were being registered")
+    _check_quotas(session, registrations)
     now = utcnow()
     answers: list[list[ObjectOut]] = []
     objects: list[dict[str, Any]] = []
@@ -70,6 +83,22 @@ def register_many(session: Session, registrations: list[Registration]) -> list[l
     ]  # fmt: skip
     emit_many(session, "object.created", created)
     return answers
+
+
+def _check_quotas(session: Session, registrations: list[Registration]) -> None:
+    """Raise QuotaExceeded if a namespace now holds more than its quota (the counters were
+    just raised in this transaction, so concurrent registrations cannot both slip under)."""
+    quotas = {b.namespace_id: b.quota for b, _ in registrations if b.quota != NO_QUOTA}
+    for namespace_id, quota in quotas.items():
+        objects, size = BucketRepository(session, namespace_id).totals()
+        if quota.max_objects and objects > quota.max_objects:
+            raise QuotaExceeded(
+                f"the namespace may hold {quota.max_objects} objects; this would make {objects}"
+            )
+        if quota.max_bytes and size > quota.max_bytes:
+            raise QuotaExceeded(
+                f"the namespace may hold {quota.max_bytes} bytes of blobs; this would make {size}"
+            )
 
 
 def _bucket_deltas(registrations: list[Registration]) -> dict[str, tuple[str, int, int]]:

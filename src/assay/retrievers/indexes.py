@@ -60,6 +60,10 @@ class FeatureIndex(Protocol):
 
     def save_all(self) -> None: ...
 
+    def open_sizes(self) -> dict[tuple[str, str], int]:
+        """Vectors per (collection, feature URI) index this process holds open (metrics)."""
+        ...
+
 
 def make_feature_index(
     kind: str, database_url: str, engine: Engine, root: Path, exact_limit: int
@@ -144,6 +148,13 @@ class FeatureIndexes:
             self._entries.pop(key, None)
         for collection_id in gone:
             shutil.rmtree(self.root / collection_id, ignore_errors=True)
+
+    def open_sizes(self) -> dict[tuple[str, str], int]:
+        return {
+            key: len(entry.index)
+            for key, entry in list(self._entries.items())
+            if entry.index is not None
+        }
 
     def save_all(self) -> None:
         """Write every index with unsaved changes (at shutdown)."""

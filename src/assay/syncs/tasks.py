@@ -13,7 +13,7 @@ import asyncio
 import base64
 import datetime as dt
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -27,7 +27,7 @@ from assay.models import Job
 from assay.objects import service as objects
 from assay.objects.materialize import Materializer, PreparedObject
 from assay.objects.schemas import ObjectCreate
-from assay.objects.service import BucketRef, find_bucket
+from assay.objects.service import NO_QUOTA, BucketRef, Quota, find_bucket
 from assay.objects.storage import BlobKeeper
 from assay.syncs import repository as repo
 from assay.syncs import service
@@ -112,7 +112,9 @@ class SyncRun:
         max_bytes: int,
         allow_private: bool,
         concurrency: int = CONCURRENCY,
+        quota: Quota = NO_QUOTA,
     ) -> None:
+        self.quota = quota
         self.db = db
         self.keeper = keeper
         self.materializer = materializer
@@ -131,6 +133,7 @@ class SyncRun:
             materializer,
             max_bytes=s.fetch_max_bytes,
             allow_private=s.allow_private_urls,
+            quota=Quota(s.namespace_max_objects, s.namespace_max_bytes),
         )
 
     async def run(self, job: Job) -> None:
@@ -138,6 +141,7 @@ class SyncRun:
         plan = await self.db.read(lambda s: _load(s, ns, sync_id))
         if plan is None:  # deleted or paused since it was queued
             return
+        plan = replace(plan, bucket=replace(plan.bucket, quota=self.quota))
         tally = _Tally()
         try:
             url = plan.config.endpoint_url

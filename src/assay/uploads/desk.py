@@ -230,23 +230,31 @@ async def _stream_to_file(body: AsyncIterator[bytes], path: Path, limit: int) ->
 def _download(store: Any, key: str, target: Path) -> tuple[int, str]:
     target.parent.mkdir(parents=True, exist_ok=True)
     digest, size = hashlib.sha256(), 0
-    with target.open("wb") as out:
-        for chunk in store.read_range(key, 0, None):
-            digest.update(chunk)
-            size += len(chunk)
-            out.write(chunk)
+    try:
+        with target.open("wb") as out:
+            for chunk in store.read_range(key, 0, None):
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+    except BaseException:  # e.g. a full disk: no partial copy stays
+        target.unlink(missing_ok=True)
+        raise
     return size, digest.hexdigest()
 
 
 def _join(parts: list[Path], target: Path) -> tuple[int, str]:
     digest, size = hashlib.sha256(), 0
-    with target.open("wb") as out:
-        for part in parts:
-            with part.open("rb") as fh:
-                while chunk := fh.read(CHUNK):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    out.write(chunk)
+    try:
+        with target.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as fh:
+                    while chunk := fh.read(CHUNK):
+                        digest.update(chunk)
+                        size += len(chunk)
+                        out.write(chunk)
+    except BaseException:  # e.g. a full disk: the parts stay, the half-joined file goes
+        target.unlink(missing_ok=True)
+        raise
     for part in parts:
         part.unlink()
     return size, digest.hexdigest()

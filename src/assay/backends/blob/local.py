@@ -43,9 +43,13 @@ class LocalBlobStore:
 
         def write() -> None:
             fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, dest)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, dest)
+            except BaseException:  # a full disk: no half-written file left behind
+                os.unlink(tmp)
+                raise
 
         self._in_dir(dest.parent, write)
         return True

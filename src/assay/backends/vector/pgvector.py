@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 _VECTORS = table_of(DocumentVector)
 _MAX_EF_SEARCH = 1000  # pgvector's ceiling
 _EF_CONSTRUCTION = 128
-_FILTERED_BEAM = 2  # filtered searches widen ef_search this many times
 
 
 def _literal(value: str) -> str:
@@ -64,7 +63,13 @@ def _vector_text(query: np.ndarray) -> str:
 class PgVectorIndexes:
     """Vector search per (collection, feature URI) with pgvector; no state outside PostgreSQL."""
 
-    def __init__(self, engine: Engine, *, exact_limit: int = 2_000, ef_search: int = 200) -> None:
+    EXACT_LIMIT = 2_000  # exact over a heap row per key costs ~3 ms per 1,000 keys
+    EF_SEARCH = 200
+    FILTERED_BEAM = 2  # filtered searches widen ef_search this many times
+
+    def __init__(
+        self, engine: Engine, *, exact_limit: int = EXACT_LIMIT, ef_search: int = EF_SEARCH
+    ) -> None:
         self.engine = engine
         self.exact_limit = exact_limit
         self.ef_search = ef_search
@@ -127,7 +132,7 @@ class PgVectorIndexes:
     ) -> list[Any]:  # fmt: skip
         """The HNSW index's walk, with iterative scans past candidates the filter drops."""
         self._ensure_index(collection_id, feature_uri, dims)
-        beam = self.ef_search if allowed is None else self.ef_search * _FILTERED_BEAM
+        beam = self.ef_search if allowed is None else self.ef_search * self.FILTERED_BEAM
         ef = min(_MAX_EF_SEARCH, max(beam, 2 * int(k)))
         session.execute(
             text(
@@ -201,6 +206,10 @@ class PgVectorIndexes:
 
     def save_all(self) -> None:
         """Nothing to save: the database holds everything."""
+
+    def open_sizes(self) -> dict[tuple[str, str], int]:
+        """Nothing held open here (counting rows per scrape would read the whole table)."""
+        return {}
 
     def _dimensions(self, session: Session, collection_id: str, feature_uri: str) -> int | None:
         known = self._dims.get((collection_id, feature_uri))
