@@ -30,6 +30,8 @@ from sqlalchemy.orm import Session
 from assay.kit.db import Database, utcnow
 from assay.kit.fetch import FetchError, GuardedTransport, checked_url
 from assay.kit.ids import new_id
+from assay.kit.logs import event
+from assay.kit.metrics import WEBHOOK_DELIVERIES, WEBHOOK_LAG
 from assay.kit.wakeups import EVENTS
 from assay.models import Webhook
 from assay.webhooks import signing
@@ -185,6 +187,7 @@ class WebhookDispatcher:
     async def _deliver(self, delivery: Claimed, lease_until: dt.datetime) -> None:
         status_code, error, duration_ms = await self._send(delivery)
         values = self._outcome(delivery, status_code, error, duration_ms)
+        _observe(delivery, values, status_code, error, duration_ms)
         try:
             await self.db.write(
                 lambda s: DispatchRepository(s).record_attempt(
@@ -257,6 +260,29 @@ class WebhookDispatcher:
 
 
 _MAX_TIMERS = 10_000
+
+
+def _observe(
+    delivery: Claimed, values: dict[str, Any], status_code: int | None, error: str | None,
+    duration_ms: float,
+) -> None:  # fmt: skip
+    """The attempt's log line and metrics."""
+    outcome = "delivered" if error is None else values.get("status", "retrying").lower()
+    if outcome not in ("delivered", "failed"):
+        outcome = "retrying"
+    WEBHOOK_DELIVERIES.labels(outcome).inc()
+    if error is None:
+        occurred = delivery.occurred_at
+        if occurred.tzinfo is None:
+            occurred = occurred.replace(tzinfo=dt.UTC)
+        WEBHOOK_LAG.observe(max(0.0, (utcnow() - occurred).total_seconds()))
+    event(
+        log, f"webhook.{outcome}", level=logging.INFO if error is None else logging.WARNING,
+        delivery_id=delivery.delivery_id, event_id=delivery.event_id,
+        event_type=delivery.event_type, namespace=delivery.namespace_id,
+        attempt=delivery.attempts + 1, status=status_code, error=error,
+        ms=round(duration_ms, 1),
+    )  # fmt: skip
 
 
 def payload(delivery: Claimed) -> bytes:
