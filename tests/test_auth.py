@@ -23,7 +23,8 @@ def assert_error(r: httpx.Response, status: int, type_: str, *, contains: str | 
     """The response is the API's error envelope with this status and type; returns the message."""
     assert r.status_code == status, r.text
     body = r.json()
-    assert set(body) == {"success", "status", "error"}, body
+    assert set(body) == {"success", "status", "error", "request_id"}, body
+    assert body["request_id"] == r.headers["x-request-id"]
     assert body["success"] is False
     assert body["status"] == status
     assert body["error"]["type"] == type_

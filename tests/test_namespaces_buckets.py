@@ -33,7 +33,8 @@ SCALAR_TYPES = ["string", "number", "integer", "boolean", "object", "array", "da
 def assert_error(r: httpx.Response, status: int, type_: str) -> dict[str, Any]:
     assert r.status_code == status, r.text
     body = r.json()
-    assert set(body) == {"success", "status", "error"}, body
+    assert set(body) == {"success", "status", "error", "request_id"}, body
+    assert body["request_id"] == r.headers["x-request-id"]
     assert body["success"] is False and body["status"] == status
     assert body["error"]["type"] == type_
     assert body["error"]["message"]

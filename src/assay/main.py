@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from assay.api import include_routes
 from assay.auth.service import ensure_admin_key
 from assay.config import Settings
+from assay.console import include_console
 from assay.context import AppContext
 from assay.errors import AppError
 from assay.idempotency.middleware import IdempotencyMiddleware
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     include_routes(app)
+    include_console(app, settings)  # the web console at /ui (static files, no key needed)
     _document_bearer_auth(app)
     _install_error_handlers(app)
     app.add_middleware(
