@@ -58,6 +58,7 @@ def normalized(r: httpx.Response, ident: str) -> dict[str, Any]:
     body = assert_404(r)
     error = dict(body["error"])
     error["message"] = error["message"].replace(ident, "<IDENT>")
+    assert body.pop("request_id") == r.headers["x-request-id"]  # each answer's own
     return {**body, "error": error}
 
 
