@@ -13,7 +13,7 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from assay import cli_client, cli_ingest
+from assay import cli_client, cli_ingest, cli_ops
 from assay.auth import service as auth_service
 from assay.config import Settings
 from assay.errors import AppError
@@ -216,6 +216,8 @@ def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
         db.close()
     console.print(f"revoked {key_id}")
 
+
+cli_ops.register(app)  # gc, backup, restore
 
 # Client commands (they talk to a running server over HTTP), listed after the server's own.
 cli_ingest.register(app)

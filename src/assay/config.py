@@ -115,6 +115,16 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _TomlSource(settings_cls, init_settings))
 
+    # Maintenance (garbage collection, retention, backups)
+    gc_interval_s: float = Field(default=300, ge=0)  # background sweeps (0: none)
+    gc_scan_interval_s: float = Field(default=24 * 3600, ge=0)  # walks of the blob store
+    gc_batch_size: int = Field(default=500, ge=1)  # rows per delete transaction
+    blob_grace_s: float = Field(default=3600, ge=0)  # unreferenced bytes kept at least this long
+    upload_retention_h: float = Field(default=24, ge=0)  # unconfirmed uploads, past their expiry
+    event_retention_days: float = Field(default=7, ge=0)  # dispatched events
+    delivery_retention_days: float = Field(default=30, ge=0)  # delivered or failed deliveries
+    vector_log_retention_h: float = Field(default=24, ge=0)  # passed `vector_log` rows
+
 
 class _TomlSource(PydanticBaseSettingsSource):
     """Reads `assay.toml` from the data dir chosen by arguments or the environment."""

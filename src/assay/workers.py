@@ -1,5 +1,5 @@
-"""Wiring of background work: job workers and the webhook dispatcher, started together by
-`assay serve` (with `--workers N > 0`) and by `assay worker`.
+"""Wiring of background work: job workers, the webhook dispatcher and the garbage collector,
+started together by `assay serve` (with `--workers N > 0`) and by `assay worker`.
 
 Both sleep until the database wakes them (`kit.wakeups`: a committed enqueue or event, in this
 process or, on PostgreSQL, in any), with a fallback timer of IDLE_S for what no wake-up
@@ -18,6 +18,7 @@ from assay.context import AppContext
 from assay.engine.base import JobBody
 from assay.engine.local import LocalWorkers
 from assay.kit.fetch import FetchPolicy
+from assay.maintenance.sweeper import Sweeper
 from assay.syncs.service import JOB_KIND as SYNC_RUN
 from assay.syncs.tasks import SyncRun, enqueue_due_syncs
 from assay.webhooks.dispatcher import WebhookDispatcher
@@ -64,6 +65,9 @@ class Background:
             asyncio.create_task(self.dispatcher.run_forever(self._stop, idle_s=IDLE_S)),
             asyncio.create_task(self._poll_syncs()),
         ]
+        if self.ctx.settings.gc_interval_s > 0:  # garbage collection and retention
+            sweeper = Sweeper(self.ctx.settings, self.ctx.db, self.ctx.blobs)
+            self._tasks.append(asyncio.create_task(sweeper.run_forever(self._stop)))
 
     async def stop(self) -> None:
         self._stop.set()
