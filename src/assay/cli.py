@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 import uvicorn
@@ -15,15 +15,11 @@ from rich.table import Table
 
 from assay import cli_client, cli_ingest, cli_ops
 from assay.auth import service as auth_service
-from assay.config import Settings
+from assay.cli_settings import DataDir, LogFormat, LogLevel, server_settings
 from assay.errors import AppError
 from assay.kit import logs
 from assay.kit.db import (
     Database,
-    DatabaseUnreachable,
-    check_reachable,
-    has_assay_schema,
-    masked_url,
 )
 from assay.main import create_app, prepare
 from assay.migrations.runner import upgrade_to_head
@@ -33,42 +29,6 @@ app = typer.Typer(help="Assay: a self-hosted multimodal data platform.", no_args
 keys_app = typer.Typer(help="Manage API keys (same data dir as the server).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 console = Console()
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir", help="data folder (default: ASSAY_DATA_DIR, else ~/.local/share/assay)"
-    ),
-]
-LogFormat = Annotated[
-    str, typer.Option("--log-format", help="text (key=value lines) or json (one object a line)")
-]
-LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error")]
-
-
-def _settings(data_dir: Path | None, *, existing: bool = False, **overrides: Any) -> Settings:
-    """The settings of a server-side command, once its database is known to answer;
-    `existing`: and to hold Assay's tables (every command but `serve` and `migrate`, which
-    make them: another pointed at the wrong folder must say so, not start an empty one)."""
-    values = {k: v for k, v in overrides.items() if v is not None}
-    if data_dir is not None:
-        values["data_dir"] = data_dir
-    settings = Settings(**values)
-    try:
-        check_reachable(settings.database_url)
-    except DatabaseUnreachable as exc:
-        console.print(f"[red]{exc}[/]", soft_wrap=True)
-        raise typer.Exit(1) from exc
-    if existing and not has_assay_schema(settings.database_url):
-        where = settings.data_dir if settings.is_sqlite else masked_url(settings.database_url)
-        console.print(
-            f"[red]no Assay database at {where}[/]: start `assay serve` (or run `assay "
-            "migrate`) there first, or point this command at the right one with --data-dir "
-            "or ASSAY_DATA_DIR (ASSAY_DATABASE_URL for PostgreSQL)",
-            soft_wrap=True,
-        )
-        raise typer.Exit(1)
-    return settings
 
 
 @app.command()
@@ -82,7 +42,7 @@ def serve(
 ) -> None:
     """Run the HTTP API on embedded defaults (SQLite, local blob folder)."""
     logs.configure(_log_format(log_format), log_level)
-    settings = _settings(data_dir, host=host, port=port, workers=workers)
+    settings = server_settings(data_dir, host=host, port=port, workers=workers)
     console.print(
         f"[bold]Assay[/] on http://{settings.host}:{settings.port}  data: {settings.data_dir}"
     )
@@ -108,7 +68,7 @@ def worker(
 ) -> None:
     """Run background jobs (batch extraction) against the same database as the server."""
     logs.configure(_log_format(log_format), log_level)
-    settings = _settings(data_dir, existing=True)
+    settings = server_settings(data_dir, existing=True)
     ctx = prepare(settings)
     if metrics_port is not None:
         from prometheus_client import start_http_server
@@ -135,7 +95,7 @@ def worker(
 @app.command()
 def migrate(data_dir: DataDir = None) -> None:
     """Apply database migrations."""
-    settings = _settings(data_dir)
+    settings = server_settings(data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade_to_head(settings.database_url)
     console.print("database is up to date")
@@ -148,7 +108,7 @@ def _log_format(value: str) -> logs.LogFormat:
 
 
 def _database(data_dir: Path | None) -> Database:
-    settings = _settings(data_dir, existing=True)
+    settings = server_settings(data_dir, existing=True)
     upgrade_to_head(settings.database_url)
     return Database(settings.database_url)
 

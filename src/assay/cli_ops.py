@@ -13,9 +13,10 @@ from rich.table import Table
 
 from assay.backends.blob.base import BlobStore
 from assay.backends.blob.factory import make_blob_store
+from assay.cli_settings import DataDir, server_settings
 from assay.config import Settings
 from assay.kit.db import Database, DatabaseUnreachable, check_reachable
-from assay.maintenance.backup import Backup, BackupError, sqlite_path
+from assay.maintenance.backup import Backup, BackupError
 from assay.maintenance.postgres import ToolFailed, ToolMissing
 from assay.maintenance.restore import Restore
 from assay.maintenance.sweeper import Sweeper
@@ -24,34 +25,11 @@ from assay.migrations.runner import upgrade_to_head
 console = Console()
 err = Console(stderr=True)
 
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="data folder (default: ASSAY_DATA_DIR, else the per-user one)"),
-]
 PgBin = Annotated[
     Path | None,
     typer.Option("--pg-bin", help="folder holding pg_dump and pg_restore (default: PATH)"),
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
-
-
-def _settings(data_dir: Path | None) -> Settings:
-    return Settings(data_dir=data_dir) if data_dir is not None else Settings()
-
-
-def _existing(data_dir: Path | None) -> Settings:
-    """The settings of a deployment that exists: a SQLite file that is there, or a server that
-    answers. Nothing is created for a mistyped folder."""
-    settings = _settings(data_dir)
-    if settings.is_sqlite and not sqlite_path(settings.database_url).is_file():
-        err.print(f"[red]no Assay database in {settings.data_dir}[/] (give --data-dir)")
-        raise typer.Exit(1)
-    try:
-        check_reachable(settings.database_url)
-    except DatabaseUnreachable as exc:
-        err.print(f"[red]{exc}[/]", soft_wrap=True)
-        raise typer.Exit(1) from exc
-    return settings
 
 
 def _store(settings: Settings) -> BlobStore:
@@ -82,7 +60,7 @@ def gc(
     as_json: JsonOut = False,
 ) -> None:
     """Remove what nothing uses any more, once (servers do it every gc_interval_s)."""
-    settings = _existing(data_dir)
+    settings = server_settings(data_dir, existing=True)
     upgrade_to_head(settings.database_url)
     db = Database(settings.database_url)
     try:
@@ -108,7 +86,7 @@ def backup(
     as_json: JsonOut = False,
 ) -> None:
     """Back up the database and the blobs it references while the server runs."""
-    settings = _existing(data_dir)
+    settings = server_settings(data_dir, existing=True)
     db = Database(settings.database_url)
     try:
         report = Backup(settings, db, _store(settings), dest.resolve(), pg_bin).run()
@@ -140,7 +118,7 @@ def restore(
     as_json: JsonOut = False,
 ) -> None:
     """Restore a backup into an empty data dir (and, on PostgreSQL, an empty database)."""
-    settings = _settings(data_dir)
+    settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
     try:
         check_reachable(settings.database_url)
         report = Restore(settings, _store(settings), source.resolve(), pg_bin).run()
