@@ -45,7 +45,7 @@ def test_a_server_database_that_is_down_at_start_is_named_and_exits_non_zero() -
     )
     assert result.returncode == 1
     assert "cannot reach the database at postgresql+psycopg://assay:***@127.0.0.1:9/assay" in (
-        result.stdout
+        result.stderr  # errors go to stderr
     )
     assert "hunter2" not in result.stdout + result.stderr
 
