@@ -466,3 +466,21 @@ async def test_search_follows_batches_and_object_deletes(client: httpx.AsyncClie
     assert r.status_code == 204, r.text
     found = await _search(client, "a volcanic eruption")
     assert volcano not in found and set(found) == {bread, galaxy}
+
+
+def test_a_chunk_never_writes_into_a_collection_deleted_while_it_ran(engine: Any) -> None:
+    """A batch chunk extracted for two collections; one is deleted before the chunk is
+    stored: its documents are dropped, the other collection's are written."""
+    from assay.batches.tasks import _drop_deleted_targets, _Outcome
+
+    text_rows = {"obj_0": prepare(TEXT_TARGET, NS_ID, "obj_0", drafts(2, 1))}
+    clip_rows = {"obj_0": prepare(CLIP_TARGET, NS_ID, "obj_0", [])}
+    outcome = _Outcome({TEXT_TARGET: text_rows, CLIP_TARGET: clip_rows}, ["obj_0"], {})
+    with Session(engine) as s, s.begin():
+        repo = CollectionRepository(s, NS_ID)
+        gone = repo.get(TEXT_TARGET.collection_id)
+        assert gone is not None
+        repo.delete(gone)
+    with Session(engine) as s, s.begin():
+        _drop_deleted_targets(s, outcome)
+        assert list(outcome.docs) == [CLIP_TARGET]

@@ -31,7 +31,7 @@ from assay.extractors.models import ModelLoadError
 from assay.extractors.registry import ExtractorRegistry, ExtractorUnavailable
 from assay.kit.db import Database
 from assay.kit.metrics import BATCH_OBJECTS, EXTRACTION_SECONDS
-from assay.models import Batch, BlobBytes, Job, Object
+from assay.models import Batch, BlobBytes, Collection, Job, Object
 from assay.objects.storage import BlobKeeper, in_database
 
 
@@ -242,6 +242,7 @@ def _small_bytes(session: Session, ns: str, objects: Iterable[Object]) -> dict[s
 
 def _record(session: Session, ns: str, bucket_id: str, batch_id: str, outcome: _Outcome) -> None:
     """Store a chunk's documents and item statuses; finish the batch when nothing is left."""
+    _drop_deleted_targets(session, outcome)  # first: a collection's lock comes before the log's
     if _logs_vectors(session, ns, outcome):
         take_turn(session)  # before the batch's row lock: see `take_turn`
     repo = BatchRepository(session, ns, bucket_id)
@@ -258,6 +259,23 @@ def _record(session: Session, ns: str, bucket_id: str, batch_id: str, outcome: _
             batch_id, [object_id], status="FAILED", error_type=error_type, message=message
         )
     _finish_if_done(session, repo, batch)
+
+
+def _drop_deleted_targets(session: Session, outcome: _Outcome) -> None:
+    """Forget the documents of collections deleted while the chunk ran, and hold the others
+    until this transaction ends (FOR SHARE; a collection's delete locks it FOR UPDATE first),
+    so no document is ever written into a collection that is gone."""
+    wanted = {target.collection_id for target in outcome.docs}
+    if not wanted:
+        return
+    stmt = (
+        select(Collection.collection_id)
+        .where(Collection.collection_id.in_(wanted))
+        .with_for_update(read=True)
+    )
+    alive = set(session.scalars(stmt))
+    for target in [t for t in outcome.docs if t.collection_id not in alive]:
+        del outcome.docs[target]
 
 
 def _logs_vectors(session: Session, ns: str, outcome: _Outcome) -> bool:

@@ -25,7 +25,14 @@ class CollectionRepository(NamespacedRepository[Collection]):
         return [c for c in rows if c.source_bucket_ids is None or bucket_id in c.source_bucket_ids]
 
     def delete(self, collection: Collection) -> None:
-        """The collection and its documents (their vectors logged as removed)."""
+        """The collection and its documents (their vectors logged as removed). Its row is
+        locked first: a batch chunk holding it FOR SHARE finishes writing before the documents
+        go, and one that comes later finds it gone (see batches/tasks._drop_deleted_targets)."""
+        self.session.execute(
+            select(Collection.collection_id)
+            .where(Collection.collection_id == collection.collection_id)
+            .with_for_update()
+        )
         DocumentWriter(self.session, self.namespace_id).remove_collection(collection.collection_id)
         super().delete(collection)
 
