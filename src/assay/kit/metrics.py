@@ -23,7 +23,9 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
+from assay.kit.db import utcnow
 from assay.models import Event, Job
 
 if TYPE_CHECKING:
@@ -61,6 +63,9 @@ WEBHOOK_LAG = Histogram(
 )
 
 
+_JOB_STATUSES = ("queued", "running", "done", "failed")
+
+
 class _DeploymentCollector(Collector):
     """Gauges read from the database (and this process's indexes) at scrape time."""
 
@@ -77,11 +82,9 @@ class _DeploymentCollector(Collector):
             "Age of the oldest event not yet dispatched (0 when none)",
         )
         counts, (pending, since) = self.ctx.db.read_sync(_queue_state)
-        for status in ("queued", "running", "done", "failed"):
-            jobs.add_metric([status], counts.get(status, 0))
-        for status, n in counts.items():
-            if status not in ("queued", "running", "done", "failed"):
-                jobs.add_metric([status], n)
+        # The usual statuses always appear (0 when none), any other as found.
+        for status, n in ({s: 0 for s in _JOB_STATUSES} | counts).items():
+            jobs.add_metric([status], n)
         waiting.add_metric([], pending)
         oldest.add_metric([], since)
         yield from (jobs, waiting, oldest)
@@ -98,12 +101,7 @@ class _DeploymentCollector(Collector):
         return sizes
 
 
-def _queue_state(session: object) -> tuple[dict[str, int], tuple[int, float]]:
-    from sqlalchemy.orm import Session
-
-    from assay.kit.db import utcnow
-
-    assert isinstance(session, Session)
+def _queue_state(session: Session) -> tuple[dict[str, int], tuple[int, float]]:
     rows = session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
     counts = {str(status).lower(): int(n) for status, n in rows}
     pending, first = session.execute(
