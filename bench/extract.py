@@ -6,6 +6,11 @@ against one raw `SentenceTransformer.encode` of the same texts. Images: the same
 image_extractor against raw EfficientNet-Lite0 + RapidOCR + MiniLM calls. Video: a generated
 720p video with speech through the multimodal extractor in a child process: x realtime and the
 child's peak RSS (`--long` adds a 2-hour video).
+
+`--engine ray` runs the end-to-end batches with `ASSAY_ENGINE=ray` (a local Ray instance inside
+`assay serve`: decoding tasks and model actors); `--engine both` runs texts and images on each
+engine in turn, then prints Ray's end-to-end time over the local engine's (target <= 1.2x). The
+video runs its extractor in a child process, outside any engine.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ CLI = "from assay.cli import app; app()"
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = ROOT / "tests" / "fixtures" / "speech.wav"
 TEXT_TARGET, IMAGE_TARGET = 1.15, 1.25  # end to end / raw, at most
+RAY_TARGET = 1.2  # Ray engine end to end / local engine end to end, at most
 REALTIME_TARGET, RSS_TARGET_MB = 10.0, 1536.0
 ENCODE_BATCH = 64  # Assay's ENCODE_BATCH_SIZE: the raw baseline uses the same batches
 POLL_S = 0.25  # task polling: a client checking a long batch, not a busy loop stealing a core
@@ -48,28 +54,42 @@ console = Console(width=170)
 # ---------------------------------------------------------------- clocks
 
 
-def cpu_s(pid: int | None = None) -> float:
-    """CPU seconds (user + system, all threads) used so far by this process or by `pid`."""
+def cpu_s(pid: int | None = None, tree: bool = False) -> float:
+    """CPU seconds (user + system, all threads) used so far by this process or by `pid`
+    (`tree`: and by its descendants alive now, e.g. a Ray instance's workers)."""
     if pid is None:
         t = os.times()
         return t.user + t.system
+    if tree:
+        import psutil
+
+        kids = [p.pid for p in psutil.Process(pid).children(recursive=True)]
+        return cpu_s(pid) + sum(_alive_cpu_s(k) for k in kids)
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Timed:
-    """Wall and CPU seconds of a block (CPU of this process, or of `pid`)."""
+def _alive_cpu_s(pid: int) -> float:
+    try:
+        return cpu_s(pid)
+    except OSError:  # it ended in between
+        return 0.0
 
-    def __init__(self, pid: int | None = None) -> None:
-        self.pid, self.wall, self.cpu = pid, 0.0, 0.0
+
+class Timed:
+    """Wall and CPU seconds of a block (CPU of this process, or of `pid`, or of `pid` and its
+    descendants with `tree`)."""
+
+    def __init__(self, pid: int | None = None, tree: bool = False) -> None:
+        self.pid, self.tree, self.wall, self.cpu = pid, tree, 0.0, 0.0
 
     def __enter__(self) -> Timed:
-        self._wall, self._cpu = time.perf_counter(), cpu_s(self.pid)
+        self._wall, self._cpu = time.perf_counter(), cpu_s(self.pid, self.tree)
         return self
 
     def __exit__(self, *_: object) -> None:
         self.wall = time.perf_counter() - self._wall
-        self.cpu = cpu_s(self.pid) - self._cpu
+        self.cpu = cpu_s(self.pid, self.tree) - self._cpu
 
 
 # ---------------------------------------------------------------- inputs
@@ -414,10 +434,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def assay_server(data_dir: Path, workers: int) -> Iterator[tuple[str, int]]:
-    """`assay serve` in its own process on a fresh data dir; yields its base URL and pid."""
+def assay_server(data_dir: Path, workers: int, engine: str = "local") -> Iterator[tuple[str, int]]:
+    """`assay serve` in its own process on a fresh data dir; yields its base URL and pid.
+    With the Ray engine the server starts a local Ray instance at its first job."""
     port = _free_port()
-    env = {**os.environ, "ASSAY_ADMIN_KEY": ADMIN_KEY}
+    env = {**os.environ, "ASSAY_ADMIN_KEY": ADMIN_KEY, "ASSAY_ENGINE": engine}
+    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     args = ["serve", "--port", str(port), "--workers", str(workers), "--data-dir", str(data_dir)]
     log = (data_dir / "serve.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-c", CLI, *args], env=env, stdout=log, stderr=log)
@@ -471,9 +493,10 @@ def _register(c: httpx.Client, kind: str, payloads: list[bytes], page: int) -> l
 
 
 def _run_batch(c: httpx.Client, ids: list[str], pid: int) -> tuple[Timed, dict[str, Any]]:
-    """Create and submit a batch; wall and server CPU from submit until the task is done."""
+    """Create and submit a batch; wall and server CPU (with the server's children: a Ray
+    instance's processes) from submit until the task is done."""
     batch_id = _ok(c.post("/v1/buckets/b/batches", json={"object_ids": ids}))["batch_id"]
-    with Timed(pid) as t:
+    with Timed(pid, tree=True) as t:
         task_id = _ok(c.post(f"/v1/buckets/b/batches/{batch_id}/submit"))["task_id"]
         while _ok(c.get(f"/v1/tasks/{task_id}"))["status"] not in ("COMPLETED", "FAILED"):
             time.sleep(POLL_S)
@@ -483,14 +506,15 @@ def _run_batch(c: httpx.Client, ids: list[str], pid: int) -> tuple[Timed, dict[s
 class AssayBench:
     """`assay serve` with a namespace for one extractor and a bucket, models warmed up."""
 
-    def __init__(self, name: str, kind: str, workers: int = 1) -> None:
-        self.name, self.kind, self.workers = name, kind, workers
+    def __init__(self, name: str, kind: str, workers: int = 1, engine: str = "local") -> None:
+        self.name, self.kind, self.workers, self.engine = name, kind, workers, engine
         self.page = 100 if kind == "text" else 10
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> AssayBench:
         tmp = self._stack.enter_context(tempfile.TemporaryDirectory())
-        url, self.pid = self._stack.enter_context(assay_server(Path(tmp), self.workers))
+        server = assay_server(Path(tmp), self.workers, self.engine)
+        url, self.pid = self._stack.enter_context(server)
         self.c = self._stack.enter_context(
             httpx.Client(base_url=url, headers=HEADERS, timeout=3600)
         )
@@ -519,37 +543,89 @@ class AssayBench:
 # ---------------------------------------------------------------- the three benchmarks
 
 
-def bench_texts(n: int, rounds: int = 2, workers: int = 1) -> dict[str, Any]:
-    """Raw encode, extractor alone and end to end on the same `n` texts."""
+def bench_texts(n: int, rounds: int = 2, workers: int = 1, engine: str = "local") -> dict[str, Any]:
+    """Raw encode, extractor alone and end to end (on `engine`) on the same `n` texts."""
+    return text_rows(n, rounds, workers, [engine])[0]
+
+
+def text_rows(n: int, rounds: int, workers: int, engines: list[str]) -> list[dict[str, Any]]:
+    """`bench_texts` with one end-to-end server per engine, run in turn within each round."""
     texts = make_texts(n)
     payloads = [t.encode() for t in texts]
     model = raw_text_encoder()
     onnx = raw_onnx_encoder(model)
     alone = extractor_alone("text_extractor", "text", payloads)
-    with AssayBench("text_extractor", "text", workers) as assay:
-        out = _compare(
-            "texts", payloads, lambda: raw_encode(model, texts), alone, assay, rounds, TEXT_TARGET
+    with contextlib.ExitStack() as stack:
+        assays = {
+            e: stack.enter_context(AssayBench("text_extractor", "text", workers, e))
+            for e in engines
+        }
+        rows = _compare(
+            "texts", payloads, lambda: raw_encode(model, texts), alone, assays, rounds, TEXT_TARGET
         )
-    out["raw_onnx_s"] = min(onnx(texts).wall for _ in range(rounds))
-    out["onnx_ratio"] = out["seconds"] / out["raw_onnx_s"]
-    out["onnx_extractor_ratio"] = out["extractor_s"] / out["raw_onnx_s"]
-    console.print(
-        f"texts vs the same graph on raw onnxruntime ({out['raw_onnx_s']:.2f} s): extractor "
-        f"alone {out['onnx_extractor_ratio']:.2f}x, end to end {out['onnx_ratio']:.2f}x"
-    )
-    return out
+    raw_onnx_s = min(onnx(texts).wall for _ in range(rounds))
+    for out in rows:
+        out["raw_onnx_s"] = raw_onnx_s
+        out["onnx_ratio"] = out["seconds"] / out["raw_onnx_s"]
+        out["onnx_extractor_ratio"] = out["extractor_s"] / out["raw_onnx_s"]
+        console.print(
+            f"{out['what']} vs the same graph on raw onnxruntime ({out['raw_onnx_s']:.2f} s): "
+            f"extractor alone {out['onnx_extractor_ratio']:.2f}x, end to end "
+            f"{out['onnx_ratio']:.2f}x"
+        )
+    return rows
 
 
-def bench_images(n: int, rounds: int = 2, workers: int = 1) -> dict[str, Any]:
-    """Raw EfficientNet + OCR + MiniLM, extractor alone and end to end on the same images."""
+def bench_images(
+    n: int, rounds: int = 2, workers: int = 1, engine: str = "local"
+) -> dict[str, Any]:
+    """Raw EfficientNet + OCR + MiniLM, extractor alone and end to end (on `engine`) on the same
+    images."""
+    return image_rows(n, rounds, workers, [engine])[0]
+
+
+def image_rows(n: int, rounds: int, workers: int, engines: list[str]) -> list[dict[str, Any]]:
+    """`bench_images` with one end-to-end server per engine, run in turn within each round."""
     images = make_images(n)
     raw_models = RawVision(raw_text_encoder())
     raw_models.run(images[:2])  # warm up
     alone = extractor_alone("image_extractor", "image", images)
-    with AssayBench("image_extractor", "image", workers) as assay:
+    with contextlib.ExitStack() as stack:
+        assays = {
+            e: stack.enter_context(AssayBench("image_extractor", "image", workers, e))
+            for e in engines
+        }
         return _compare(
-            "images", images, lambda: raw_models.run(images), alone, assay, rounds, IMAGE_TARGET
+            "images", images, lambda: raw_models.run(images), alone, assays, rounds, IMAGE_TARGET
         )
+
+
+def ray_overhead(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ray's end to end over the local engine's (best round over best round, and round by
+    round), per input kind that ran on both."""
+    out = []
+    for kind in ("texts", "images"):
+        local = next((r for r in rows if r["what"] == kind), None)
+        ray_row = next((r for r in rows if r["what"] == f"{kind} on ray"), None)
+        if local is None or ray_row is None:
+            continue
+        ratio = ray_row["seconds"] / local["seconds"]
+        rounds = [r["vs_local"] for r in ray_row["round_ratios"]]
+        out.append(
+            {
+                "what": f"ray / local, {kind}",
+                "n": local["n"],
+                "local_s": local["seconds"],
+                "ray_s": ray_row["seconds"],
+                "ratio": ratio,
+                "round_ratios": rounds,
+                "local_cpu_s": local["cpu_s"],
+                "ray_cpu_s": ray_row["cpu_s"],
+                "target": RAY_TARGET,
+                "verdict": "PASS" if ratio <= RAY_TARGET else "MISS",
+            }
+        )
+    return out
 
 
 def _compare(
@@ -557,48 +633,68 @@ def _compare(
     payloads: list[bytes],
     raw: Callable[[], Timed],
     alone: Callable[[], Timed],
-    assay: AssayBench,
+    assays: dict[str, AssayBench],
     rounds: int,
     target: float,
-) -> dict[str, Any]:
-    """Rounds of raw, extractor alone, end to end, back to back so that each round's three
-    runs share the machine's conditions; each figure is its best round (the least disturbed)."""
-    cold, _ = assay.batch(payloads[:1])  # the server's models load here
-    runs: dict[str, list[Timed]] = {"raw": [], "alone": [], "e2e": []}
-    register: list[float] = []
+) -> list[dict[str, Any]]:
+    """Rounds of raw, extractor alone, end to end (on each engine's server in turn), back to
+    back so that each round's runs share the machine's conditions; each figure is its best
+    round (the least disturbed). One row per engine; the local one is named `what`, another
+    `what on <engine>`."""
+    cold = {e: assay.batch(payloads[:1])[0] for e, assay in assays.items()}  # models load
+    runs: dict[str, list[Timed]] = {"raw": [], "alone": [], **{e: [] for e in assays}}
+    register: dict[str, list[float]] = {e: [] for e in assays}
     for _ in range(rounds):
         runs["raw"].append(raw())
         runs["alone"].append(alone())
-        timed, register_s = assay.batch(payloads)
-        runs["e2e"].append(timed)
-        register.append(register_s)
+        for engine, assay in assays.items():
+            timed, register_s = assay.batch(payloads)
+            runs[engine].append(timed)
+            register[engine].append(register_s)
     best = {k: min(v, key=lambda t: t.wall) for k, v in runs.items()}
     raw_best = best["raw"]
-    ratio = best["e2e"].wall / raw_best.wall
-    return {
-        "what": what,
-        "n": len(payloads),
-        "rounds": rounds,
-        "raw_s": raw_best.wall,
-        "raw_cpu_s": raw_best.cpu,
-        "extractor_s": best["alone"].wall,
-        "extractor_cpu_s": best["alone"].cpu,
-        "seconds": best["e2e"].wall,
-        "cpu_s": best["e2e"].cpu,
-        "register_s": min(register),
-        "cold_s": cold.wall,
-        "extractor_ratio": best["alone"].wall / raw_best.wall,
-        "extractor_cpu_ratio": best["alone"].cpu / raw_best.cpu,
-        "ratio": ratio,
-        "cpu_ratio": best["e2e"].cpu / raw_best.cpu,
-        "round_ratios": [
-            {k: round(runs[k][i].wall / runs["raw"][i].wall, 2) for k in ("alone", "e2e")}
-            for i in range(rounds)
-        ],
-        "runs_s": {k: [round(t.wall, 2) for t in v] for k, v in runs.items()},
-        "target": target,
-        "verdict": "PASS" if ratio <= target else "MISS",
-    }
+    rows = []
+    for engine in assays:
+        e2e = best[engine]
+        ratio = e2e.wall / raw_best.wall
+        rows.append(
+            {
+                "what": what if engine == "local" else f"{what} on {engine}",
+                "engine": engine,
+                "n": len(payloads),
+                "rounds": rounds,
+                "raw_s": raw_best.wall,
+                "raw_cpu_s": raw_best.cpu,
+                "extractor_s": best["alone"].wall,
+                "extractor_cpu_s": best["alone"].cpu,
+                "seconds": e2e.wall,
+                "cpu_s": e2e.cpu,
+                "register_s": min(register[engine]),
+                "cold_s": cold[engine].wall,
+                "extractor_ratio": best["alone"].wall / raw_best.wall,
+                "extractor_cpu_ratio": best["alone"].cpu / raw_best.cpu,
+                "ratio": ratio,
+                "cpu_ratio": e2e.cpu / raw_best.cpu,
+                "round_ratios": [
+                    {
+                        "alone": round(runs["alone"][i].wall / runs["raw"][i].wall, 2),
+                        "e2e": round(runs[engine][i].wall / runs["raw"][i].wall, 2),
+                        **(
+                            {"vs_local": round(runs[engine][i].wall / runs["local"][i].wall, 2)}
+                            if engine != "local" and "local" in runs
+                            else {}
+                        ),
+                    }
+                    for i in range(rounds)
+                ],
+                "runs_s": {
+                    k: [round(t.wall, 2) for t in runs[k]] for k in ("raw", "alone", engine)
+                },
+                "target": target,
+                "verdict": "PASS" if ratio <= target else "MISS",
+            }
+        )
+    return rows
 
 
 def bench_video(
@@ -719,6 +815,29 @@ def _print_ratio_table(rows: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
+def _print_ray_table(rows: list[dict[str, Any]]) -> None:
+    table = Table(
+        "inputs",
+        "local end to end s (cpu s)",
+        "ray end to end s (cpu s)",
+        "ray / local",
+        "per round",
+        "target",
+        "verdict",
+    )
+    for r in rows:
+        table.add_row(
+            f"{r['n']:,} {r['what'].rpartition(', ')[2]}",
+            f"{r['local_s']:.2f} ({r['local_cpu_s']:.1f})",
+            f"{r['ray_s']:.2f} ({r['ray_cpu_s']:.1f})",
+            f"{r['ratio']:.2f}x",
+            " / ".join(f"{x:.2f}x" for x in r["round_ratios"]),
+            f"<= {r['target']:.2f}x",
+            r["verdict"],
+        )
+    console.print(table)
+
+
 def _print_video_table(rows: list[dict[str, Any]]) -> None:
     table = Table(
         "video",
@@ -763,6 +882,13 @@ def main() -> None:
     parser.add_argument("--skip-video", action="store_true")
     parser.add_argument("--workers", type=int, default=1, help="in-server workers")
     parser.add_argument(
+        "--engine",
+        choices=("local", "ray", "both"),
+        default="local",
+        help="the engine of the end-to-end runs of texts and images (both: each in turn, and "
+        "Ray's time over the local engine's)",
+    )
+    parser.add_argument(
         "--rounds", type=int, default=2, help="raw / alone / end-to-end rounds (best is kept)"
     )
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".bench-cache")
@@ -785,12 +911,14 @@ def main() -> None:
     console.print(f"command: {command}")
     started = time.perf_counter()
     ratio_rows: list[dict[str, Any]] = []
+    engines = ["local", "ray"] if args.engine == "both" else [args.engine]
     if not args.skip_texts:
-        ratio_rows.append(bench_texts(args.texts, args.rounds, args.workers))
+        ratio_rows += text_rows(args.texts, args.rounds, args.workers, engines)
         _print_ratio_table(ratio_rows)
     if not args.skip_images:
-        ratio_rows.append(bench_images(args.images, args.rounds, args.workers))
-        _print_ratio_table(ratio_rows[-1:])
+        ratio_rows += image_rows(args.images, args.rounds, args.workers, engines)
+        _print_ratio_table(ratio_rows[-len(engines) :])
+    ray_rows = ray_overhead(ratio_rows)
     video_rows: list[dict[str, Any]] = []
     if not args.skip_video:
         seconds = round(args.video_minutes * 60)
@@ -802,10 +930,12 @@ def main() -> None:
     console.rule(f"summary ({time.perf_counter() - started:.0f} s)")
     if ratio_rows:
         _print_ratio_table(ratio_rows)
+    if ray_rows:
+        _print_ray_table(ray_rows)
     if video_rows:
         _print_video_table(video_rows)
     console.print(f"commit {commit}  {load.format(*os.getloadavg())}  command: {command}")
-    console.print_json(json.dumps(ratio_rows + video_rows, default=str))
+    console.print_json(json.dumps(ratio_rows + ray_rows + video_rows, default=str))
 
 
 if __name__ == "__main__":

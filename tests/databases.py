@@ -114,9 +114,7 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def another_database(
-    request: pytest.FixtureRequest, database_backend: str
-) -> Iterator[Any]:
+def another_database(request: pytest.FixtureRequest, database_backend: str) -> Iterator[Any]:
     """Makes the database URL of a second, separate deployment ("" on SQLite: its data dir
     decides), for tests that run two servers side by side."""
     made: list[str] = []

@@ -33,9 +33,7 @@ def keepers(settings: Settings, tmp_path: Path) -> list[BlobKeeper]:
 
 
 def _claims(db: Database) -> list[tuple[str, str]]:
-    return db.read_sync(
-        lambda s: [(c.storage_key, c.kind) for c in s.scalars(select(BlobClaim))]
-    )
+    return db.read_sync(lambda s: [(c.storage_key, c.kind) for c in s.scalars(select(BlobClaim))])
 
 
 async def test_a_removal_elsewhere_leaves_bytes_a_registration_is_using(

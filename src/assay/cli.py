@@ -63,18 +63,28 @@ def worker(
     metrics_port: Annotated[
         int | None, typer.Option(help="serve this process's Prometheus metrics on this port")
     ] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="where extraction runs: local or ray (ASSAY_ENGINE)")
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="host:port of a Ray cluster (default: a local Ray in this process)"),
+    ] = None,
     log_format: LogFormat = "text",
     log_level: LogLevel = "info",
 ) -> None:
     """Run background jobs (batch extraction) against the same database as the server."""
     logs.configure(_log_format(log_format), log_level)
-    settings = server_settings(data_dir, existing=True)
+    if engine not in (None, "local", "ray"):
+        raise typer.BadParameter("local or ray", param_hint="--engine")
+    settings = server_settings(data_dir, existing=True, engine=engine, ray_address=ray_address)
     ctx = prepare(settings)
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port, addr=settings.host)
-    console.print(f"[bold]Assay worker[/] x{concurrency}  data: {settings.data_dir}")
+    where = "" if settings.engine == "local" else f"  engine: ray {settings.ray_address or 'local'}"
+    console.print(f"[bold]Assay worker[/] x{concurrency}  data: {settings.data_dir}{where}")
 
     async def run() -> None:
         background = Background(ctx, concurrency)

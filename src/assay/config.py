@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     delivery_retention_days: float = Field(default=30, ge=0)  # delivered or failed deliveries
     vector_log_retention_h: float = Field(default=24, ge=0)  # passed `vector_log` rows
 
+    # Ray engine
+    engine: Literal["local", "ray"] = "local"  # where a job's extraction runs
+    ray_address: str | None = None  # host:port of a running cluster; None: a local Ray in-process
+    ray_actors_per_extractor: int = Field(default=1, ge=1, le=1024)  # model actors per kind
+    ray_fallback_local: bool = False  # cluster unreachable: extract locally instead of waiting
+
 
 class _TomlSource(PydanticBaseSettingsSource):
     """Reads `assay.toml` from the data dir chosen by arguments or the environment."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from assay.auth.service import KeyCache
 from assay.backends.blob.base import BlobStore
 from assay.backends.blob.factory import make_blob_store
 from assay.config import Settings
+from assay.engine.extraction import ExtractionEngine, LocalEngine, make_engine
 from assay.extractors.registry import ExtractorRegistry
 from assay.kit.db import Database
 from assay.kit.fetch import FetchPolicy
@@ -35,6 +36,8 @@ class AppContext:
     lookups: TTLCache[tuple[str, ...], Any]
     searcher: Searcher
     rate_limiter: RateLimiter
+    # Where batch jobs' extraction runs (this process, or a Ray cluster joined on first use).
+    engine: ExtractionEngine = field(default_factory=LocalEngine)
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -74,6 +77,7 @@ class AppContext:
             ),
             keys=KeyCache(settings.key_cache_ttl_s),
             rate_limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+            engine=make_engine(settings),
             fetch_policy=FetchPolicy(
                 allow_private=settings.allow_private_urls,
                 max_bytes=settings.fetch_max_bytes,
@@ -83,4 +87,5 @@ class AppContext:
 
     def close(self) -> None:
         self.searcher.indexes.save_all()
+        self.engine.close()
         self.db.close()

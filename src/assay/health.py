@@ -31,7 +31,8 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
 async def readyz(ctx: Ctx) -> Any:
-    """The database, the blob store and the vector index folder answer."""
+    """The database, the blob store and the vector index folder answer (with the Ray engine,
+    also whether its cluster does: "degraded" while it does not, since the API still serves)."""
     checks: dict[str, str] = {}
     try:
         await ctx.db.read(lambda s: s.execute(text("SELECT 1")).scalar())
@@ -48,8 +49,12 @@ async def readyz(ctx: Ctx) -> Any:
         checks["vector_index"] = "ok"
     except Exception as exc:
         checks["vector_index"] = f"error: {type(exc).__name__}"
-    ok = all(v == "ok" for v in checks.values())
-    body = Health(status="ok" if ok else "unavailable", checks=checks)
+    if ctx.settings.engine == "ray":
+        # Without the cluster batch jobs wait in the queue, but the API serves: 200, "degraded".
+        checks["ray"] = await anyio.to_thread.run_sync(ctx.engine.status)
+    ok = all(v == "ok" for k, v in checks.items() if k != "ray")
+    degraded = ok and checks.get("ray", "ok") != "ok"
+    body = Health(status="degraded" if degraded else "ok" if ok else "unavailable", checks=checks)
     return body if ok else JSONResponse(body.model_dump(), status_code=503)
 
 

@@ -31,7 +31,9 @@ log = logging.getLogger("assay.engine")
 def make_workers(ctx: AppContext, count: int) -> LocalWorkers:
     """Workers for every job kind, on this process's database and backends."""
     bodies: dict[str, JobBody] = {
-        BATCH_EXTRACT: BatchExtraction(ctx.db, ctx.keeper, ctx.registry, threads=count),
+        BATCH_EXTRACT: BatchExtraction(
+            ctx.db, ctx.keeper, ctx.registry, threads=count, engine=ctx.engine
+        ),
         SYNC_RUN: SyncRun.from_context(ctx),
     }
     return LocalWorkers(

@@ -8,12 +8,10 @@ lineage key, and item statuses are set, never incremented.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -25,12 +23,14 @@ from assay.batches.repository import BatchRepository
 from assay.documents.drafts import DocumentDraft
 from assay.documents.log import take_turn
 from assay.documents.writer import DocumentWriter, InvalidDraft, Prepared, Target, prepare
+from assay.engine.extraction import ExtractionEngine, ExtractionExecutor, LocalEngine
 from assay.events.outbox import emit
 from assay.extractors.base import BlobInput, ExtractorError, ObjectInput
 from assay.extractors.models import ModelLoadError
 from assay.extractors.registry import ExtractorRegistry, ExtractorUnavailable
 from assay.kit.db import Database
 from assay.kit.metrics import BATCH_OBJECTS, EXTRACTION_SECONDS
+from assay.kit.scratch import Scratch
 from assay.models import Batch, BlobBytes, Collection, Job, Object
 from assay.objects.storage import BlobKeeper, in_database
 
@@ -46,20 +46,29 @@ class BatchExtraction:
     """Runs `batch.extract` jobs. Models run on this body's own threads, one per worker: torch
     keeps an OpenMP team per calling thread, and hopping between a shared pool's threads costs
     new teams whose idle threads spin against the busy one (measured: 2,000 texts 25 % slower
-    when each job ran on a new thread)."""
+    when each job ran on a new thread). With a Ray engine the extractor calls run on the
+    cluster instead, and these threads only wait for them and turn their results into rows."""
 
     def __init__(
-        self, db: Database, keeper: BlobKeeper, registry: ExtractorRegistry, threads: int = 1
+        self,
+        db: Database,
+        keeper: BlobKeeper,
+        registry: ExtractorRegistry,
+        threads: int = 1,
+        engine: ExtractionEngine | None = None,
     ) -> None:
         self.db = db
         self.keeper = keeper
         self.registry = registry
+        self.engine = engine or LocalEngine()
         self._threads = ThreadPoolExecutor(max(1, threads), thread_name_prefix="assay-extract")
 
     async def run(self, job: Job) -> None:
         batch_id, bucket_id = job.payload["batch_id"], job.payload["bucket_id"]
         ns = job.namespace_id
         object_ids: list[str] = job.payload["object_ids"]
+        # First: while the engine is away the job waits in the queue and its batch stays put.
+        executor = await self.engine.executor()
         extractors = await self.db.write(
             lambda s: _start(s, ns, bucket_id, batch_id, object_ids, job.attempts)
         )
@@ -69,7 +78,7 @@ class BatchExtraction:
         small = await self.db.read(lambda s: _small_bytes(s, ns, objects.values()))
         # One hand-off to a model thread for the whole chunk: the models run there, off the loop.
         outcome = await asyncio.get_running_loop().run_in_executor(
-            self._threads, self._extract_all, object_ids, objects, small, extractors
+            self._threads, self._extract_all, object_ids, objects, small, extractors, executor
         )
         await self.db.write(lambda s: _record(s, ns, bucket_id, batch_id, outcome))
         BATCH_OBJECTS.labels("succeeded").inc(len(outcome.succeeded))
@@ -90,6 +99,7 @@ class BatchExtraction:
         objects: dict[str, Object],
         small: dict[str, bytes],
         extractors: list[dict[str, Any]],
+        executor: ExtractionExecutor,
     ) -> _Outcome:
         """Extract the chunk with each extractor in turn, all its objects at once (so models
         run full batches); a failure fails only its object. Large blobs reach extractors as
@@ -101,12 +111,13 @@ class BatchExtraction:
             if object_id not in objects:
                 outcome.failed[object_id] = ("ObjectDeleted", "the object was deleted")
         drafts: dict[str, dict[Target, list[DocumentDraft]]] = {}
-        with _Scratch() as folder:
+        with Scratch("assay-extract-") as folder:
             for ref in extractors:
                 live = [objects[o] for o in object_ids if o in objects and o not in outcome.failed]
                 if not live:
                     break
-                for obj, (target, found) in self._extract_with(ref, live, small, folder, outcome):
+                found_by = self._extract_with(ref, live, small, folder, outcome, executor)
+                for obj, (target, found) in found_by:
                     drafts.setdefault(obj.object_id, {})[target] = found
         for object_id in object_ids:
             if object_id in outcome.failed:
@@ -131,8 +142,9 @@ class BatchExtraction:
         ref: dict[str, Any],
         objects: list[Object],
         small: dict[str, bytes],
-        folder: _Scratch,
+        folder: Scratch,
         outcome: _Outcome,
+        executor: ExtractionExecutor,
     ) -> Iterator[tuple[Object, tuple[Target, list[DocumentDraft]]]]:
         """One extractor over the live objects: (object, (target, drafts)) for each
         that succeeded; failures go to `outcome.failed`. A model that cannot load fails every
@@ -146,14 +158,16 @@ class BatchExtraction:
             return
         allowed = impl.spec.mapped_properties(ref.get("input_mappings"))
         inputs: list[tuple[Object, ObjectInput]] = []
+        local = executor.local_files
         for obj in objects:
             try:
-                inputs.append((obj, self._input(obj, impl.reads, small, allowed, folder)))
+                inputs.append((obj, self._input(obj, impl.reads, small, allowed, folder, local)))
             except BlobNotFound as exc:
                 outcome.failed[obj.object_id] = ("BlobNotFound", f"blob bytes are gone: {exc}")
         try:
             with EXTRACTION_SECONDS.labels(impl.spec.name).time():
-                results = impl.extract_many([item for _, item in inputs], ref.get("params") or {})
+                items = [item for _, item in inputs]
+                results = executor.extract_many(impl, items, ref.get("params") or {})
         except ModelLoadError as exc:
             error = ("ModelLoadError", str(exc)[:2000])
             outcome.failed.update({obj.object_id: error for obj, _ in inputs})
@@ -171,44 +185,30 @@ class BatchExtraction:
         reads: frozenset[str],
         small: dict[str, bytes],
         allowed: dict[str, frozenset[str]],
-        folder: _Scratch,
+        folder: Scratch,
+        local_files: bool = True,
     ) -> ObjectInput:
         """The object as an extractor sees it: only the blobs its collection's `input_mappings`
         let through (`allowed`: blob type → properties), with their bytes for types it reads:
-        small ones in memory, large ones as a local file."""
+        small ones in memory, large ones as a local file (or, unless `local_files`, as their
+        key, read by the executor where the extraction runs)."""
         blobs = []
         for b in obj.blobs:
             if allowed and b.type in allowed and b.property not in allowed[b.type]:
                 continue
-            data, path = None, None
+            data, path, key = None, None, None
             if b.type in reads:
                 data = small.get(b.storage_key)
-                if data is None:
+                if data is None and local_files:
                     path = self.keeper.local_file(b.storage_key, folder.path)
+                elif data is None:
+                    key = b.storage_key
             blobs.append(
-                BlobInput(b.blob_id, b.property, b.type, b.content_type, b.metadata_, data, path)
+                BlobInput(
+                    b.blob_id, b.property, b.type, b.content_type, b.metadata_, data, path, key
+                )
             )
         return ObjectInput(obj.object_id, obj.metadata_, obj.properties, tuple(blobs))
-
-
-class _Scratch:
-    """A temporary folder for copies of remote blobs, made only when one is needed and removed
-    with everything in it on exit."""
-
-    def __init__(self) -> None:
-        self._folder: tempfile.TemporaryDirectory[str] | None = None
-
-    def path(self) -> Path:
-        if self._folder is None:
-            self._folder = tempfile.TemporaryDirectory(prefix="assay-extract-")
-        return Path(self._folder.name)
-
-    def __enter__(self) -> _Scratch:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        if self._folder is not None:
-            self._folder.cleanup()
 
 
 def _start(

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from sqlalchemy.orm import Session
 
 from assay.engine.base import JobBody
+from assay.engine.extraction import EngineUnavailable
 from assay.jobs import repository as jobs
 from assay.kit.db import Database, utcnow
 from assay.kit.logs import event
@@ -128,6 +129,10 @@ class LocalWorkers:
             event(log, "job.finished", job_id=job.job_id, kind=job.kind, seconds=seconds)
         except asyncio.CancelledError:
             raise  # shutting down: the lease runs out and another worker takes the job
+        except EngineUnavailable as exc:  # not the job's fault: it waits, its attempt uncounted
+            event(log, "job.postponed", job_id=job.job_id, kind=job.kind, reason=str(exc))
+            reason, delay_s = f"waiting: {exc}", exc.retry_s
+            await self.db.write(lambda s: jobs.postpone(s, job.job_id, owner, delay_s, reason))
         except Exception as exc:
             log.exception("job.failed", extra={"fields": {"job_id": job.job_id, "kind": job.kind}})
             error = f"{type(exc).__name__}: {exc}"

@@ -135,6 +135,9 @@ class BlobInput:
     metadata: dict[str, Any]
     data: bytes | None = None
     path: Path | None = None
+    # Neither yet: its key in the blob store, for an engine that reads it where the extraction
+    # runs (`ExtractionExecutor.local_files` False); the executor loads it before the call.
+    storage_key: str | None = None
 
     # `builtins.`: a field of this class is named "property"
     @builtins.property

@@ -105,6 +105,24 @@ def retry_later(session: Session, job: Job, error: str, base_s: float = 1.0) -> 
     return True
 
 
+def postpone(session: Session, job_id: str, owner: str, delay_s: float, reason: str) -> bool:
+    """Put a leased job back in the queue, due in `delay_s`, without counting the attempt it
+    just made (what it needs, such as its extraction engine, is away); False if the lease was
+    lost."""
+    result = session.execute(
+        update(Job)
+        .where(Job.job_id == job_id, Job.lease_owner == owner, Job.status == "running")
+        .values(
+            status="queued",
+            attempts=Job.attempts - 1,
+            leased_until=None,
+            run_after=utcnow() + dt.timedelta(seconds=delay_s),
+            last_error=reason[:2000],
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def cancel_for(session: Session, namespace_id: str, batch_id: str) -> None:
     """Stop queued work of a batch (running chunks notice the cancel themselves)."""
     session.execute(
