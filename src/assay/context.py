@@ -14,6 +14,7 @@ from assay.extractors.registry import ExtractorRegistry
 from assay.kit.db import Database
 from assay.kit.fetch import FetchPolicy
 from assay.kit.ratelimit import RateLimiter
+from assay.kit.scratch import sweep_dead_folders
 from assay.kit.signing import load_or_create_key
 from assay.kit.ttlcache import TTLCache
 from assay.objects.storage import BlobKeeper
@@ -43,6 +44,7 @@ class AppContext:
     def build(cls, settings: Settings) -> AppContext:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+        sweep_dead_folders(settings.tmp_dir)  # files a killed process left mid-registration
         db = Database(settings.database_url, group_max=settings.write_batch_max)
         blobs = make_blob_store(
             settings.blob_store,

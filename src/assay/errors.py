@@ -64,6 +64,14 @@ class Conflict(AppError):
     type = "ConflictError"
 
 
+class InProgress(Conflict):
+    """The same work is running now; `retry_after_s` says when asking again makes sense."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class PayloadTooLarge(AppError):
     status = 413
     type = "PayloadTooLargeError"

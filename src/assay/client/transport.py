@@ -153,7 +153,9 @@ class RetryPolicy:
         if status in (502, 504) and call.safe:
             return self.backoff(attempt)
         if status == 409 and attempt > 0 and call.idempotency_key and _in_progress(response):
-            return self.backoff(attempt)
+            # Retry-After: when the first try's claim runs out if its process is gone.
+            after = retry_after_s(response)
+            return self.backoff(attempt) if after is None else min(after, self.max_retry_after_s)
         return None
 
 

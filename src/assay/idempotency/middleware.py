@@ -1,6 +1,8 @@
 """`Idempotency-Key` on every POST: the same key and body replay the first answer for 24 h.
 
-The same key with another body is a 409, and so is a key whose first request is still running.
+The same key with another body is a 409, and so is a key whose first request is still running
+(with `Retry-After`). A running request's claim is a lease its process renews; a process killed
+mid-request stops renewing it, and once it runs out the next request with the key runs afresh.
 Only answers below 400 are kept: a refused request may be corrected and sent again. A stored
 answer is replayed only to a credential that is still valid, and answers carrying secrets (new
 API keys) are never stored: those routes are exempt.
@@ -8,8 +10,10 @@ API keys) are never stored: those routes are exempt.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -22,16 +26,27 @@ from assay.idempotency.repository import IdempotencyRepository
 from assay.kit.db import Database
 from assay.kit.middleware import header, send_error
 
+log = logging.getLogger(__name__)
+
 MAX_KEY_LENGTH = 255
 # Their answers hold secrets (API keys, webhook signing secrets), which are never stored.
 EXEMPT_PREFIXES = ("/v1/keys", "/v1/webhooks", "/v1/organizations/webhooks")
+# How long a running request's claim holds without renewal; renewed every third of it.
+CLAIM_LEASE_S = 30.0
 
 
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, db: Callable[[], Database], ttl_s: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        db: Callable[[], Database],
+        ttl_s: int,
+        lease_s: float = CLAIM_LEASE_S,
+    ) -> None:
         self.app = app
         self.db = db
         self.ttl_s = ttl_s
+        self.lease_s = lease_s
         self._calls = itertools.count()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -58,7 +73,9 @@ class IdempotencyMiddleware:
         try:
             await self._run(scope, body, send, scope_key, request_hash, credential)
         except AppError as exc:
-            await send_error(send, exc.status, exc.type, exc.message)
+            retry_after = getattr(exc, "retry_after_s", None)
+            headers = None if retry_after is None else [(b"retry-after", str(retry_after).encode())]
+            await send_error(send, exc.status, exc.type, exc.message, headers=headers)
 
     async def _run(
         self,
@@ -90,7 +107,7 @@ class IdempotencyMiddleware:
         def claim(s: Any) -> None:
             if next(self._calls) % 1000 == 0:
                 repo(s).purge_expired(self.ttl_s)
-            repo(s).claim(scope_key, request_hash, self.ttl_s)
+            repo(s).claim(scope_key, request_hash, self.ttl_s, self.lease_s)
 
         await db.write(claim)
         captured: dict[str, Any] = {"status": 500, "type": "application/json", "body": bytearray()}
@@ -105,9 +122,11 @@ class IdempotencyMiddleware:
                 captured["body"] += message.get("body", b"")
             await send(message)
 
+        renewal = asyncio.create_task(self._renew(db, scope_key))
         try:
             await self.app(scope, _replay_receive(body), capture)
         finally:
+            renewal.cancel()
             status, data = captured["status"], bytes(captured["body"])
             if status < 400:
                 await db.write(
@@ -115,6 +134,15 @@ class IdempotencyMiddleware:
                 )
             else:
                 await db.write(lambda s: repo(s).release(scope_key))
+
+    async def _renew(self, db: Database, scope_key: str) -> None:
+        """Keep the claim alive while the request runs (most finish before the first renewal)."""
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                await db.write(lambda s: IdempotencyRepository(s).renew(scope_key, self.lease_s))
+            except Exception:  # the database is out: try again at the next turn
+                log.warning("renewing an idempotency claim failed", exc_info=True)
 
     async def _still_valid(self, credential: str) -> bool:
         try:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from assay.errors import Conflict
+from assay.errors import InProgress
 from assay.kit.db import utcnow
 from assay.models import IdempotencyRecord
 
@@ -23,20 +24,44 @@ class IdempotencyRepository:
         )
         return self.session.scalar(stmt)
 
-    def claim(self, scope_key: str, request_hash: str, ttl_s: int) -> None:
-        """Reserve the key for a running request; a live reservation or answer → 409."""
-        existing = self.session.get(IdempotencyRecord, scope_key)
+    def claim(self, scope_key: str, request_hash: str, ttl_s: int, lease_s: float) -> None:
+        """Reserve the key for a running request for `lease_s` (renewed while it runs).
+
+        A live reservation, or an answer younger than `ttl_s`, is a 409. A reservation whose
+        lease ran out was left by a process that died mid-request: it is taken over, so the
+        client's retry runs the request instead of being refused for the whole TTL.
+        """
+        existing = self.session.get(IdempotencyRecord, scope_key, with_for_update=True)
+        now = utcnow()
         if existing is not None:
-            if existing.created_at >= utcnow() - dt.timedelta(seconds=ttl_s):
-                raise Conflict("a request with this Idempotency-Key is already in progress")
+            if existing.status_code == 0 and (left := _lease_left(existing, now, lease_s)) > 0:
+                raise InProgress(
+                    "a request with this Idempotency-Key is already in progress",
+                    retry_after_s=math.ceil(left),
+                )
+            if existing.status_code and existing.created_at >= now - dt.timedelta(seconds=ttl_s):
+                raise InProgress("a request with this Idempotency-Key is already in progress")
             self.session.delete(existing)
             self.session.flush()
-        self.session.add(IdempotencyRecord(scope_key=scope_key, request_hash=request_hash))
+        lease_end = now + dt.timedelta(seconds=lease_s)
+        record = IdempotencyRecord(
+            scope_key=scope_key, request_hash=request_hash, lease_expires_at=lease_end
+        )
+        self.session.add(record)
+
+    def renew(self, scope_key: str, lease_s: float) -> None:
+        """Extend a running request's reservation."""
+        self.session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.scope_key == scope_key, IdempotencyRecord.status_code == 0)
+            .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_s))
+        )
 
     def complete(self, scope_key: str, status: int, content_type: str, body: bytes) -> None:
         record = self.session.get(IdempotencyRecord, scope_key)
         if record is not None:
             record.status_code, record.content_type, record.body = status, content_type, body
+            record.lease_expires_at = None
 
     def release(self, scope_key: str) -> None:
         self.session.execute(
@@ -46,3 +71,9 @@ class IdempotencyRepository:
     def purge_expired(self, ttl_s: int) -> None:
         cutoff = utcnow() - dt.timedelta(seconds=ttl_s)
         self.session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))
+
+
+def _lease_left(record: IdempotencyRecord, now: dt.datetime, lease_s: float) -> float:
+    # Rows claimed before leases existed have none: their lease is counted from creation.
+    end = record.lease_expires_at or record.created_at + dt.timedelta(seconds=lease_s)
+    return (end - now).total_seconds()

@@ -1,8 +1,15 @@
-"""A scratch folder made only when something needs it, removed with everything in it on exit."""
+"""Scratch space: a folder made only when something needs it (removed on exit), and each
+process's own folder under the data dir's `tmp/`, swept once the process is gone."""
 
 from __future__ import annotations
 
+import atexit
+import fcntl
+import os
+import secrets
+import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 
@@ -24,3 +31,90 @@ class Scratch:
     def __exit__(self, *_: object) -> None:
         if self._folder is not None:
             self._folder.cleanup()
+
+
+# -- a process's own folder under the data dir's tmp/ ------------------------------------------
+#
+# Fetched URLs, spilled blobs and S3 downloads wait in a file until they are stored. A process
+# killed meanwhile (SIGKILL, OOM, power) leaves that file behind, and nothing else references
+# it. So each process writes into its own folder, `proc-<token>/`, and holds an exclusive
+# `flock` on `proc-<token>.lock` beside it for as long as it lives. The kernel drops the lock
+# when the process dies however it dies, so a sweep that gets the lock knows the owner is gone
+# and removes its folder: no grace period, no pid reuse to reason about.
+
+_PREFIX = "proc-"
+_owned: dict[tuple[Path, int], Path] = {}
+_owned_lock = threading.Lock()
+_held_fds: list[int] = []
+
+
+def process_folder(root: Path) -> Path:
+    """This process's folder under `root`, made (and locked) on first use."""
+    key = (root, os.getpid())  # a forked child is another owner, with a folder of its own
+    folder = _owned.get(key)
+    if folder is None:
+        with _owned_lock:
+            folder = _owned.get(key) or _claim(root)
+            _owned[key] = folder
+    return folder
+
+
+def _claim(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    while True:
+        token = f"{os.getpid()}-{secrets.token_hex(4)}"
+        lock_path = root / f"{_PREFIX}{token}.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # A sweep may have taken and unlinked the file between our open and our lock: the lock
+        # counts only if the name still points at the file we hold.
+        try:
+            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    folder = root / f"{_PREFIX}{token}"
+    folder.mkdir()
+    _held_fds.append(fd)  # held (never closed) for the process's life: that is the lock
+    atexit.register(_release, folder, lock_path, fd)
+    return folder
+
+
+def _release(folder: Path, lock_path: Path, fd: int) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    lock_path.unlink(missing_ok=True)
+    os.close(fd)
+
+
+def sweep_dead_folders(root: Path) -> int:
+    """Remove the folders of processes that are gone; returns how many."""
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for lock_path in root.glob(f"{_PREFIX}*.lock"):
+        removed += _remove_if_dead(lock_path)
+    for folder in root.glob(f"{_PREFIX}*"):
+        # A folder without its lock file: its sweep was cut short after the unlink below.
+        if folder.is_dir() and not folder.with_name(folder.name + ".lock").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _remove_if_dead(lock_path: Path) -> int:
+    try:
+        fd = os.open(lock_path, os.O_RDWR)
+    except FileNotFoundError:
+        return 0
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0  # its owner is alive
+        shutil.rmtree(lock_path.with_suffix(""), ignore_errors=True)
+        lock_path.unlink(missing_ok=True)
+        return 1
+    finally:
+        os.close(fd)

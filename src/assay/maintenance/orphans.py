@@ -8,6 +8,8 @@ Keys of the store (named by `objects/storage.py` and `uploads/desk.py`):
   document's `content.thumbnail.sha256`; deleting the document leaves them behind.
 - `{ns}/uploads/{upload_id}`: an S3 direct upload's staging key, referenced by its upload.
 - `.tmp-*` (local store): a write cut short by a crash.
+And in the data dir's `tmp/`: the folders of processes that are gone (`kit/scratch.py`), and
+loose files an older version left there.
 Anything else is left alone. Only bytes last written more than `blob_grace_s` ago are looked
 at, so work in flight is never even considered.
 
@@ -36,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from assay.backends.blob.base import BlobNotFound, BlobStore
 from assay.kit.db import Database, utcnow
+from assay.kit.scratch import sweep_dead_folders
 from assay.maintenance.gc import never_stop
 from assay.maintenance.listing import stored_keys
 from assay.maintenance.queries import (
@@ -74,12 +77,14 @@ class OrphanSweep:
     grace: dt.timedelta
     limit: int
     checkpoint: Callable[[], None] = never_stop  # raises to stop the walk at a shutdown
+    scratch_root: Path | None = None  # the data dir's tmp/, holding each process's folder
 
     def run(self, now: dt.datetime) -> OrphanCounts:
         counts = OrphanCounts()
         self._walk_store(now - self.grace, counts)
         counts.staging += self._upload_folder(now - self.grace)
         counts.temp += self._index_leftovers(now - self.grace)
+        counts.temp += self._scratch_leftovers(now - self.grace)
         return counts
 
     # -- the store ---------------------------------------------------------------------
@@ -231,6 +236,18 @@ class OrphanSweep:
         for name, folder in folders.items():
             if name not in live and _modified(folder) < cutoff:
                 shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        return removed
+
+    def _scratch_leftovers(self, cutoff: dt.datetime) -> int:
+        """Folders of dead processes (whatever their age: a dead owner is certain), and old
+        loose files (before per-process folders, temporary files lay in `tmp/` itself)."""
+        if self.scratch_root is None:
+            return 0
+        removed = sweep_dead_folders(self.scratch_root)
+        for path in _files(self.scratch_root):
+            if not path.name.endswith(".lock") and _modified(path) < cutoff:
+                path.unlink(missing_ok=True)
                 removed += 1
         return removed
 

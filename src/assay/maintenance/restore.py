@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, func, select
 
 from assay.backends.blob.base import BlobStore
 from assay.config import Settings
+from assay.kit.scratch import process_folder
 from assay.maintenance import postgres
 from assay.maintenance.backup import (
     BackupError,
@@ -124,7 +125,7 @@ class Restore:
 
     def _copy_blobs(self) -> tuple[int, int]:
         count = size = 0
-        staging = self.settings.tmp_dir / "restore"
+        staging = process_folder(self.settings.tmp_dir) / "restore"
         staging.mkdir(parents=True, exist_ok=True)
         try:
             for key, sha, length in blob_index(self.source):

@@ -162,6 +162,7 @@ class Sweeper:
             self.retention.blob_grace,
             self.retention.batch,
             self._checkpoint,
+            scratch_root=self.settings.tmp_dir,
         ).run(now)
         counts.scanned = True
         counts.blobs, counts.derived = orphans.blobs, orphans.derived

@@ -20,3 +20,6 @@ class IdempotencyRecord(Base):
     content_type: Mapped[str] = mapped_column(String(100), default="application/json")
     body: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    # While the first request runs, its process renews this; a claim whose lease ran out
+    # belongs to a process that died mid-request, and the next request with the key takes it.
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -23,6 +23,7 @@ from assay.errors import ValidationFailed
 from assay.kit.fetch import FetchError, FetchPolicy, fetch_to_file
 from assay.kit.ids import new_id
 from assay.kit.limits import MediaLimits
+from assay.kit.scratch import process_folder
 from assay.objects import media
 from assay.objects.schemas import ObjectCreate
 from assay.objects.sources import (
@@ -88,6 +89,12 @@ class Materializer:
     small_max_bytes: int = 64 * 1024
     s3_download: S3Download | None = None  # present when the blob store is S3
     limits: MediaLimits = field(default_factory=MediaLimits)
+
+    @property
+    def scratch(self) -> Path:
+        """Where files wait before they are stored: this process's folder under `tmp_dir`,
+        which a sweep removes if the process dies (`kit/scratch.py`)."""
+        return process_folder(self.tmp_dir)
 
     async def prepare(
         self,
@@ -190,7 +197,7 @@ class Materializer:
         if source.url.lower().startswith("s3://"):
             return await self._fetch_s3(source.url, at)
         try:
-            fetched = await fetch_to_file(source.url, self.tmp_dir, self.policy)
+            fetched = await fetch_to_file(source.url, self.scratch, self.policy)
         except FetchError as exc:
             msg = f"could not fetch: {exc.message}"
             raise ValidationFailed.at(at, msg, "fetch_failed") from exc
@@ -200,7 +207,7 @@ class Materializer:
         if self.s3_download is None:
             msg = "s3:// URLs need the S3 blob store, which is not configured"
             raise ValidationFailed.at(at, msg, "not_supported")
-        dest = self.tmp_dir / f"s3-{new_id('tmp')}"
+        dest = self.scratch / f"s3-{new_id('tmp')}"
         try:
             content_type = await anyio.to_thread.run_sync(
                 self.s3_download, url, dest, self.policy.max_bytes
@@ -214,7 +221,7 @@ class Materializer:
         return dest, content_type
 
     def _spill(self, data: bytes) -> Path:
-        with tempfile.NamedTemporaryFile(dir=self.tmp_dir, delete=False) as fh:
+        with tempfile.NamedTemporaryFile(dir=self.scratch, delete=False) as fh:
             try:
                 fh.write(data)
             except BaseException:  # e.g. a full disk: no partial file stays behind

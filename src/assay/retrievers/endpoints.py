@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from assay.deps import PageQuery, ReadScope, WriteScope
 from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import ListRequest, Page, Pagination
+from assay.kit.scratch import process_folder
 from assay.retrievers import service
 from assay.retrievers.schemas import (
     AdhocExecuteRequest,
@@ -96,7 +97,8 @@ async def execute_retriever(
 async def _execute(scope: ReadScope, plan: service.Plan, body: ExecuteRequest) -> ExecuteOut:
     ctx = scope.ctx
     inputs = body.inputs.model_dump(exclude_none=True, by_alias=True)
-    images = await service.load_images(inputs, ctx.fetch_policy, ctx.settings.tmp_dir)
+    scratch = process_folder(ctx.settings.tmp_dir)
+    images = await service.load_images(inputs, ctx.fetch_policy, scratch)
     limit, cursor = body.page()
     # One hop to a thread for the whole run: query models and index searches block.
     return await ctx.db.read(
