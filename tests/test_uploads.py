@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,7 +14,9 @@ import httpx
 import pytest
 
 from assay.config import Settings
+from assay.errors import PayloadTooLarge
 from assay.kit import signing
+from assay.uploads.desk import BLOCK, _stream_to_file
 from tests.conftest import ADMIN_KEY, LiveServer, make_bucket, make_namespace, png_bytes
 
 NS = {"X-Namespace": "production"}
@@ -209,3 +212,23 @@ def test_a_put_cut_off_midway_leaves_nothing(tmp_path: Path) -> None:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", admin_key=ADMIN_KEY, workers=0)
+
+
+async def _body(size: int, chunk: int = 1 << 20) -> AsyncIterator[bytes]:
+    for start in range(0, size, chunk):
+        yield bytes([start // chunk % 251]) * min(chunk, size - start)
+
+
+async def test_a_body_of_many_blocks_is_written_whole_and_in_order(tmp_path: Path) -> None:
+    # Blocks are written in a thread while the next one is received: order and digest hold.
+    size = 3 * BLOCK + 12345
+    expected = hashlib.sha256(b"".join([c async for c in _body(size)])).hexdigest()
+    got = await _stream_to_file(_body(size), tmp_path / "u", limit=size)
+    assert got == (size, expected)
+    assert hashlib.sha256((tmp_path / "u").read_bytes()).hexdigest() == expected
+
+
+async def test_a_body_over_the_limit_midway_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(PayloadTooLarge):
+        await _stream_to_file(_body(3 * BLOCK), tmp_path / "u", limit=2 * BLOCK + 1)
+    assert list(tmp_path.iterdir()) == []

@@ -8,6 +8,7 @@ object registration pipeline (type checks, content addressing) as a `LocalFile`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -199,27 +200,39 @@ async def _stream_to_file(body: AsyncIterator[bytes], path: Path, limit: int) ->
     """Write a request body to `path` while hashing; nothing is left behind on failure.
 
     Chunks are gathered into blocks of a few MB, each hashed and written in a worker thread
-    (hashlib and file writes release the GIL), so a fast client costs few thread hand-offs.
+    (hashlib and file writes release the GIL) while the event loop goes on receiving the next
+    block: receiving and writing overlap instead of taking turns.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".incoming")
     digest, size, block = hashlib.sha256(), 0, bytearray()
+    loop = asyncio.get_running_loop()
+    writing: asyncio.Future[None] | None = None  # the one block being written, in order
 
-    def flush(fh: BinaryIO, data: bytes) -> None:
+    def flush(fh: BinaryIO, data: bytearray) -> None:
         digest.update(data)
         fh.write(data)
 
     try:
         with partial.open("wb") as fh:
-            async for chunk in body:
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"the body is larger than the {limit} bytes allowed")
-                block += chunk
-                if len(block) >= BLOCK:
-                    await anyio.to_thread.run_sync(flush, fh, bytes(block))
-                    block.clear()
-            await anyio.to_thread.run_sync(flush, fh, bytes(block))
+            try:
+                async for chunk in body:
+                    size += len(chunk)
+                    if size > limit:
+                        msg = f"the body is larger than the {limit} bytes allowed"
+                        raise PayloadTooLarge(msg)
+                    block += chunk
+                    if len(block) >= BLOCK:
+                        if writing is not None:
+                            await writing
+                        writing = loop.run_in_executor(None, flush, fh, block)
+                        block = bytearray()  # handed over whole: no copy
+                if writing is not None:
+                    await writing
+                await anyio.to_thread.run_sync(flush, fh, block)
+            finally:
+                if writing is not None and not writing.done():
+                    await asyncio.wait([writing])  # its thread writes into fh: let it end first
         partial.replace(path)  # a re-sent part replaces the earlier one whole
     except BaseException:
         partial.unlink(missing_ok=True)
