@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
+import orjson
 from sqlalchemy import (
     JSON,
     DateTime,
@@ -145,6 +147,7 @@ def make_engine(url: str, *, writer: bool = False, busy_timeout_s: float = 30) -
         connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
         pool_size=1 if writer else 8,
         max_overflow=0 if writer else 8,
+        json_deserializer=_json_loads,
     )
     begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
 
@@ -168,6 +171,16 @@ def make_engine(url: str, *, writer: bool = False, busy_timeout_s: float = 30) -
         conn.exec_driver_sql(begin)
 
     return engine
+
+
+def _json_loads(text: str) -> Any:
+    """JSON columns as SQLite hands them back, read by orjson (several times faster than the
+    standard parser, and every search answer decodes three per hit). Values written before
+    request bodies were strict may hold NaN, which only the standard parser reads."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 class DatabaseUnreachable(RuntimeError):

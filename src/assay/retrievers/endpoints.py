@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from sqlalchemy.orm import Session
 
 from assay.deps import PageQuery, ReadScope, WriteScope
 from assay.kit.routing import StrictJsonRoute
@@ -86,24 +87,24 @@ async def execute_retriever(
     retriever_identifier: str, body: ExecuteRequest, scope: ReadScope
 ) -> ExecuteOut:
     """Run a saved retriever: `inputs` fill its `{{INPUT.x}}` templates."""
-    plan = await scope.ctx.db.read(
-        lambda s: service.plan_of(s, scope.namespace_id, retriever_identifier)
-    )
-    out = await _execute(scope, plan, body)
+    out = await _execute(scope, retriever_identifier, body)
     out.warnings = body.warnings()
     return out
 
 
-async def _execute(scope: ReadScope, plan: service.Plan, body: ExecuteRequest) -> ExecuteOut:
+async def _execute(scope: ReadScope, plan: service.Plan | str, body: ExecuteRequest) -> ExecuteOut:
+    """Run `plan`, or the saved retriever of that name or id (read in the run's transaction)."""
     ctx = scope.ctx
     inputs = body.inputs.model_dump(exclude_none=True, by_alias=True)
     scratch = process_folder(ctx.settings.tmp_dir)
     images = await service.load_images(inputs, ctx.fetch_policy, scratch)
     limit, cursor = body.page()
+
+    def run(s: Session) -> ExecuteOut:
+        saved = service.plan_of(s, scope.namespace_id, plan) if isinstance(plan, str) else plan
+        return service.execute(
+            s, ctx.searcher, scope.namespace_id, saved, inputs, images, limit=limit, cursor=cursor
+        )
+
     # One hop to a thread for the whole run: query models and index searches block.
-    return await ctx.db.read(
-        lambda s: service.execute(
-            s, ctx.searcher, scope.namespace_id, plan, inputs, images, limit=limit, cursor=cursor
-        ),
-        heavy=True,
-    )
+    return await ctx.db.read(run, heavy=True)

@@ -14,10 +14,11 @@ from typing import Any, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from assay.errors import ValidationFailed
-from assay.models import Collection, Document
+from assay.models import Collection
 from assay.retrievers.candidates import Candidates
 from assay.retrievers.indexes import FeatureIndex
 from assay.retrievers.queries import QueryEmbedder
@@ -42,10 +43,10 @@ class RunContext:
     indexes: FeatureIndex
     embedder: QueryEmbedder
     features: dict[str, frozenset[str]]  # the vector feature URIs of each collection
-    _docs: dict[int, Document] = field(default_factory=dict)
+    _docs: dict[int, Row[Any]] = field(default_factory=dict)
 
-    def documents(self, keys: Iterable[int]) -> dict[int, Document]:
-        """Documents by key, loaded once per run."""
+    def documents(self, keys: Iterable[int]) -> dict[int, Row[Any]]:
+        """Documents by key (rows with a document's attribute names), loaded once per run."""
         missing = [k for k in keys if k not in self._docs]
         if missing:
             self._docs.update(self.search.documents_by_key(missing))

@@ -7,17 +7,34 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, select
+from sqlalchemy import Row, Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from assay.collections.repository import document_field
 from assay.documents.vectors import unpack_vector
+from assay.kit.ids import has_prefix
 from assay.kit.paging import build_filter
 from assay.kit.repository import NamespacedRepository
 from assay.kit.schemas import FilterGroup
 from assay.models import Document, DocumentVector, Retriever
 from assay.retrievers import fulltext
 
+# What a hit's answer and the stages after a search read of its document, by attribute name.
+_HIT_COLUMNS = (
+    Document.doc_key,
+    Document.namespace_id,
+    Document.document_id,
+    Document.collection_id,
+    Document.object_id,
+    Document.blob_id,
+    Document.property,
+    Document.segment,
+    Document.content,
+    Document.metadata_,
+    Document.created_at,
+)
+# Built once: building a select costs about as much as running it for ten keys.
+_HITS = select(*_HIT_COLUMNS).where(Document.doc_key.in_(bindparam("keys", expanding=True)))
 _KEY_CHUNK = 5_000  # doc keys per IN list (SQLite allows 32,766 variables)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -29,6 +46,19 @@ class RetrieverRepository(NamespacedRepository[Retriever]):
     name_column = Retriever.retriever_name
     id_prefix = "ret"
 
+    def plan_row(self, ident: str) -> Row[Any] | None:
+        """What executing a saved retriever needs of its row: (retriever_id, collection_ids,
+        stages), by id or name. Three columns and no entity: this runs on every execute."""
+        by = _PLAN_BY_ID if has_prefix(ident, self.id_prefix) else _PLAN_BY_NAME
+        return self.session.execute(by, {"ns": self.namespace_id, "ident": ident}).first()
+
+
+_PLAN = select(Retriever.retriever_id, Retriever.collection_ids, Retriever.stages).where(
+    Retriever.namespace_id == bindparam("ns")
+)
+_PLAN_BY_ID = _PLAN.where(Retriever.retriever_id == bindparam("ident"))
+_PLAN_BY_NAME = _PLAN.where(Retriever.retriever_name == bindparam("ident"))
+
 
 class SearchRepository:
     """Documents of one namespace as search sees them: by key, by filter, by words."""
@@ -37,16 +67,17 @@ class SearchRepository:
         self.session = session
         self.namespace_id = namespace_id
 
-    def documents_by_key(self, keys: Sequence[int]) -> dict[int, Document]:
+    def documents_by_key(self, keys: Sequence[int]) -> dict[int, Row[Any]]:
+        """The hits' documents, as rows of the columns answers and stages read (no ORM
+        entities: building them cost more than the index search on every execute)."""
         # The namespace is checked on the rows, not in SQL: given both, SQLite walks the
         # namespace's index (every document of it) instead of looking the keys up.
-        found: dict[int, Document] = {}
+        found: dict[int, Row[Any]] = {}
         for chunk in _chunks(keys):
-            stmt = select(Document).where(Document.doc_key.in_(chunk))
             found.update(
-                (d.doc_key, d)
-                for d in self.session.scalars(stmt)
-                if d.namespace_id == self.namespace_id
+                (row.doc_key, row)
+                for row in self.session.execute(_HITS, {"keys": chunk})
+                if row.namespace_id == self.namespace_id
             )
         return found
 

@@ -124,8 +124,10 @@ def delete(session: Session, namespace_id: str, ident: str) -> str:
 
 
 def plan_of(session: Session, namespace_id: str, ident: str) -> Plan:
-    retriever = get_retriever(session, namespace_id, ident)
-    return Plan(list(retriever.collection_ids), list(retriever.stages), retriever.retriever_id)
+    row = RetrieverRepository(session, namespace_id).plan_row(ident)
+    if row is None:
+        raise NotFound(f"retriever '{ident}' not found")
+    return Plan(list(row.collection_ids), list(row.stages), row.retriever_id)
 
 
 async def load_images(

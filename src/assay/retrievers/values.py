@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from assay.models import Document
 from assay.retrievers.pipeline import Hit
 
 
-def field_value(doc: Document | None, hit: Hit, name: str) -> Any:
-    """The value of `name` for this hit's document; None when it has none."""
+def field_value(doc: Any, hit: Hit, name: str) -> Any:
+    """The value of `name` for this hit's document (a row of `SearchRepository.documents_by_key`
+    or a `Document`); None when it has none."""
     if name == "score":
         return hit.score
     if doc is None:
