@@ -10,13 +10,15 @@ import hashlib
 from collections.abc import AsyncIterator
 from itertools import count
 
+import anyio.to_thread
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text, update
 from starlette.types import Receive, Scope, Send
 
 from assay.config import Settings
 from assay.idempotency.middleware import IdempotencyMiddleware
+from assay.idempotency.repository import CARRIED_OUT
 from assay.kit.db import Database, utcnow
 from assay.migrations.runner import upgrade_to_head
 from assay.models import IdempotencyRecord
@@ -110,3 +112,55 @@ async def test_a_running_request_keeps_renewing_its_claim(db: Database) -> None:
         assert meanwhile.status_code == 409, meanwhile.text
         assert (await first).json() == {"call": 1}
     assert _stored(db) == (200, b'{"call": 1}', None)
+
+
+def _leave_carried_out_claim(db: Database, lease_end: dt.datetime) -> None:
+    """The claim of a request killed after its work committed, before its answer was kept."""
+    _leave_claim(db, lease_end)
+    db.write_sync(lambda s: s.execute(update(IdempotencyRecord).values(status_code=CARRIED_OUT)))
+
+
+async def test_a_dead_claim_whose_work_committed_is_not_run_again(db: Database) -> None:
+    _leave_carried_out_claim(db, utcnow() - dt.timedelta(seconds=1))
+    app = SlowApp()
+    async with _client(app, db, lease_s=30) as c:
+        r = await _post(c)
+    assert r.status_code == 409 and "answer was kept" in r.json()["error"]["message"]
+    assert next(app.calls) == 1  # the app never ran
+
+
+class WritingApp:
+    """Commits one write the way `how` says, then answers what its claim looks like then."""
+
+    def __init__(self, db: Database, how: str) -> None:
+        self.db, self.how = db, how
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        work = text("CREATE TABLE IF NOT EXISTS work (n INTEGER)")
+        if self.how == "write":
+            await self.db.write(lambda s: s.execute(work))
+        elif self.how == "write_many":
+            await self.db.write_many(lambda s, items: [s.execute(work) for _ in items], 1)
+        else:
+            await anyio.to_thread.run_sync(self.db.write_sync, lambda s: s.execute(work))
+        status = await self.db.read(
+            lambda s: s.scalars(select(IdempotencyRecord.status_code)).one()
+        )
+        body = f'{{"claim": {status}}}'.encode()
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+@pytest.mark.parametrize("how", ["write", "write_many", "write_sync"])
+async def test_a_requests_writes_mark_its_claim_carried_out_as_they_commit(
+    db: Database, how: str
+) -> None:
+    wrapped = IdempotencyMiddleware(WritingApp(db, how), lambda: db, ttl_s=3600)
+    headers = {"Authorization": CREDENTIAL, "Idempotency-Key": KEY}
+    transport = httpx.ASGITransport(app=wrapped)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as c:
+        r = await _post(c)
+    assert r.json() == {"claim": CARRIED_OUT}
+    assert _stored(db)[0] == 200  # then the answer replaced the mark

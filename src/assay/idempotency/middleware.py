@@ -2,7 +2,10 @@
 
 The same key with another body is a 409, and so is a key whose first request is still running
 (with `Retry-After`). A running request's claim is a lease its process renews; a process killed
-mid-request stops renewing it, and once it runs out the next request with the key runs afresh.
+mid-request stops renewing it, and once it runs out the next request with the key runs afresh,
+unless some of the first one's work had committed: each of its write transactions marks the
+claim "carried out" as it commits, and such a claim answers a 409 saying the answer was lost
+rather than doing the work twice.
 Only answers below 400 are kept: a refused request may be corrected and sent again. A stored
 answer is replayed only to a credential that is still valid, and answers carrying secrets (new
 API keys) are never stored: those routes are exempt.
@@ -23,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from assay.auth.service import hash_secret, lookup_principal, parse_bearer
 from assay.errors import AppError
 from assay.idempotency.repository import IdempotencyRepository
-from assay.kit.db import Database
+from assay.kit.db import Database, write_marker
 from assay.kit.middleware import header, send_error
 
 log = logging.getLogger(__name__)
@@ -97,7 +100,7 @@ class IdempotencyMiddleware:
                 "Idempotency-Key was already used with another request body",
             )
             return
-        if record is not None and record.status_code:
+        if record is not None and record.status_code > 0:
             if await self._still_valid(credential):
                 await _replay(send, record.status_code, record.content_type, record.body)
             else:  # a revoked key: let the app answer (401), store nothing
@@ -122,10 +125,12 @@ class IdempotencyMiddleware:
                 captured["body"] += message.get("body", b"")
             await send(message)
 
-        renewal = asyncio.create_task(self._renew(db, scope_key))
+        renewal = asyncio.create_task(self._renew(db, scope_key))  # not marked: made first
+        marking = write_marker.set(lambda s: repo(s).mark_carried_out(scope_key))
         try:
             await self.app(scope, _replay_receive(body), capture)
         finally:
+            write_marker.reset(marking)
             renewal.cancel()
             status, data = captured["status"], bytes(captured["body"])
             if status < 400:

@@ -8,9 +8,13 @@ import math
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from assay.errors import InProgress
+from assay.errors import Conflict, InProgress
 from assay.kit.db import utcnow
 from assay.models import IdempotencyRecord
+
+# `status_code` of a record whose request is running: 0 until one of its write transactions
+# commits, then this, until the answer is kept (its HTTP status).
+CARRIED_OUT = -1
 
 
 class IdempotencyRepository:
@@ -28,19 +32,28 @@ class IdempotencyRepository:
         """Reserve the key for a running request for `lease_s` (renewed while it runs).
 
         A live reservation, or an answer younger than `ttl_s`, is a 409. A reservation whose
-        lease ran out was left by a process that died mid-request: it is taken over, so the
-        client's retry runs the request instead of being refused for the whole TTL.
+        lease ran out was left by a process that died mid-request: if none of the request's
+        work had committed, it is taken over, so the client's retry runs the request instead of
+        being refused for the whole TTL; if some had, running it again could do it twice, so
+        the retry is told the answer was lost.
         """
         existing = self.session.get(IdempotencyRecord, scope_key, with_for_update=True)
         now = utcnow()
         if existing is not None:
-            if existing.status_code == 0 and (left := _lease_left(existing, now, lease_s)) > 0:
+            if existing.status_code > 0:
+                if existing.created_at >= now - dt.timedelta(seconds=ttl_s):
+                    raise InProgress("a request with this Idempotency-Key is already in progress")
+            elif (left := _lease_left(existing, now, lease_s)) > 0:
                 raise InProgress(
                     "a request with this Idempotency-Key is already in progress",
                     retry_after_s=math.ceil(left),
                 )
-            if existing.status_code and existing.created_at >= now - dt.timedelta(seconds=ttl_s):
-                raise InProgress("a request with this Idempotency-Key is already in progress")
+            elif existing.status_code == CARRIED_OUT:
+                raise Conflict(
+                    "the request with this Idempotency-Key was carried out, but the server "
+                    "stopped before its answer was kept: look its result up instead of "
+                    "sending it again"
+                )
             self.session.delete(existing)
             self.session.flush()
         lease_end = now + dt.timedelta(seconds=lease_s)
@@ -49,11 +62,19 @@ class IdempotencyRepository:
         )
         self.session.add(record)
 
+    def mark_carried_out(self, scope_key: str) -> None:
+        """Run in the request's own write transactions: its work is committed with this."""
+        self.session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.scope_key == scope_key, IdempotencyRecord.status_code == 0)
+            .values(status_code=CARRIED_OUT)
+        )
+
     def renew(self, scope_key: str, lease_s: float) -> None:
         """Extend a running request's reservation."""
         self.session.execute(
             update(IdempotencyRecord)
-            .where(IdempotencyRecord.scope_key == scope_key, IdempotencyRecord.status_code == 0)
+            .where(IdempotencyRecord.scope_key == scope_key, IdempotencyRecord.status_code <= 0)
             .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_s))
         )
 

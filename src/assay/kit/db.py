@@ -14,6 +14,7 @@ import asyncio
 import datetime as dt
 import json
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -253,6 +254,13 @@ def database_unavailable(exc: BaseException) -> bool:
 ManyFn = Callable[[Session, list[Any]], list[Any]]  # items in, one result per item out
 
 
+# Run inside every write transaction of the current request, in the same transaction as its
+# work: the idempotency middleware marks its key as carried out, so that a retry after a crash
+# between the work's commit and the answer's record can tell (and does not do the work twice).
+Marker = Callable[[Session], None]
+write_marker: ContextVar[Marker | None] = ContextVar("write_marker", default=None)
+
+
 @dataclass
 class _Job:
     """Queued work: `run` applied to `items`, each item's result going to its future."""
@@ -260,6 +268,7 @@ class _Job:
     run: ManyFn
     items: list[Any]
     futures: list[asyncio.Future[Any]]
+    markers: list[Marker | None]  # each item's request's `write_marker`
 
 
 class Database:
@@ -319,12 +328,14 @@ class Database:
     def _enqueue(self, run: ManyFn, item: Any, *, coalesce: bool) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        marker = write_marker.get()
         job = next((j for j in self._pending if j.run is run), None) if coalesce else None
         if job is None:
-            self._pending.append(_Job(run, [item], [future]))
+            self._pending.append(_Job(run, [item], [future], [marker]))
         else:
             job.items.append(item)
             job.futures.append(future)
+            job.markers.append(marker)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             if self.is_sqlite:
@@ -335,8 +346,12 @@ class Database:
 
     def write_sync(self, fn: Callable[[Session], T]) -> T:
         """Blocking `write` for threads and command-line tools."""
+        marker = write_marker.get()
         with self._sync_sessions() as session, session.begin():
-            return _translate_integrity(fn, session)
+            result = _translate_integrity(fn, session)
+            if marker is not None:
+                marker(session)
+            return result
 
     def _take_group(self) -> list[_Job]:
         group = self._pending[: self._group_max]
@@ -429,25 +444,37 @@ def _settle(settled: list[_Settled]) -> None:
 
 def _run_job(session: Session, job: _Job) -> list[_Settled]:
     """Run a job in a savepoint; if a shared run fails, run each item in its own."""
-    live = [(item, fut) for item, fut in zip(job.items, job.futures, strict=True) if not fut.done()]
+    live = [
+        (item, fut, marker)
+        for item, fut, marker in zip(job.items, job.futures, job.markers, strict=True)
+        if not fut.done()
+    ]
     if not live:
         return []
     try:
         with session.begin_nested():
-            results = _translate_integrity(lambda s: job.run(s, [i for i, _ in live]), session)
-        return [(fut, None, result) for (_, fut), result in zip(live, results, strict=True)]
+            results = _translate_integrity(lambda s: job.run(s, [i for i, _, _ in live]), session)
+            _mark(session, [m for _, _, m in live])
+        return [(fut, None, result) for (_, fut, _), result in zip(live, results, strict=True)]
     except Exception as exc:
         if len(live) == 1:
             return [(live[0][1], exc, None)]
     settled: list[_Settled] = []
-    for item, future in live:
+    for item, future, marker in live:
         try:
             with session.begin_nested():
                 (result,) = _translate_integrity(partial(_run_items, job.run, [item]), session)
+                _mark(session, [marker])
             settled.append((future, None, result))
         except Exception as exc:  # handed to its caller; the others go on
             settled.append((future, exc, None))
     return settled
+
+
+def _mark(session: Session, markers: list[Marker | None]) -> None:
+    for marker in markers:
+        if marker is not None:
+            marker(session)
 
 
 def _run_items(run: ManyFn, items: list[Any], session: Session) -> list[Any]:
