@@ -52,7 +52,8 @@ Idempotency keys left "in progress" by the killed process answer 409 with a Retr
 the claim's lease runs out (30 s; the killed process no longer renews it); the retry waits that
 out and then runs the request. A key still refused after `IN_PROGRESS_WAIT_S` is counted as
 `stuck` and shown; that is not one of the invariants, and the object of such a request must
-still exist at most once.
+still exist at most once. A retry whose first attempt's work had committed before the kill, but
+not its answer, gets a 409 saying so (`answer-lost`); its object must exist exactly once.
 
 Run: `.venv/bin/python bench/soak.py --rounds 20 --database sqlite` (or `pg`). Not part of the
 test suite. Exit status 1 when a round fails; a failed round's data dir and server log are
@@ -109,6 +110,8 @@ HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}", "X-Namespace": NAMESPACE}
 TEXT_URI = "assay://text_extractor@v1/text_embedding"
 VISUAL_URI = "assay://image_extractor@v1/visual_embedding"
 IMAGE_TEXT_URI = "assay://image_extractor@v1/text_embedding"
+# The 409 a retry gets when the killed request's work had committed but its answer was not kept.
+ANSWER_LOST = "before its answer was kept"
 # A retry waits out a killed request's idempotency claim: its lease is 30 s.
 IN_PROGRESS_WAIT_S = 45.0
 WEBHOOK_TIMEOUT_S = 2.0  # the dispatcher's lease is 2 x this + 30 s
@@ -234,6 +237,9 @@ def post_create(c: httpx.Client, create: Create) -> None:
     if r.status_code == 409 and "in progress" in r.text:
         create.status, create.note = "stuck", "409 in progress"
         return
+    if r.status_code == 409 and ANSWER_LOST in r.text:
+        create.status, create.note = "answer-lost", "409: carried out, answer lost"
+        return
     if r.status_code != 200:
         create.status, create.note = "refused", f"{r.status_code} {r.text[:200]}"
         return
@@ -284,6 +290,8 @@ def _refused(create: Create, r: httpx.Response) -> bool:
         return False
     if r.status_code == 409 and "in progress" in r.text:
         create.status, create.note = "stuck", f"{create.step}: 409 in progress"
+    elif r.status_code == 409 and ANSWER_LOST in r.text:
+        create.status, create.note = "answer-lost", f"{create.step}: 409 answer lost"
     else:
         create.status, create.note = "refused", f"{create.step}: {r.status_code} {r.text[:200]}"
     return True
@@ -825,6 +833,9 @@ class Round:
                         f"{create.kind} {tag} answered {create.answered.get(tag)}, has {found}"
                         f"{' (retried)' if create.retried else ''}"
                     )
+                elif _lost_answer_of_a_create(create) and len(found) != 1:
+                    # its work committed (that is what the 409 says): exactly one object
+                    problems.append(f"{create.kind} {tag} (answer lost): {len(found)} objects")
                 elif len(found) > 1:
                     problems.append(f"{create.kind} {tag} ({create.status}): {len(found)} objects")
         strangers = set(by_tag) - expected
@@ -1108,6 +1119,12 @@ class Round:
 
 
 RECEIVER_URL = ""
+
+
+def _lost_answer_of_a_create(create: Create) -> bool:
+    """A create whose retry was told the object was made but its answer lost (for an upload,
+    only its confirm makes the object)."""
+    return create.status == "answer-lost" and (create.kind != "upload" or create.step == "confirm")
 
 
 def _retry_outcome(create: Create, by_tag: dict[str, list[str]]) -> str:
