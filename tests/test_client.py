@@ -219,6 +219,31 @@ def test_a_create_retried_after_a_503_makes_one_object(server: LiveServer) -> No
     assert again.object_id != obj.object_id and last.headers["Idempotency-Key"] not in keys
 
 
+def test_a_create_told_in_progress_waits_its_retry_after_and_gets_the_answer(
+    server: LiveServer,
+) -> None:
+    """A request with the same key is running (or ran in a process that died, until its claim
+    runs out): the 409 carries Retry-After, and the client asks again then."""
+    busy = {"left": 1}
+
+    def in_progress(req: httpx.Request, _inner: httpx.BaseTransport) -> httpx.Response | None:
+        if req.method == "POST" and req.url.path.endswith("/objects") and busy["left"]:
+            busy["left"] -= 1
+            message = "a request with this Idempotency-Key is already in progress"
+            body = envelope(409, "ConflictError", message)
+            return httpx.Response(409, json=body, headers={"Retry-After": "0.2"})
+        return None
+
+    tap = Tap(in_progress)
+    client, bucket = workspace(server, tap)
+    started = time.monotonic()
+    obj = client.objects.create(bucket, [{"property": "body", "type": "text", "content": "w"}])
+    assert time.monotonic() - started >= 0.2
+    posts = [r for r in tap.seen if r.method == "POST" and r.url.path.endswith("/objects")]
+    assert len(posts) == 2 and len({r.headers["Idempotency-Key"] for r in posts}) == 1
+    assert client.objects.get(bucket, obj.object_id).object_id == obj.object_id
+
+
 def test_429_waits_for_retry_after_then_gives_up_typed(server: LiveServer) -> None:
     limited = {"left": 1}
 

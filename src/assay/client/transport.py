@@ -9,8 +9,9 @@ and `AsyncClient`: only the two runners below differ, and they hold the retry ru
   (a server answers these before doing the work), else after an exponential backoff with jitter;
 - connection errors, 502 and 504 only for requests that are safe to send again: reads, and
   POSTs that carry an `Idempotency-Key` (the server replays the first answer for the same key);
-- a 409 "already in progress" on a resent keyed request means the first try is still running
-  on the server: wait and ask again, and its answer comes back.
+- a 409 "already in progress" on a keyed request means a request with that key is still running
+  on the server (or was, in a process that died): wait as its `Retry-After` says and ask again,
+  and its answer comes back.
 """
 
 from __future__ import annotations
@@ -152,10 +153,13 @@ class RetryPolicy:
             return after if after <= self.max_retry_after_s else None
         if status in (502, 504) and call.safe:
             return self.backoff(attempt)
-        if status == 409 and attempt > 0 and call.idempotency_key and _in_progress(response):
-            # Retry-After: when the first try's claim runs out if its process is gone.
+        if status == 409 and call.idempotency_key and _in_progress(response):
+            # Retry-After: when the running request's claim runs out if its process is gone
+            # (then the retry runs it, or is told it was carried out and its answer lost).
             after = retry_after_s(response)
-            return self.backoff(attempt) if after is None else min(after, self.max_retry_after_s)
+            if after is not None:
+                return min(after, self.max_retry_after_s)
+            return self.backoff(attempt) if attempt > 0 else None
         return None
 
 
