@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from assay.backends.vector.adaptive import AdaptiveIndex, load_index
@@ -35,6 +35,19 @@ log = logging.getLogger(__name__)
 _REBUILD_CHUNK = 20_000
 _SAVE_EVERY_CHANGES = 5_000  # save after this many applied changes...
 _SAVE_EVERY_S = 60.0  # ...or this long after the first unsaved one
+
+
+# Every search asks this first (has the index's collection feature changed since it was
+# read?); built once: building the select took ~70 us a search.
+_CHANGES_SINCE = (
+    select(VectorLogEntry.seq, VectorLogEntry.doc_key, VectorLogEntry.op)
+    .where(
+        VectorLogEntry.collection_id == bindparam("collection"),
+        VectorLogEntry.feature_uri == bindparam("feature"),
+        VectorLogEntry.seq > bindparam("after"),
+    )
+    .order_by(VectorLogEntry.seq)
+)
 
 
 class FeatureIndex(Protocol):
@@ -216,16 +229,8 @@ class FeatureIndexes:
     def _catch_up(
         self, session: Session, collection_id: str, feature_uri: str, entry: _Entry
     ) -> None:
-        stmt = (
-            select(VectorLogEntry.seq, VectorLogEntry.doc_key, VectorLogEntry.op)
-            .where(
-                VectorLogEntry.collection_id == collection_id,
-                VectorLogEntry.feature_uri == feature_uri,
-                VectorLogEntry.seq > entry.seq,
-            )
-            .order_by(VectorLogEntry.seq)
-        )
-        changes = session.execute(stmt).all()
+        where = {"collection": collection_id, "feature": feature_uri, "after": entry.seq}
+        changes = session.execute(_CHANGES_SINCE, where).all()
         if not changes:
             return
         # Keys are never reused (a re-extracted document gets a new id), so the net effect
