@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from assay.collections.repository import CollectionRepository
@@ -199,11 +200,21 @@ def execute(
 
 def _collections(session: Session, namespace_id: str, ids: list[str]) -> list[Collection]:
     """The plan's collections still there (a deleted one is skipped); none named: all."""
-    repo = CollectionRepository(session, namespace_id)
     if not ids:
+        repo = CollectionRepository(session, namespace_id)
         return list(session.scalars(repo.scoped().order_by(Collection.collection_id)))
-    found = [repo.get_by_ident(i) for i in ids]
-    return [c for c in found if c is not None]
+    found = {
+        c.collection_id: c
+        for c in session.scalars(_PLAN_COLLECTIONS, {"ns": namespace_id, "ids": list(ids)})
+    }
+    return [found[i] for i in ids if i in found]
+
+
+# A saved plan holds collection ids (checked when it was saved); one prebuilt query for all.
+_PLAN_COLLECTIONS = select(Collection).where(
+    Collection.namespace_id == bindparam("ns"),
+    Collection.collection_id.in_(bindparam("ids", expanding=True)),
+)
 
 
 def _features(registry: ExtractorRegistry, c: Collection) -> frozenset[str]:
