@@ -308,11 +308,18 @@ class Database:
         with self._read_sessions() as session:
             return fn(session)
 
-    async def write(self, fn: Callable[[Session], T]) -> T:
-        """Run `fn(session)` in a transaction and commit it; errors roll back only this call."""
+    async def write(self, fn: Callable[[Session], T], *, bookkeeping: bool = False) -> T:
+        """Run `fn(session)` in a transaction and commit it; errors roll back only this call.
+
+        `bookkeeping` writes (blob claims) are not the request's work: they do not mark its
+        idempotency claim carried out (`write_marker`), so a retry may still run it.
+        """
         if not self.is_sqlite:
-            return await anyio.to_thread.run_sync(self.write_sync, fn)
-        future = self._enqueue(lambda s, _: [fn(s)], None, coalesce=False)
+            return await anyio.to_thread.run_sync(
+                partial(self.write_sync, fn, bookkeeping=bookkeeping)
+            )
+        marker = None if bookkeeping else write_marker.get()
+        future = self._enqueue(lambda s, _: [fn(s)], None, coalesce=False, marker=marker)
         return await future
 
     async def write_many(self, run: Callable[[Session, list[Any]], list[T]], item: Any) -> T:
@@ -323,12 +330,13 @@ class Database:
         commit: on PostgreSQL a group runs in a thread while the next one gathers); if the
         shared call fails, each item is retried alone, so one bad item still fails alone.
         """
-        return await self._enqueue(run, item, coalesce=True)
+        return await self._enqueue(run, item, coalesce=True, marker=write_marker.get())
 
-    def _enqueue(self, run: ManyFn, item: Any, *, coalesce: bool) -> asyncio.Future[Any]:
+    def _enqueue(
+        self, run: ManyFn, item: Any, *, coalesce: bool, marker: Marker | None
+    ) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        marker = write_marker.get()
         job = next((j for j in self._pending if j.run is run), None) if coalesce else None
         if job is None:
             self._pending.append(_Job(run, [item], [future], [marker]))
@@ -344,9 +352,9 @@ class Database:
                 self._drainer = loop.create_task(self._drain())
         return future
 
-    def write_sync(self, fn: Callable[[Session], T]) -> T:
+    def write_sync(self, fn: Callable[[Session], T], *, bookkeeping: bool = False) -> T:
         """Blocking `write` for threads and command-line tools."""
-        marker = write_marker.get()
+        marker = None if bookkeeping else write_marker.get()
         with self._sync_sessions() as session, session.begin():
             result = _translate_integrity(fn, session)
             if marker is not None:

@@ -69,18 +69,22 @@ class BlobKeeper:
         self, namespace_id: str, key: str, own_use: str | None = None
     ) -> None:
         """Delete the bytes if no row references them and no one (but `own_use`) uses them."""
-        removal = await self.db.write(lambda s: claims.claim_removal(s, namespace_id, key, own_use))
+        removal = await self.db.write(
+            lambda s: claims.claim_removal(s, namespace_id, key, own_use), bookkeeping=True
+        )
         if removal is None:
             return
         try:
             await anyio.to_thread.run_sync(self.blobs.delete, key)
         finally:
-            await self.db.write(lambda s: claims.release(s, [removal]))
+            await self.db.write(lambda s: claims.release(s, [removal]), bookkeeping=True)
 
     async def claim_use(self, key: str) -> str:
         """A use claim on `key`, once no removal of it is under way."""
         delay = 0.005
-        while (claim := await self.db.write(lambda s: claims.claim_use(s, key))) is None:
+        while (
+            claim := await self.db.write(lambda s: claims.claim_use(s, key), bookkeeping=True)
+        ) is None:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
         return claim
@@ -157,7 +161,9 @@ class BlobClaims:
             for key in sorted(set(uses) - set(committed)):
                 await self.keeper.remove_if_unused(self.namespace_id, key, uses.pop(key))
             if uses:
-                await self.keeper.db.write(lambda s: claims.release(s, list(uses.values())))
+                await self.keeper.db.write(
+                    lambda s: claims.release(s, list(uses.values())), bookkeeping=True
+                )
         finally:
             for key in self.held:
                 self.keeper.locks.release(key)
