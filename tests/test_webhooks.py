@@ -365,7 +365,10 @@ async def test_retries_with_backoff_until_success(env: Env, receivers: Any) -> N
     rx = receivers(fail_first=3)
     wid = (await env.hook(rx.url, ["object.created"]))["webhook_id"]
     await env.emit("object.created")
-    dispatcher = env.dispatcher(base_delay_s=0.04)
+    # The first retry is due 50-150 ms after the failure: room for the checks in between on a
+    # loaded machine (with 20-60 ms, "not due yet" has failed there).
+    base = 0.1
+    dispatcher = env.dispatcher(base_delay_s=base)
 
     assert await dispatcher.run_once() == 1
     (first,) = await env.deliveries(wid)
@@ -379,7 +382,7 @@ async def test_retries_with_backoff_until_success(env: Env, receivers: Any) -> N
     assert len({r.headers["assay-event-id"] for r in rx.requests}) == 1
     gaps = [b.at - a.at for a, b in zip(rx.requests, rx.requests[1:], strict=False)]
     for attempt, gap in enumerate(gaps, start=1):  # base * 2^(n-1), jittered down to half
-        assert gap >= 0.5 * 0.04 * 2 ** (attempt - 1) * 0.9, gaps
+        assert gap >= 0.5 * base * 2 ** (attempt - 1) * 0.9, gaps
     (done,) = await env.deliveries(wid)
     assert done["status"] == "DELIVERED" and done["attempts"] == 4
     assert done["delivered_at"] and done["last_status_code"] == 200 and done["last_error"] is None
@@ -391,7 +394,8 @@ async def test_retry_horizon_turns_a_delivery_failed(env: Env, receivers: Any) -
     rx = receivers(fail_first=10**6)
     wid = (await env.hook(rx.url, ["*"]))["webhook_id"]
     await env.emit("batch.failed")
-    dispatcher = env.dispatcher(base_delay_s=0.02, retry_horizon_s=0.25)
+    # A horizon of several retries: on a loaded machine one attempt alone has taken > 0.2 s.
+    dispatcher = env.dispatcher(base_delay_s=0.02, retry_horizon_s=1.0)
 
     async def failed() -> bool:
         log = await env.deliveries(wid)
@@ -549,3 +553,25 @@ async def test_a_dead_dispatchers_lease_expires_and_the_delivery_is_sent(
     assert await dispatcher.run_once() == 1
     assert [r.headers["assay-delivery-id"] for r in rx.requests] == [claimed.delivery_id]
     assert (await env.deliveries(wid))[0]["status"] == "DELIVERED"
+
+
+async def test_a_new_event_is_fanned_out_and_leased_in_one_transaction(
+    env: Env, receivers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One commit, not two, between an event and its first send (on PostgreSQL a commit waits
+    # for its WAL flush): bench/latency.py times COMPLETED → webhook.
+    rx = receivers()
+    await env.hook(rx.url, ["*"])
+    await env.emit("object.created")
+    db, writes = env.ctx.db, 0
+    write = db.write
+
+    async def counted(fn: Callable[[Any], Any]) -> Any:
+        nonlocal writes
+        writes += 1
+        return await write(fn)
+
+    monkeypatch.setattr(db, "write", counted)
+    assert await env.dispatcher().run_once() == 1
+    assert len(rx.successes()) == 1
+    assert writes == 2  # fan-out with its lease, then the attempt's outcome

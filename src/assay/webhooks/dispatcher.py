@@ -91,9 +91,14 @@ class WebhookDispatcher:
         now = self._round_at = utcnow()
         events, due = await self.db.read(lambda s: DispatchRepository(s).work_waiting(now))
         self._backlog = False
-        if events:
-            await self.fan_out()
-        return await self.send_due() if events or due else 0
+        if not events:
+            return await self.send_due() if due else 0
+        # New events: fan out and lease in one transaction, so a fresh event's delivery waits
+        # for one commit, not two (and the writer's lock is taken once).
+        fanned, (claimed, lease_until) = await self.db.write(self._fan_out_and_claim)
+        # Set only after the commit: a failed write must not keep `run_forever` from resting.
+        self._backlog = fanned >= self.fan_out_batch
+        return await self._send_all(claimed, lease_until)
 
     async def run_forever(self, stop: asyncio.Event, idle_s: float = 2.0) -> None:
         """Run rounds until `stop` is set; when a round finds no work, rest until woken by a
@@ -166,13 +171,24 @@ class WebhookDispatcher:
         repo.mark_dispatched([e.event_id for e in events], now)
         return len(events)
 
-    async def send_due(self) -> int:
-        """Lease the due deliveries and send them; returns how many were sent."""
+    def _fan_out_and_claim(self, session: Session) -> tuple[int, tuple[list[Claimed], dt.datetime]]:
+        """Fan out a batch of events, then lease what is due: (events handled, the lease)."""
+        return self._fan_out_batch(session), self._claim(session)
+
+    def _claim(self, session: Session) -> tuple[list[Claimed], dt.datetime]:
+        """Lease the due deliveries (those just fanned out in this transaction included)."""
         now = utcnow()
         lease_until = now + self.lease
-        claimed = await self.db.write(
-            lambda s: DispatchRepository(s).claim_due(now, lease_until, self.batch_size)
-        )
+        claimed = DispatchRepository(session).claim_due(now, lease_until, self.batch_size)
+        return claimed, lease_until
+
+    async def send_due(self) -> int:
+        """Lease the due deliveries and send them; returns how many were sent."""
+        claimed, lease_until = await self.db.write(self._claim)
+        return await self._send_all(claimed, lease_until)
+
+    async def _send_all(self, claimed: list[Claimed], lease_until: dt.datetime) -> int:
+        """Send leased deliveries, at most `concurrency` at once; returns how many."""
         if not claimed:
             return 0
         gate = asyncio.Semaphore(self.concurrency)
