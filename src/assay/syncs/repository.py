@@ -75,11 +75,18 @@ def cancel_queued(session: Session, namespace_id: str, sync_id: str) -> None:
     )
 
 
+def _due(now: dt.datetime) -> list[ColumnElement[bool]]:
+    return [Sync.status == "ACTIVE", Sync.sync_mode == "continuous", Sync.next_run_at <= now]
+
+
+def any_due(session: Session, now: dt.datetime) -> bool:
+    """Whether any continuous sync's next run is due (a read, for the poller to ask first)."""
+    return session.scalar(select(Sync.sync_id).where(*_due(now)).limit(1)) is not None
+
+
 def due_syncs(session: Session, now: dt.datetime) -> list[Sync]:
     """Continuous, active syncs whose next run is due and that have none queued or running."""
-    stmt = select(Sync).where(
-        Sync.status == "ACTIVE", Sync.sync_mode == "continuous", Sync.next_run_at <= now
-    )
+    stmt = select(Sync).where(*_due(now))
     if session.get_bind().dialect.name == "postgresql":
         # Two pollers in different processes each skip what the other is enqueueing.
         stmt = stmt.with_for_update(skip_locked=True)

@@ -270,7 +270,12 @@ class SyncRun:
 
 
 async def enqueue_due_syncs(db: Database) -> int:
-    """Queue a run of every continuous sync that is due; call it from the worker loop."""
+    """Queue a run of every continuous sync that is due; call it from the worker loop.
+
+    Asks with a read first: an idle server (no sync due, the common case) then takes no write
+    transaction, so it never waits on, or holds, the writer's lock every poll."""
+    if not await db.read(lambda s: repo.any_due(s, utcnow())):
+        return 0
     return await db.write(lambda s: service.enqueue_due(s, utcnow()))
 
 
