@@ -14,6 +14,7 @@ of dead dispatchers, events from a process it hears no wake-ups from).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import heapq
 import json
@@ -41,6 +42,8 @@ from assay.webhooks.schemas import ALL_EVENTS, DELIVERED, FAILED, PENDING
 log = logging.getLogger("assay.webhooks")
 
 USER_AGENT = "Assay-Webhooks/0.1"
+# Least time between the starts of two rounds that found events (see `run_forever`).
+ROUND_GAP_S = 0.025
 
 
 class SendPolicy(Protocol):
@@ -84,6 +87,7 @@ class WebhookDispatcher:
         self._backlog = False
         self._retries: list[dt.datetime] = []  # heap: when retries scheduled here fall due
         self._round_at = utcnow()  # the clock the last round judged "due" by
+        self._found_events = False  # whether the last round found events to fan out
 
     async def run_once(self) -> int:
         """One round: fan out new events, then send the due deliveries; returns the sends."""
@@ -91,11 +95,14 @@ class WebhookDispatcher:
         now = self._round_at = utcnow()
         events, due = await self.db.read(lambda s: DispatchRepository(s).work_waiting(now))
         self._backlog = False
+        self._found_events = events
         if not events:
             return await self.send_due() if due else 0
         # New events: fan out and lease in one transaction, so a fresh event's delivery waits
         # for one commit, not two (and the writer's lock is taken once).
-        fanned, (claimed, lease_until) = await self.db.write(self._fan_out_and_claim)
+        fanned, (claimed, lease_until) = await self.db.write(
+            lambda s: self._fan_out_and_claim(s, due)
+        )
         # Set only after the commit: a failed write must not keep `run_forever` from resting.
         self._backlog = fanned >= self.fan_out_batch
         return await self._send_all(claimed, lease_until)
@@ -105,14 +112,25 @@ class WebhookDispatcher:
         new event or a retry falling due, at most `idle_s`."""
         wakeups = self.db.wakeups
         wakeups.start_listening()
+        last_busy = -ROUND_GAP_S
         try:
             while not stop.is_set():
+                # While events keep coming (an ingest burst commits every few ms), rounds are
+                # spaced: one round then fans out many commits' events. The first event after
+                # a quiet spell is handled at once.
+                gap = last_busy + ROUND_GAP_S - time.monotonic()
+                if gap > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), gap)
                 mark = wakeups.mark(EVENTS)  # before looking, so no wake-up is lost in between
+                started, self._found_events = time.monotonic(), False
                 try:
                     sent = await self.run_once()
                 except Exception:  # a database hiccup must not end delivery for good
                     log.exception("webhook dispatch round failed")
                     sent = 0
+                if self._found_events:
+                    last_busy = started
                 if sent == 0 and not self._backlog:
                     await wakeups.wait(EVENTS, self._rest_s(idle_s), since=mark, stop=stop)
         finally:
@@ -140,11 +158,16 @@ class WebhookDispatcher:
         return events
 
     def _fan_out_batch(self, session: Session) -> int:
-        # One transaction: deliveries exist exactly when the event is marked dispatched.
+        """Fan out; returns how many events were handled."""
+        return self._fan_out(session)[0]
+
+    def _fan_out(self, session: Session) -> tuple[int, int]:
+        """(events handled, deliveries made). One transaction: deliveries exist exactly when
+        the event is marked dispatched."""
         repo = DispatchRepository(session)
         events = repo.undispatched_events(self.fan_out_batch)
         if not events:
-            return 0
+            return 0, 0
         hooks: defaultdict[str, list[Webhook]] = defaultdict(list)
         for hook in repo.active_webhooks(sorted({e.namespace_id for e in events})):
             hooks[hook.namespace_id].append(hook)
@@ -169,11 +192,17 @@ class WebhookDispatcher:
         ]
         repo.insert_deliveries(rows)
         repo.mark_dispatched([e.event_id for e in events], now)
-        return len(events)
+        return len(events), len(rows)
 
-    def _fan_out_and_claim(self, session: Session) -> tuple[int, tuple[list[Claimed], dt.datetime]]:
-        """Fan out a batch of events, then lease what is due: (events handled, the lease)."""
-        return self._fan_out_batch(session), self._claim(session)
+    def _fan_out_and_claim(
+        self, session: Session, due: bool
+    ) -> tuple[int, tuple[list[Claimed], dt.datetime]]:
+        """Fan out a batch of events, then lease what is due: (events handled, the lease).
+        Nothing to lease (no delivery made, none was due) skips the leasing query."""
+        fanned, made = self._fan_out(session)
+        if not made and not due:
+            return fanned, ([], utcnow())
+        return fanned, self._claim(session)
 
     def _claim(self, session: Session) -> tuple[list[Claimed], dt.datetime]:
         """Lease the due deliveries (those just fanned out in this transaction included)."""

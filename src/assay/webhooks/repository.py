@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, String, cast, delete, func, insert, or_, select, update
+from sqlalchemy import Row, Select, String, cast, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from assay.kit.repository import NamespacedRepository
@@ -107,16 +107,18 @@ class DispatchRepository:
             self.session.scalar(due) is not None,
         )
 
-    def undispatched_events(self, limit: int) -> list[Event]:
+    def undispatched_events(self, limit: int) -> list[Row[Any]]:
+        """The oldest events not fanned out yet: what fan-out reads of them, not their payloads
+        (an ingest burst makes an `object.created` per object, most for no webhook at all)."""
         stmt = (
-            select(Event)
+            select(Event.event_id, Event.namespace_id, Event.event_type, Event.occurred_at)
             .where(Event.dispatched_at.is_(None))
             .order_by(Event.occurred_at, Event.event_id)
             .limit(limit)
             # PostgreSQL: two dispatchers fan out disjoint events; SQLite serializes writers.
             .with_for_update(skip_locked=True)
         )
-        return list(self.session.scalars(stmt))
+        return list(self.session.execute(stmt))
 
     def active_webhooks(self, namespace_ids: Sequence[str]) -> list[Webhook]:
         stmt = select(Webhook).where(
