@@ -14,7 +14,7 @@ from assay.extractors.registry import ExtractorRegistry
 from assay.kit.db import Database
 from assay.kit.fetch import FetchPolicy
 from assay.kit.ratelimit import RateLimiter
-from assay.kit.scratch import sweep_dead_folders
+from assay.kit.scratch import release_process_folder, sweep_dead_folders
 from assay.kit.signing import load_or_create_key
 from assay.kit.ttlcache import TTLCache
 from assay.objects.storage import BlobKeeper
@@ -91,3 +91,4 @@ class AppContext:
         self.searcher.indexes.save_all()
         self.engine.close()
         self.db.close()
+        release_process_folder(self.settings.tmp_dir)

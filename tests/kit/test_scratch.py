@@ -6,9 +6,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from assay.kit.scratch import process_folder, sweep_dead_folders
+import httpx
+
+from assay.kit.scratch import process_folder, release_process_folder, sweep_dead_folders
 
 _OWNER = """
 import sys, time
@@ -68,3 +71,49 @@ def test_a_folder_whose_lock_is_gone_is_swept(tmp_path: Path) -> None:
 
 def test_a_missing_root_is_nothing_to_sweep(tmp_path: Path) -> None:
     assert sweep_dead_folders(tmp_path / "absent") == 0
+
+
+def test_an_orderly_shutdown_removes_the_folder_and_a_later_use_makes_a_new_one(
+    tmp_path: Path,
+) -> None:
+    first = process_folder(tmp_path)
+    (first / "f").write_bytes(b"x")
+    release_process_folder(tmp_path)
+    assert sorted(tmp_path.iterdir()) == []
+    second = process_folder(tmp_path)
+    assert second != first and second.is_dir()
+    release_process_folder(tmp_path)
+
+
+def test_a_server_stopped_by_sigterm_leaves_no_folder(tmp_path: Path) -> None:
+    # uvicorn re-raises SIGTERM after its shutdown, which skips atexit: the app's shutdown
+    # (AppContext.close) is what removes the folder.
+    from tests.conftest import ADMIN_KEY, b64, free_port
+
+    port = free_port()
+    env = {**os.environ, "ASSAY_ADMIN_KEY": ADMIN_KEY}
+    cli = "from assay.cli import app; app()"
+    args = ["serve", "--port", str(port), "--data-dir", str(tmp_path / "d"), "--workers", "0"]
+    server = subprocess.Popen([sys.executable, "-c", cli, *args], env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                httpx.get(f"{url}/healthz")
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
+            c.post("/v1/namespaces", json={"namespace_name": "n"}).raise_for_status()
+            schema = {"properties": {"f": {"type": "binary"}}}
+            ns = {"X-Namespace": "n"}
+            body = {"bucket_name": "b", "bucket_schema": schema}
+            c.post("/v1/buckets", json=body, headers=ns).raise_for_status()
+            # past the small-blob size, the bytes wait in a file of the process's folder
+            blob = {"property": "f", "type": "binary", "content": b64(os.urandom(100_000))}
+            c.post("/v1/buckets/b/objects", json={"blobs": [blob]}, headers=ns).raise_for_status()
+        assert list((tmp_path / "d" / "tmp").glob("proc-*"))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    assert list((tmp_path / "d" / "tmp").iterdir()) == []

@@ -10,6 +10,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -43,23 +44,40 @@ class Scratch:
 # and removes its folder: no grace period, no pid reuse to reason about.
 
 _PREFIX = "proc-"
-_owned: dict[tuple[Path, int], Path] = {}
+
+
+@dataclass(frozen=True)
+class _Held:
+    folder: Path
+    lock_path: Path
+    fd: int  # open for as long as the folder is this process's: that is the lock
+
+
+_owned: dict[tuple[Path, int], _Held] = {}
 _owned_lock = threading.Lock()
-_held_fds: list[int] = []
 
 
 def process_folder(root: Path) -> Path:
     """This process's folder under `root`, made (and locked) on first use."""
     key = (root, os.getpid())  # a forked child is another owner, with a folder of its own
-    folder = _owned.get(key)
-    if folder is None:
+    held = _owned.get(key)
+    if held is None:
         with _owned_lock:
-            folder = _owned.get(key) or _claim(root)
-            _owned[key] = folder
-    return folder
+            held = _owned.get(key) or _claim(root)
+            _owned[key] = held
+    return held.folder
 
 
-def _claim(root: Path) -> Path:
+def release_process_folder(root: Path) -> None:
+    """Remove this process's folder under `root` at an orderly shutdown. (`atexit` also does,
+    but a server stopped by SIGTERM ends by re-raising the signal, which skips `atexit`.)"""
+    with _owned_lock:
+        held = _owned.pop((root, os.getpid()), None)
+    if held is not None:
+        _release(held)
+
+
+def _claim(root: Path) -> _Held:
     root.mkdir(parents=True, exist_ok=True)
     while True:
         token = f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -77,15 +95,22 @@ def _claim(root: Path) -> Path:
         os.close(fd)
     folder = root / f"{_PREFIX}{token}"
     folder.mkdir()
-    _held_fds.append(fd)  # held (never closed) for the process's life: that is the lock
-    atexit.register(_release, folder, lock_path, fd)
-    return folder
+    return _Held(folder, lock_path, fd)
 
 
-def _release(folder: Path, lock_path: Path, fd: int) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
-    lock_path.unlink(missing_ok=True)
-    os.close(fd)
+def _release(held: _Held) -> None:
+    shutil.rmtree(held.folder, ignore_errors=True)
+    held.lock_path.unlink(missing_ok=True)
+    os.close(held.fd)
+
+
+@atexit.register
+def _release_all() -> None:
+    with _owned_lock:
+        mine = [k for k in _owned if k[1] == os.getpid()]
+        held = [_owned.pop(k) for k in mine]
+    for h in held:
+        _release(h)
 
 
 def sweep_dead_folders(root: Path) -> int:
