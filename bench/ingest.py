@@ -357,7 +357,10 @@ def git_hash() -> str:
     """The short commit hash, with `+dirty` when the tree has changes."""
 
     def git(*a: str) -> str:
-        return subprocess.run(["git", *a], capture_output=True, text=True).stdout.strip()
+        # Read-only: without optional locks `git status` never rewrites the index, so a run
+        # cannot collide with someone committing in the same tree.
+        env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+        return subprocess.run(["git", *a], capture_output=True, text=True, env=env).stdout.strip()
 
     return (git("rev-parse", "--short", "HEAD") or "unknown") + (
         "+dirty" if git("status", "--porcelain", "--untracked-files=no") else ""

@@ -8,7 +8,10 @@ edge, with a 422 that names the field, before any route sees the body.
 
 orjson parses the common case fast and refuses non-finite numbers and lone surrogates itself;
 when it refuses, the standard parser tells which field is at fault. orjson reads integers past
-64 bits as floats, so a body with a 19-digit run is read again exactly.
+64 bits as floats, so a body that may hold one is read again exactly: orjson keeps every
+integer of up to 19 digits that is not negative (below 2^64), and every negative one of up to
+18, so only a run of 20 digits or a minus sign and 19 can be one (a nanosecond timestamp in a
+text is 19 digits and does not cost a second parse).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from assay.errors import BadRequest, ValidationFailed
 
 MAX_DEPTH = 64
 _INT64 = 2**63
-_LONG_DIGITS = re.compile(rb"\d{19}")
+_LONG_DIGITS = re.compile(rb"\d{20}|-\d{19}")
 
 Path = list[str | int]
 

@@ -44,6 +44,28 @@ HTTP_SECONDS = Histogram(
     ["method", "route"],
     buckets=_LATENCY_BUCKETS,
 )
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count an answered request and its duration (the request log's metrics)."""
+    key = (method, route, status)
+    children = _REQUEST_CHILDREN.get(key)
+    if children is None:
+        # `labels()` takes a lock and checks its arguments every time: look each child up once.
+        if len(_REQUEST_CHILDREN) >= _MAX_CHILDREN:  # methods are the client's to choose
+            _REQUEST_CHILDREN.clear()
+        children = (
+            HTTP_REQUESTS.labels(method, route, str(status)),
+            HTTP_SECONDS.labels(method, route),
+        )
+        _REQUEST_CHILDREN[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
+
+
+_MAX_CHILDREN = 10_000
+_REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
 BATCH_OBJECTS = Counter(
     "assay_batch_objects", "Batch objects processed by this process", ["outcome"]
 )

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assay.kit.ids import new_id
 from assay.kit.logs import event
-from assay.kit.metrics import HTTP_REQUESTS, HTTP_SECONDS
+from assay.kit.metrics import observe_request
 
 log = logging.getLogger("assay.http")
 
@@ -78,13 +78,14 @@ class RequestLogMiddleware:
     def _record(scope: Scope, status: int, seconds: float, rid: str) -> None:
         route = _route(scope)
         method = scope["method"]
-        HTTP_REQUESTS.labels(method, route, str(status)).inc()
-        HTTP_SECONDS.labels(method, route).observe(seconds)
+        observe_request(method, route, status, seconds)
         level = logging.INFO
         if scope["path"].startswith(_QUIET):
             level = logging.DEBUG
         elif status >= 500:
             level = logging.ERROR
+        if not log.isEnabledFor(level):  # the line's fields cost more than the check
+            return
         event(
             log, "request", level=level, method=method, route=route, status=status,
             ms=round(seconds * 1000, 1), request_id=rid, namespace=_namespace(scope),

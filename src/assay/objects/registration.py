@@ -36,11 +36,12 @@ class Registrar:
         key = ("bucket", namespace_id, bucket_ident)
         bucket: BucketRef | None = self.lookups.get(key)
         if bucket is None:
-            bucket = await self.db.read(
-                lambda s: service.find_bucket(s, namespace_id, bucket_ident)
-            )
+            found = await self.db.read(lambda s: service.find_bucket(s, namespace_id, bucket_ident))
+            bucket = replace(found, quota=self.quota)  # cached with it: no copy per request
             self.lookups.put(key, bucket)
-        return replace(bucket, quota=self.quota)
+        elif bucket.quota != self.quota:
+            bucket = replace(bucket, quota=self.quota)
+        return bucket
 
     async def register_one(
         self, bucket: BucketRef, body: ObjectCreate, files: Mapping[str, LocalFile] | None = None

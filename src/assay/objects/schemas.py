@@ -43,10 +43,21 @@ class ObjectCreate(RequestSchema):
     hosted_only: ClassVar[frozenset[str]] = frozenset({"edges", "idempotency_key"})
 
     def all_warnings(self) -> list[str]:
-        out = self.warnings()
+        out = self.warnings() if _may_warn(self) else []
         for i, blob in enumerate(self.blobs):
-            out += [f"blobs[{i}]: {w}" for w in blob.warnings()]
+            if _may_warn(blob):
+                out += [f"blobs[{i}]: {w}" for w in blob.warnings()]
         return out
+
+
+def _may_warn(model: RequestSchema) -> bool:
+    """Whether `warnings()` can say anything (a cheap test: registration asks for every
+    object and blob, and almost none set a field that is not implemented)."""
+    if not model.unimplemented.isdisjoint(model.model_fields_set):
+        return True
+    # `_ignored` read from pydantic's private store: the attribute lookup is a slow fallback.
+    private = model.__pydantic_private__ or {}
+    return bool(private.get("_ignored"))
 
 
 class ObjectBatchCreate(RequestSchema):

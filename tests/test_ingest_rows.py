@@ -1,0 +1,126 @@
+"""Registration's driver-level SQLite INSERTs store exactly what SQLAlchemy's would."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assay.errors import Conflict
+from assay.kit import db as kit_db  # as a module: SQLite alone, not once per backend
+from assay.kit.bulk import insert_rows
+from assay.kit.db import table_of
+from assay.migrations.runner import upgrade_to_head
+from assay.models import Blob, BlobBytes, Bucket, Namespace, Object
+from assay.objects.repository import insert_object_rows
+
+NOW = dt.datetime(2026, 11, 30, 22, 10, 5, 123456, tzinfo=dt.UTC)
+
+
+def _rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    objects = [
+        {
+            "object_id": f"obj_{i}",
+            "namespace_id": "ns_1",
+            "bucket_id": "bkt_1",
+            "key_prefix": None if i else "/p",
+            "metadata": {"k": "välue", "n": [1, 2.5, None], "deep": {"x": True}},
+            "properties": {} if i else {"size": 3},
+            "status": "DRAFT",
+            "created_at": NOW,
+            "updated_at": NOW.replace(tzinfo=None),  # naive: read as UTC
+        }
+        for i in range(2)
+    ]
+    blobs = [
+        {
+            "blob_id": f"blob_{i}",
+            "object_id": f"obj_{i}",
+            "namespace_id": "ns_1",
+            "position": i,
+            "property": "text",
+            "type": "text",
+            "sha256": "ab" * 32,
+            "size_bytes": 3,
+            "content_type": "text/plain",
+            "storage_key": "k1",
+            "filename": "a.txt" if i else None,
+            "source_url": None,
+            "key_prefix": None,
+            "metadata": {},
+            "created_at": NOW,
+        }
+        for i in range(2)
+    ]
+    # The same content twice: the second row is skipped, as a duplicate key is the same bytes.
+    small = [{"storage_key": "k1", "namespace_id": "ns_1", "data": b"\x00abc"}] * 2
+    return objects, blobs, small
+
+
+def _parents(session: Any) -> None:
+    session.add(Namespace(namespace_id="ns_1", namespace_name="n"))
+    session.flush()  # the namespace first: no relationship tells the unit of work the order
+    session.add(Bucket(bucket_id="bkt_1", namespace_id="ns_1", bucket_name="b"))
+    session.flush()
+
+
+def _via_sqlalchemy(session: Any) -> None:
+    _parents(session)
+    objects, blobs, small = _rows()
+    insert_rows(session, table_of(Object), objects)
+    insert_rows(session, table_of(Blob), blobs)
+    insert_rows(session, table_of(BlobBytes), small, skip_duplicates=True)
+
+
+def _stored(path: Path, table: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as conn:
+        columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+        typed = ", ".join(f"{c}, typeof({c})" for c in columns)
+        return conn.execute(f"SELECT {typed} FROM {table} ORDER BY rowid").fetchall()
+
+
+def _database(path: Path) -> kit_db.Database:
+    url = f"sqlite:///{path}"
+    upgrade_to_head(url)
+    return kit_db.Database(url)
+
+
+def _via_registration(session: Any) -> None:
+    _parents(session)
+    insert_object_rows(session, *_rows())
+
+
+def test_registration_rows_are_stored_as_sqlalchemy_stores_them(tmp_path: Path) -> None:
+    fast, plain = _database(tmp_path / "fast.db"), _database(tmp_path / "plain.db")
+    try:
+        fast.write_sync(_via_registration)
+        plain.write_sync(_via_sqlalchemy)
+    finally:
+        fast.close()
+        plain.close()
+    for table in ("namespaces", "buckets"):  # parents: same but for their creation times
+        assert len(_stored(tmp_path / "fast.db", table)) == 1
+    for table in ("objects", "blobs"):
+        assert _stored(tmp_path / "fast.db", table) == _stored(tmp_path / "plain.db", table)
+    (fast_bytes,), (plain_bytes,) = (
+        _stored(tmp_path / name, "blob_bytes") for name in ("fast.db", "plain.db")
+    )
+    # created_at is the default, now: equal in all but its value, which has the same form.
+    assert fast_bytes[:6] == plain_bytes[:6]
+    assert fast_bytes[7] == plain_bytes[7] == "text"
+    form = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
+    assert form.fullmatch(fast_bytes[6]) and form.fullmatch(plain_bytes[6])
+
+
+def test_a_failed_insert_raises_as_sqlalchemy_does(tmp_path: Path) -> None:
+    """A constraint the rows break is the Conflict (409) it was, not a bare driver error."""
+    db = _database(tmp_path / "a.db")
+    try:
+        with pytest.raises(Conflict):  # no namespace or bucket: their foreign keys fail
+            db.write_sync(lambda s: insert_object_rows(s, *_rows()))
+    finally:
+        db.close()
