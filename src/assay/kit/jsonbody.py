@@ -29,6 +29,10 @@ MAX_DEPTH = 64
 _INT64 = 2**63
 _LONG_DIGITS = re.compile(rb"\d{20}|-\d{19}")
 
+# 19 digits may be an integer from 2^63 to 2^64 - 1, which orjson reads but a database cannot
+# hold: such a body takes the walk, which refuses it by value.
+_MAYBE_PAST_INT64 = re.compile(rb"\d{19}")
+
 Path = list[str | int]
 
 
@@ -41,11 +45,33 @@ def parse(body: bytes) -> Any:
     else:
         if _LONG_DIGITS.search(body):
             value = _parse_lenient(body, None)
+        elif _nothing_to_refuse(body, value):
+            return value
     problem = first_problem(value)
     if problem is not None:
         loc, msg, type_ = problem
         raise ValidationFailed.at(loc, msg, type_)
     return value
+
+
+def _nothing_to_refuse(body: bytes, value: Any) -> bool:
+    """Whether a body orjson read strictly can skip the walk of every value: orjson refused
+    non-finite numbers and lone surrogates already, no run of 19 digits can be an integer past
+    63 bits, no text holds an escaped NUL, and it cannot nest too deep. A search body is
+    hundreds of floats, which the walk visits one call each."""
+    if b"\\u0000" in body or _MAYBE_PAST_INT64.search(body):
+        return False
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
+        return True  # (brackets inside texts count too: only ever more careful)
+    return _depth_within(value, 0)
+
+
+def _depth_within(value: Any, depth: int) -> bool:
+    """Whether no container in `value` nests past MAX_DEPTH (containers only: no scalar calls)."""
+    if depth >= MAX_DEPTH:
+        return False
+    items = value.values() if type(value) is dict else value
+    return all(_depth_within(item, depth + 1) for item in items if type(item) in (dict, list))
 
 
 def _parse_lenient(body: bytes, strict_error: orjson.JSONDecodeError | None) -> Any:
