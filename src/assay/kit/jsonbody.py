@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 import orjson
@@ -27,11 +26,12 @@ from assay.errors import BadRequest, ValidationFailed
 
 MAX_DEPTH = 64
 _INT64 = 2**63
-_LONG_DIGITS = re.compile(rb"\d{20}|-\d{19}")
-
-# 19 digits may be an integer from 2^63 to 2^64 - 1, which orjson reads but a database cannot
-# hold: such a body takes the walk, which refuses it by value.
-_MAYBE_PAST_INT64 = re.compile(rb"\d{19}")
+# Runs of digits are found in a copy of the body where every digit is "9", a minus stays and
+# anything else is a space: `bytes.translate` and a substring search are C loops, where a
+# regular expression for a 19-digit run tried each position of a body of numbers (60 us for a
+# search body's 384 floats, ten times orjson's whole parse).
+_DIGIT_SHAPE = bytes(57 if 48 <= i <= 57 else 45 if i == 45 else 32 for i in range(256))
+_RUN_19 = b"9" * 19
 
 Path = list[str | int]
 
@@ -43,9 +43,12 @@ def parse(body: bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         value = _parse_lenient(body, exc)
     else:
-        if _LONG_DIGITS.search(body):
-            value = _parse_lenient(body, None)
-        elif _nothing_to_refuse(body, value):
+        shape = body.translate(_DIGIT_SHAPE)
+        if _RUN_19 + b"9" in shape or b"-" + _RUN_19 in shape:
+            value = _parse_lenient(body, None)  # may hold an integer orjson read as a float
+        elif _RUN_19 not in shape and _nothing_to_refuse(body, value):
+            # (19 digits may be an integer from 2^63 to 2^64 - 1, which orjson reads but a
+            # database cannot hold: such a body takes the walk, which refuses it by value)
             return value
     problem = first_problem(value)
     if problem is not None:
@@ -56,10 +59,10 @@ def parse(body: bytes) -> Any:
 
 def _nothing_to_refuse(body: bytes, value: Any) -> bool:
     """Whether a body orjson read strictly can skip the walk of every value: orjson refused
-    non-finite numbers and lone surrogates already, no run of 19 digits can be an integer past
-    63 bits, no text holds an escaped NUL, and it cannot nest too deep. A search body is
+    non-finite numbers and lone surrogates already (and the caller ruled out integers past 63
+    bits), no text holds an escaped NUL, and it cannot nest too deep. A search body is
     hundreds of floats, which the walk visits one call each."""
-    if b"\\u0000" in body or _MAYBE_PAST_INT64.search(body):
+    if b"\\u0000" in body:
         return False
     if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
         return True  # (brackets inside texts count too: only ever more careful)
