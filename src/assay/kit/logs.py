@@ -56,13 +56,30 @@ _install_commit_hooks()
 
 def configure(fmt: LogFormat = "text", level: str = "INFO") -> None:
     """Send Assay's logs to stderr in `fmt`; uvicorn's own error log goes the same way."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     for name in ("assay", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]
         logger.setLevel(level.upper())
         logger.propagate = False
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a line is logged, not to the stream it was
+    when configured: a process that swaps stderr (a test runner capturing it, then closing
+    the capture) must not make every later line fail to log."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
