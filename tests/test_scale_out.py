@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -110,14 +111,29 @@ def _register(api: httpx.Client, batch: int) -> list[str]:
     return [o["object_id"] for o in r.json()["succeeded"]]
 
 
-def _running_owners(database_url: str) -> set[str]:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(text("SELECT lease_owner FROM jobs WHERE status = 'running'"))
-            return {str(r[0]) for r in rows}
-    finally:
-        engine.dispose()
+class _KillWhenRunning(threading.Thread):
+    """SIGKILLs `victim` as soon as a running job's lease is its (one connection, polled)."""
+
+    def __init__(self, database_url: str, victim: subprocess.Popen[bytes]) -> None:
+        super().__init__(daemon=True)
+        self.database_url, self.victim, self.killed = database_url, victim, False
+
+    def run(self) -> None:
+        engine = create_engine(self.database_url)
+        owners = text("SELECT lease_owner FROM jobs WHERE status = 'running'")
+        deadline = time.monotonic() + 60
+        try:
+            with engine.connect() as conn:
+                while time.monotonic() < deadline:
+                    running = {str(r[0]) for r in conn.execute(owners)}
+                    conn.rollback()  # a fresh snapshot each time
+                    if any(o.startswith(f"{self.victim.pid}-") for o in running):
+                        self.victim.send_signal(signal.SIGKILL)
+                        self.killed = True
+                        return
+                    time.sleep(0.002)
+        finally:
+            engine.dispose()
 
 
 def _search(api: httpx.Client, words: str) -> list[dict[str, Any]]:
@@ -142,6 +158,10 @@ def test_two_apis_two_workers_one_killed_mid_job(
         _setup(clients[0], receiver)
         victim = fleet.worker("worker1")
         fleet.worker("worker2")
+        # SIGKILL worker 1 the moment it holds a job: watched from before the first submit, as
+        # the jobs take tens of milliseconds and may all be done before the loop below ends
+        killer = _KillWhenRunning(database, victim)
+        killer.start()
         batches: dict[str, list[str]] = {}
         for i in range(BATCHES):
             api = clients[i % 2]  # through both APIs
@@ -152,12 +172,8 @@ def test_two_apis_two_workers_one_killed_mid_job(
             assert api.post(f"/v1/buckets/b/batches/{batch_id}/submit").status_code == 200
             batches[batch_id] = ids
 
-        # SIGKILL worker 1 while it holds a job
-        deadline = time.monotonic() + 60
-        while not any(o.startswith(f"{victim.pid}-") for o in _running_owners(database)):
-            assert time.monotonic() < deadline, "worker 1 never ran a job"
-            time.sleep(0.01)
-        victim.send_signal(signal.SIGKILL)
+        killer.join(60)
+        assert killer.killed, "worker 1 never ran a job"
         victim.wait()
 
         deadline = time.monotonic() + 120
