@@ -17,6 +17,9 @@ from assay.kit.ratelimit import RateLimiter
 from assay.kit.scratch import release_process_folder, sweep_dead_folders
 from assay.kit.signing import load_or_create_key
 from assay.kit.ttlcache import TTLCache
+from assay.objects.materialize import Materializer
+from assay.objects.registration import Registrar
+from assay.objects.service import Quota
 from assay.objects.storage import BlobKeeper
 from assay.retrievers.indexes import make_feature_index
 from assay.retrievers.queries import QueryEmbedder
@@ -37,6 +40,7 @@ class AppContext:
     lookups: TTLCache[tuple[str, ...], Any]
     searcher: Searcher
     rate_limiter: RateLimiter
+    registrar: Registrar  # registration on this process's backends, built once
     # Where batch jobs' extraction runs (this process, or a Ray cluster joined on first use).
     engine: ExtractionEngine = field(default_factory=LocalEngine)
 
@@ -54,17 +58,24 @@ class AppContext:
             secret_access_key=settings.s3_secret_access_key,
         )
         registry = ExtractorRegistry(limits=settings.media_limits)
+        keeper = BlobKeeper(blobs, db)
+        lookups: TTLCache[tuple[str, ...], Any] = TTLCache(settings.lookup_cache_ttl_s)
+        fetch_policy = FetchPolicy(
+            allow_private=settings.allow_private_urls,
+            max_bytes=settings.fetch_max_bytes,
+            timeout_s=settings.fetch_timeout_s,
+        )
         return cls(
             settings=settings,
             db=db,
             blobs=blobs,
-            keeper=BlobKeeper(blobs, db),
+            keeper=keeper,
             signing_key=(
                 settings.signing_key.encode()
                 if settings.signing_key
                 else load_or_create_key(settings.data_dir / "signing.key")
             ),
-            lookups=TTLCache(settings.lookup_cache_ttl_s),
+            lookups=lookups,
             registry=registry,
             searcher=Searcher(
                 registry,
@@ -79,12 +90,9 @@ class AppContext:
             ),
             keys=KeyCache(settings.key_cache_ttl_s),
             rate_limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+            registrar=_registrar(settings, db, blobs, keeper, lookups, fetch_policy),
             engine=make_engine(settings),
-            fetch_policy=FetchPolicy(
-                allow_private=settings.allow_private_urls,
-                max_bytes=settings.fetch_max_bytes,
-                timeout_s=settings.fetch_timeout_s,
-            ),
+            fetch_policy=fetch_policy,
         )
 
     def close(self) -> None:
@@ -92,3 +100,22 @@ class AppContext:
         self.engine.close()
         self.db.close()
         release_process_folder(self.settings.tmp_dir)
+
+
+def _registrar(
+    settings: Settings,
+    db: Database,
+    blobs: BlobStore,
+    keeper: BlobKeeper,
+    lookups: TTLCache[tuple[str, ...], Any],
+    fetch_policy: FetchPolicy,
+) -> Registrar:
+    materializer = Materializer(
+        fetch_policy,
+        settings.tmp_dir,
+        settings.small_blob_max_bytes,
+        s3_download=getattr(blobs, "download", None),  # only the S3 store has one
+        limits=settings.media_limits,
+    )
+    quota = Quota(settings.namespace_max_objects, settings.namespace_max_bytes)
+    return Registrar(db, keeper, materializer, lookups, quota)

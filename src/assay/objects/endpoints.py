@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import weakref
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response, StreamingResponse
 
 from assay.backends.blob.base import BlobNotFound
-from assay.context import AppContext
 from assay.deps import NamespaceScope, PageQuery, ReadScope, WriteScope, get_write_scope
 from assay.errors import NotFound
 from assay.kit import content_types
@@ -17,8 +15,6 @@ from assay.kit.ranges import RangeNotSatisfiable, parse_range
 from assay.kit.routing import DirectJsonRoute, StrictJsonRoute, direct_route
 from assay.kit.schemas import ListRequest, Page, Pagination
 from assay.objects import service
-from assay.objects.materialize import Materializer
-from assay.objects.registration import Registrar
 from assay.objects.schemas import (
     ObjectBatchCreate,
     ObjectBatchOut,
@@ -29,37 +25,6 @@ from assay.objects.schemas import (
 router = APIRouter(
     prefix="/v1/buckets/{bucket_identifier}/objects", tags=["objects"], route_class=StrictJsonRoute
 )
-
-
-def registrar_for(ctx: AppContext) -> Registrar:
-    """The registration pipeline on this process's backends, built once per context (it reads
-    the settings, as the context's own parts do, when first used: building it took a
-    noticeable share of a registration)."""
-    cached = _registrars.get(id(ctx))
-    if cached is not None and cached[0]() is ctx:
-        return cached[1]
-    registrar = _build_registrar(ctx)
-    _registrars[id(ctx)] = (weakref.ref(ctx), registrar)
-    weakref.finalize(ctx, _registrars.pop, id(ctx), None)  # contexts end in tests
-    return registrar
-
-
-# By the context's id (an AppContext cannot be a dict key), each entry dropped when its
-# context is; the weak reference also tells the context from a later one given the same id.
-_registrars: dict[int, tuple[weakref.ref[AppContext], Registrar]] = {}
-
-
-def _build_registrar(ctx: AppContext) -> Registrar:
-    settings = ctx.settings
-    materializer = Materializer(
-        ctx.fetch_policy,
-        settings.tmp_dir,
-        settings.small_blob_max_bytes,
-        s3_download=getattr(ctx.blobs, "download", None),  # only the S3 store has one
-        limits=settings.media_limits,
-    )
-    quota = service.Quota(settings.namespace_max_objects, settings.namespace_max_bytes)
-    return Registrar(ctx.db, ctx.keeper, materializer, ctx.lookups, quota)
 
 
 async def _create_directly(route: DirectJsonRoute, request: Request, value: Any) -> Response:
@@ -85,7 +50,7 @@ async def create_object(
     scope: WriteScope,
 ) -> ObjectOut:
     """Register an object: blobs by URL (fetched through the SSRF guard) or inline content."""
-    registrar = registrar_for(scope.ctx)
+    registrar = scope.ctx.registrar
     bucket = await registrar.bucket(scope.namespace_id, bucket_identifier)
     return await registrar.register_one(bucket, body)
 
@@ -106,7 +71,7 @@ async def create_objects_batch(
     scope: WriteScope,
 ) -> ObjectBatchOut:
     """Register up to 100 objects; each succeeds or fails on its own."""
-    registrar = registrar_for(scope.ctx)
+    registrar = scope.ctx.registrar
     bucket = await registrar.bucket(scope.namespace_id, bucket_identifier)
     succeeded, failed = await registrar.register_many(bucket, body.objects)
     return ObjectBatchOut(
@@ -160,7 +125,7 @@ async def get_object(bucket_identifier: str, object_id: str, scope: ReadScope) -
 @router.delete("/{object_id}", status_code=204, response_class=Response)
 async def delete_object(bucket_identifier: str, object_id: str, scope: WriteScope) -> Response:
     """Delete an object, its blobs and its documents (204, as the hosted product answers)."""
-    await registrar_for(scope.ctx).delete(scope.namespace_id, bucket_identifier, object_id)
+    await scope.ctx.registrar.delete(scope.namespace_id, bucket_identifier, object_id)
     return Response(status_code=204)
 
 

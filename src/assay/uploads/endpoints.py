@@ -13,7 +13,6 @@ from assay.deps import NamespaceScope, PageQuery, ReadScope, WriteScope, context
 from assay.errors import AppError
 from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import ItemFailure, ListRequest, Pagination
-from assay.objects.endpoints import registrar_for
 from assay.uploads import service
 from assay.uploads.desk import UploadDesk
 from assay.uploads.schemas import (
@@ -36,9 +35,7 @@ def _desk(ctx: AppContext) -> UploadDesk:
     s = ctx.settings
     folder = s.tmp_dir / "uploads"
     remote = ctx.blobs if isinstance(ctx.blobs, PresigningStore) else None
-    return UploadDesk(
-        ctx.db, registrar_for(ctx), ctx.signing_key, folder, s.max_upload_bytes, remote
-    )
+    return UploadDesk(ctx.db, ctx.registrar, ctx.signing_key, folder, s.max_upload_bytes, remote)
 
 
 def _base_url(request: Request) -> str:
@@ -105,7 +102,7 @@ async def list_uploads_post(
 async def _list(
     scope: NamespaceScope, bucket_identifier: str, limit: int, cursor: str | None
 ) -> UploadPage:
-    bucket = await registrar_for(scope.ctx).bucket(scope.namespace_id, bucket_identifier)
+    bucket = await scope.ctx.registrar.bucket(scope.namespace_id, bucket_identifier)
     rows, nxt, stats = await scope.ctx.db.read(
         lambda s: service.list_page(s, bucket, limit=limit, cursor=cursor), heavy=True
     )
@@ -117,7 +114,7 @@ async def _list(
 @router.get("/{upload_id}", response_model=UploadOut)
 async def get_upload(bucket_identifier: str, upload_id: str, scope: ReadScope) -> UploadOut:
     """One upload and its status."""
-    bucket = await registrar_for(scope.ctx).bucket(scope.namespace_id, bucket_identifier)
+    bucket = await scope.ctx.registrar.bucket(scope.namespace_id, bucket_identifier)
     return service.to_out(await scope.ctx.db.read(lambda s: service.get(s, bucket, upload_id)))
 
 
