@@ -15,6 +15,7 @@ from assay.models import IdempotencyRecord
 # `status_code` of a record whose request is running: 0 until one of its write transactions
 # commits, then this, until the answer is kept (its HTTP status).
 CARRIED_OUT = -1
+IN_PROGRESS = "a request with this Idempotency-Key is already in progress"
 
 
 class IdempotencyRepository:
@@ -42,12 +43,9 @@ class IdempotencyRepository:
         if existing is not None:
             if existing.status_code > 0:
                 if existing.created_at >= now - dt.timedelta(seconds=ttl_s):
-                    raise InProgress("a request with this Idempotency-Key is already in progress")
+                    raise InProgress(IN_PROGRESS)
             elif (left := _lease_left(existing, now, lease_s)) > 0:
-                raise InProgress(
-                    "a request with this Idempotency-Key is already in progress",
-                    retry_after_s=math.ceil(left),
-                )
+                raise InProgress(IN_PROGRESS, retry_after_s=math.ceil(left))
             elif existing.status_code == CARRIED_OUT:
                 raise Conflict(
                     "the request with this Idempotency-Key was carried out, but the server "

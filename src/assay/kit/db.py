@@ -357,8 +357,7 @@ class Database:
         marker = None if bookkeeping else write_marker.get()
         with self._sync_sessions() as session, session.begin():
             result = _translate_integrity(fn, session)
-            if marker is not None:
-                marker(session)
+            _mark(session, [marker])
             return result
 
     def _take_group(self) -> list[_Job]:
