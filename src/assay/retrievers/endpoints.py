@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 from assay.deps import PageQuery, ReadScope, WriteScope
 from assay.kit.routing import StrictJsonRoute
 from assay.kit.schemas import ListRequest, Page, Pagination
-from assay.kit.scratch import process_folder
 from assay.retrievers import service
 from assay.retrievers.schemas import (
     AdhocExecuteRequest,
@@ -96,8 +95,7 @@ async def _execute(scope: ReadScope, plan: service.Plan | str, body: ExecuteRequ
     """Run `plan`, or the saved retriever of that name or id (read in the run's transaction)."""
     ctx = scope.ctx
     inputs = body.inputs.model_dump(exclude_none=True, by_alias=True)
-    scratch = process_folder(ctx.settings.tmp_dir)
-    images = await service.load_images(inputs, ctx.fetch_policy, scratch)
+    images = await service.load_images(inputs, ctx.fetch_policy, ctx.settings.tmp_dir)
     limit, cursor = body.page()
 
     def run(s: Session) -> ExecuteOut:

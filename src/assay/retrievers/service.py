@@ -20,6 +20,7 @@ from assay.kit.fetch import FetchError, FetchPolicy, fetch_to_file
 from assay.kit.ids import new_id
 from assay.kit.paging import SortKey, decode_cursor, encode_cursor, paginate
 from assay.kit.schemas import FilterGroup
+from assay.kit.scratch import process_folder
 from assay.models import Collection, Retriever
 from assay.retrievers.indexes import FeatureIndex
 from assay.retrievers.pipeline import RunContext, run_stages
@@ -132,14 +133,14 @@ def plan_of(session: Session, namespace_id: str, ident: str) -> Plan:
 
 
 async def load_images(
-    inputs: dict[str, Any], policy: FetchPolicy, tmp_dir: Path
+    inputs: dict[str, Any], policy: FetchPolicy, scratch_root: Path
 ) -> dict[str, bytes]:
     """Image inputs as bytes, keyed by the string given: `query_url` fetched through the
     SSRF guard, `query_image` decoded from base64 or a data URI."""
     images: dict[str, bytes] = {}
     url = inputs.get("query_url")
     if isinstance(url, str) and url:
-        with tempfile.TemporaryDirectory(dir=tmp_dir) as folder:
+        with tempfile.TemporaryDirectory(dir=process_folder(scratch_root)) as folder:
             try:
                 fetched = await fetch_to_file(url, Path(folder), policy)
             except FetchError as exc:
