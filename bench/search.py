@@ -28,6 +28,7 @@ import contextlib
 import datetime as dt
 import os
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -568,6 +569,7 @@ def create_retrievers(url: str) -> dict[str, str]:
                     "parameters": {"searches": [search], "final_top_k": K},
                 },
             }
+            c.delete(f"/v1/retrievers/bench-{name}")  # one a kept data dir already has
             body = {
                 "retriever_name": f"bench-{name}",
                 "collection_identifiers": [EXTRACTOR["feature_extractor_name"]],
@@ -751,15 +753,24 @@ def bench_assay_http(
 def bench_assay(
     vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, cfg: Config, work: Path
 ) -> AssayFigures:
-    """Load, build, serve and query Assay on a fresh data dir under `work`."""
+    """Load, build, serve and query Assay on a data dir under `work` (one kept from an earlier
+    `--keep` run is queried as it is)."""
     data_dir = work / "assay-data"
-    with AssayServer(data_dir, cfg.exact_below) as srv:
-        setup = assay_setup(srv.url)
-    console.print(f"  assay: namespace ready; loading {len(vectors):,} documents")
-    load_s = load_documents(data_dir, setup, vectors)
-    console.print(f"  assay: rows loaded in {load_s:.1f} s; building the index")
-    build = assay_build(data_dir, setup, cfg.exact_below)
-    console.print(f"  assay: {build.kind} index built in {build.seconds:.1f} s")
+    kept = work / "assay-build.json"
+    if kept.exists():
+        load_s, build = _kept_build(kept)
+        console.print(f"  assay: reusing the kept data dir and {build.kind} index ({kept})")
+    else:
+        shutil.rmtree(data_dir, ignore_errors=True)  # an unfinished build of a --keep run
+        with AssayServer(data_dir, cfg.exact_below) as srv:
+            setup = assay_setup(srv.url)
+        console.print(f"  assay: namespace ready; loading {len(vectors):,} documents")
+        load_s = load_documents(data_dir, setup, vectors)
+        console.print(f"  assay: rows loaded in {load_s:.1f} s; building the index")
+        build = assay_build(data_dir, setup, cfg.exact_below)
+        console.print(f"  assay: {build.kind} index built in {build.seconds:.1f} s")
+        if cfg.keep:
+            _keep_build(kept, load_s, build)
     with AssayServer(data_dir, cfg.exact_below) as srv:
         rids = create_retrievers(srv.url)
         rows, first_s, first_text_s, vec_ms, txt_ms = bench_assay_http(
@@ -768,6 +779,19 @@ def bench_assay(
     rows[0].build_s = build.seconds
     rows[0].note = f"rows {load_s:.1f} s, server's first search {first_s:.2f} s"
     return AssayFigures(rows, load_s, build, first_s, first_text_s, vec_ms, txt_ms)
+
+
+def _keep_build(path: Path, load_s: float, build: Build) -> None:
+    """Record a finished build, so a later `--keep` run queries it instead of building."""
+    figures = {**vars(build), "path": os.fspath(build.path), "load_s": load_s}
+    path.write_bytes(orjson.dumps(figures))
+
+
+def _kept_build(path: Path) -> tuple[float, Build]:
+    """The load time and build of an earlier `--keep` run (its figures, not re-measured)."""
+    figures = orjson.loads(path.read_bytes())
+    load_s = figures.pop("load_s")
+    return load_s, Build(**{**figures, "path": Path(figures["path"])})
 
 
 # -- pgvector ---------------------------------------------------------------------------------
@@ -1224,6 +1248,7 @@ class Config:
     pgvector: bool = False
     pg_build_timeout: float = 1500.0
     pg_hnsw_with: str = ""  # a what-if: the HNSW index made WITH (these options) instead
+    keep: bool = False  # builds kept under the workdir and reused by the next --keep run
 
 
 @dataclass
@@ -1243,10 +1268,7 @@ def run_size(n: int, cfg: Config) -> SizeResult:
     queries = make_queries(cfg.queries, cfg.data)
     truth = exact_top_k(vectors, queries)
     console.print(f"[bold]N = {n:,}[/]: data + exact truth in {time.perf_counter() - t:.1f} s")
-    base = cfg.workdir or ROOT / ".bench-cache"
-    base.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f"search-{n}-", dir=base) as tmp:
-        work = Path(tmp)
+    with _work_folder(n, cfg) as work:
         raw_rows: list[Row] = []
         if not cfg.share_graph and not cfg.skip_file_index:
             index, build_s = raw_build(vectors)
@@ -1272,15 +1294,7 @@ def run_size(n: int, cfg: Config) -> SizeResult:
         lance = None
         lance_rows: list[Row] = []
         if not cfg.skip_lancedb:
-            console.print("  lancedb: writing the table and building IVF_HNSW_SQ")
-            lance = lance_build(
-                vectors,
-                work / "lance",
-                partitions=cfg.lance_partitions,
-                m=cfg.lance_m,
-                ef_construction=cfg.lance_ef_construction,
-            )
-            console.print(f"  lancedb: index built in {lance.index_s:.1f} s")
+            lance = _lance(vectors, work, cfg)
             # "At the same recall": within 0.01 of Assay's, and never under the target.
             assay_recall = assay.rows[0].recall if assay is not None else None
             want = max(RECALL_TARGET, (assay_recall or 0.0) - 0.01)
@@ -1293,6 +1307,48 @@ def run_size(n: int, cfg: Config) -> SizeResult:
     rows = raw_rows + (assay.rows if assay else []) + lance_rows + (pg.rows if pg else [])
     checks = _checks(n, raw_rows, assay, lance_rows) if assay is not None else []
     return SizeResult(n, rows, assay, lance, checks + _pg_checks(pg), pg)
+
+
+@contextlib.contextmanager
+def _work_folder(n: int, cfg: Config) -> Iterator[Path]:
+    """Where size N's builds live: a temporary folder, or with `--keep` one kept per data spec
+    (a rerun finds the data dir, index and LanceDB table built, and only queries)."""
+    base = cfg.workdir or ROOT / ".bench-cache"
+    base.mkdir(parents=True, exist_ok=True)
+    if cfg.keep:
+        spec = cfg.data
+        work = base / f"kept-search-{n}-c{spec.clusters}-s{spec.spread:g}-seed{spec.seed}"
+        work.mkdir(exist_ok=True)
+        console.print(f"  kept work folder: {work}")
+        yield work
+        return
+    with tempfile.TemporaryDirectory(prefix=f"search-{n}-", dir=base) as tmp:
+        yield Path(tmp)
+
+
+def _lance(vectors: np.ndarray, work: Path, cfg: Config) -> Lance:
+    """LanceDB's table and index: built, or with `--keep` opened as an earlier run left it."""
+    kept = work / "lance-build.json"
+    if kept.exists():
+        import lancedb
+
+        times = orjson.loads(kept.read_bytes())
+        table = lancedb.connect(os.fspath(work / "lance")).open_table("vectors")
+        console.print(f"  lancedb: reusing the kept table and index ({kept})")
+        return Lance(table, times["write_s"], times["index_s"])
+    console.print("  lancedb: writing the table and building IVF_HNSW_SQ")
+    shutil.rmtree(work / "lance", ignore_errors=True)  # an unfinished build of a --keep run
+    lance = lance_build(
+        vectors,
+        work / "lance",
+        partitions=cfg.lance_partitions,
+        m=cfg.lance_m,
+        ef_construction=cfg.lance_ef_construction,
+    )
+    console.print(f"  lancedb: index built in {lance.index_s:.1f} s")
+    if cfg.keep:
+        kept.write_bytes(orjson.dumps({"write_s": lance.write_s, "index_s": lance.index_s}))
+    return lance
 
 
 def _find(rows: list[Row], system: str, mode: str) -> Row | None:
@@ -1454,6 +1510,12 @@ def main() -> None:
     p.add_argument("--lance-nprobes", type=int, default=1)
     p.add_argument("--workdir", type=Path, default=None, help="default: .bench-cache/")
     p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep Assay's data dir and LanceDB's table under the workdir, per size and data "
+        "spec; a later --keep run queries them as built (its build figures are the first run's)",
+    )
+    p.add_argument(
         "--pgvector",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -1496,6 +1558,7 @@ def main() -> None:
         pgvector=pg_available() if args.pgvector is None else args.pgvector,
         pg_build_timeout=args.pg_build_timeout,
         pg_hnsw_with=args.pg_hnsw_with,
+        keep=args.keep,
     )
     console.print(f"commit {git_hash()}  command: {shlex.join([sys.executable, *sys.argv])}")
     console.print(
