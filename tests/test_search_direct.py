@@ -8,6 +8,7 @@ charset=utf-8` takes FastAPI's dependency solving, and both must get the same an
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,8 +16,10 @@ import pytest
 
 from assay.batches.service import JOB_KIND
 from assay.batches.tasks import BatchExtraction
+from assay.config import Settings
 from assay.engine.local import LocalWorkers
 from assay.kit.routing import DirectJsonRoute
+from tests.conftest import ADMIN_KEY
 
 NS = "direct-search"
 DIRECT = "application/json"
@@ -34,6 +37,12 @@ STAGES = [
         "config": {"stage_id": "feature_search", "parameters": {"searches": [_SEARCH]}},
     }
 ]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """No background workers: the fixture runs the batch's jobs itself, to the end."""
+    return Settings(data_dir=tmp_path / "data", admin_key=ADMIN_KEY, workers=0)
 
 
 @pytest.fixture
@@ -134,6 +143,7 @@ async def test_a_saved_search_finds_the_closest_text(c: httpx.AsyncClient) -> No
     r = await _send(c, SAVED, {"inputs": {"query": "an eruption"}}, {}, DIRECT)
     assert r.status_code == 200, r.text
     found = r.json()
+    assert found["results"], r.text
     assert found["results"][0]["content"]["text"] == "ash fell on the village"
     assert found["documents"] == found["results"] and len(found["results"]) == 3
 

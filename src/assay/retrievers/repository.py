@@ -20,21 +20,23 @@ from assay.models import Document, DocumentVector, Retriever
 from assay.retrievers import fulltext
 
 # What a hit's answer and the stages after a search read of its document, by attribute name.
+_DOCS = Document.__table__.c
 _HIT_COLUMNS = (
-    Document.doc_key,
-    Document.namespace_id,
-    Document.document_id,
-    Document.collection_id,
-    Document.object_id,
-    Document.blob_id,
-    Document.property,
-    Document.segment,
-    Document.content,
-    Document.metadata_,
-    Document.created_at,
+    _DOCS.doc_key,
+    _DOCS.namespace_id,
+    _DOCS.document_id,
+    _DOCS.collection_id,
+    _DOCS.object_id,
+    _DOCS.blob_id,
+    _DOCS.property,
+    _DOCS.segment,
+    _DOCS.content,
+    _DOCS.metadata.label("metadata_"),
+    _DOCS.created_at,
 )
-# Built once: building a select costs about as much as running it for ten keys.
-_HITS = select(*_HIT_COLUMNS).where(Document.doc_key.in_(bindparam("keys", expanding=True)))
+# Built once: building a select costs about as much as running it for ten keys. Table
+# columns, not ORM attributes: a Core statement skips the ORM's compile and loading steps.
+_HITS = select(*_HIT_COLUMNS).where(_DOCS.doc_key.in_(bindparam("keys", expanding=True)))
 _KEY_CHUNK = 5_000  # doc keys per IN list (SQLite allows 32,766 variables)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -73,12 +75,10 @@ class SearchRepository:
         # The namespace is checked on the rows, not in SQL: given both, SQLite walks the
         # namespace's index (every document of it) instead of looking the keys up.
         found: dict[int, Row[Any]] = {}
+        connection = self.session.connection()
         for chunk in _chunks(keys):
-            found.update(
-                (row.doc_key, row)
-                for row in self.session.execute(_HITS, {"keys": chunk})
-                if row.namespace_id == self.namespace_id
-            )
+            rows: Iterable[Row[Any]] = connection.execute(_HITS, {"keys": chunk})
+            found.update((r.doc_key, r) for r in rows if r.namespace_id == self.namespace_id)
         return found
 
     def filter_query(
