@@ -48,18 +48,21 @@ class RetrieverRepository(NamespacedRepository[Retriever]):
     name_column = Retriever.retriever_name
     id_prefix = "ret"
 
-    def plan_row(self, ident: str) -> Row[Any] | None:
+    def plan_row(self, ident: str) -> Row[Any, Any, Any] | None:
         """What executing a saved retriever needs of its row: (retriever_id, collection_ids,
         stages), by id or name. Three columns and no entity: this runs on every execute."""
         by = _PLAN_BY_ID if has_prefix(ident, self.id_prefix) else _PLAN_BY_NAME
-        return self.session.execute(by, {"ns": self.namespace_id, "ident": ident}).first()
+        params = {"ns": self.namespace_id, "ident": ident}
+        return self.session.connection().execute(by, params).first()
 
 
-_PLAN = select(Retriever.retriever_id, Retriever.collection_ids, Retriever.stages).where(
-    Retriever.namespace_id == bindparam("ns")
+# Core statements of table columns (as `_HITS`): no ORM step on every execute.
+_RETRIEVERS = Retriever.__table__.c
+_PLAN = select(_RETRIEVERS.retriever_id, _RETRIEVERS.collection_ids, _RETRIEVERS.stages).where(
+    _RETRIEVERS.namespace_id == bindparam("ns")
 )
-_PLAN_BY_ID = _PLAN.where(Retriever.retriever_id == bindparam("ident"))
-_PLAN_BY_NAME = _PLAN.where(Retriever.retriever_name == bindparam("ident"))
+_PLAN_BY_ID = _PLAN.where(_RETRIEVERS.retriever_id == bindparam("ident"))
+_PLAN_BY_NAME = _PLAN.where(_RETRIEVERS.retriever_name == bindparam("ident"))
 
 
 class SearchRepository:
