@@ -29,10 +29,7 @@ log = logging.getLogger("assay.engine")
 
 
 def make_workers(ctx: AppContext, count: int) -> LocalWorkers:
-    """Workers for every job kind, on this process's database and backends. One job more
-    than `count` runs at a time: it starts, loads its objects and waits for a model thread
-    while the others extract, and it records its documents while the next one extracts, so
-    the `count` model threads never wait on the database between jobs."""
+    """Workers for every job kind, on this process's database and backends."""
     bodies: dict[str, JobBody] = {
         BATCH_EXTRACT: BatchExtraction(
             ctx.db, ctx.keeper, ctx.registry, threads=count, engine=ctx.engine
@@ -40,7 +37,7 @@ def make_workers(ctx: AppContext, count: int) -> LocalWorkers:
         SYNC_RUN: SyncRun.from_context(ctx),
     }
     return LocalWorkers(
-        ctx.db, bodies, count=count, lease_s=ctx.settings.job_lease_s, idle_s=IDLE_S, lookahead=1
+        ctx.db, bodies, count=count, lease_s=ctx.settings.job_lease_s, idle_s=IDLE_S
     )
 
 

@@ -40,14 +40,10 @@ class LocalWorkers:
         count: int = 1,
         lease_s: float = 30.0,
         idle_s: float = 2.0,
-        lookahead: int = 0,
     ) -> None:
         self.db = db
         self.bodies = bodies
         self.count = count
-        # Loops beyond `count` claim and load the next job while the current one holds the
-        # bodies' model threads, so those never sit idle between jobs (see `make_workers`).
-        self.lookahead = lookahead if count > 0 else 0
         self.lease_s = lease_s
         self.idle_s = idle_s
         self.owner = f"{os.getpid()}-{secrets.token_hex(3)}"
@@ -61,8 +57,7 @@ class LocalWorkers:
             self.db.wakeups.start_listening()
             self._listening = True
         self._tasks = [
-            asyncio.create_task(self._loop(f"{self.owner}-{i}"))
-            for i in range(self.count + self.lookahead)
+            asyncio.create_task(self._loop(f"{self.owner}-{i}")) for i in range(self.count)
         ]
 
     async def stop(self) -> None:
