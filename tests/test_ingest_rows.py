@@ -1,4 +1,5 @@
-"""Registration's driver-level SQLite INSERTs store exactly what SQLAlchemy's would."""
+"""The driver-level SQLite INSERTs of `kit/bulk.insert_rows` (registration's objects, blobs and
+bytes; extraction's documents and vectors; events) store exactly what SQLAlchemy's would."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from sqlalchemy import insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from assay.errors import Conflict
 from assay.kit import db as kit_db  # as a module: SQLite alone, not once per backend
 from assay.kit.bulk import insert_rows
 from assay.kit.db import table_of
 from assay.migrations.runner import upgrade_to_head
-from assay.models import Blob, BlobBytes, Bucket, Namespace, Object
+from assay.models import Blob, BlobBytes, Bucket, Document, DocumentVector, Namespace, Object
 from assay.objects.repository import insert_object_rows
 
 NOW = dt.datetime(2026, 11, 30, 22, 10, 5, 123456, tzinfo=dt.UTC)
@@ -61,6 +65,40 @@ def _rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, 
     return objects, blobs, small
 
 
+def _document_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Documents as extraction writes them (some columns left to their defaults) and vectors."""
+    documents = [
+        {
+            "document_id": f"doc_{i}",
+            "doc_key": 2**62 + i,
+            "namespace_id": "ns_1",
+            "collection_id": "col_1",
+            "object_id": f"obj_{i}",
+            "blob_id": f"blob_{i}",
+            "property": "text",
+            "segment_key": f"{i}",
+            "segment": {"start_ms": i * 10} if i else None,
+            "extractor": "text_extractor",
+            "extractor_version": "v1",
+            "content": {"text": "ünïcode ✓", "labels": [{"label": "x", "score": 0.5}]},
+            "search_text": "ünïcode",
+        }
+        for i in range(2)
+    ]
+    vectors = [
+        {
+            "document_id": f"doc_{i}",
+            "feature_uri": "assay://text_extractor@v1/text_embedding",
+            "doc_key": 2**62 + i,
+            "namespace_id": "ns_1",
+            "collection_id": "col_1",
+            "vector": np.linspace(-1, 1, 8, dtype=np.float32) if i else [0.25, -0.5, 1e-7],
+        }
+        for i in range(2)
+    ]
+    return documents, vectors
+
+
 def _parents(session: Any) -> None:
     session.add(Namespace(namespace_id="ns_1", namespace_name="n"))
     session.flush()  # the namespace first: no relationship tells the unit of work the order
@@ -69,11 +107,15 @@ def _parents(session: Any) -> None:
 
 
 def _via_sqlalchemy(session: Any) -> None:
+    """SQLAlchemy's own executemany of its `insert()` constructs."""
     _parents(session)
     objects, blobs, small = _rows()
-    insert_rows(session, table_of(Object), objects)
-    insert_rows(session, table_of(Blob), blobs)
-    insert_rows(session, table_of(BlobBytes), small, skip_duplicates=True)
+    documents, vectors = _document_rows()
+    session.execute(insert(table_of(Object)), objects)
+    session.execute(insert(table_of(Blob)), blobs)
+    session.execute(sqlite_insert(table_of(BlobBytes)).on_conflict_do_nothing(), small)
+    session.execute(insert(table_of(Document)), documents)
+    session.execute(insert(table_of(DocumentVector)), vectors)
 
 
 def _stored(path: Path, table: str) -> list[tuple[Any, ...]]:
@@ -92,6 +134,9 @@ def _database(path: Path) -> kit_db.Database:
 def _via_registration(session: Any) -> None:
     _parents(session)
     insert_object_rows(session, *_rows())
+    documents, vectors = _document_rows()
+    insert_rows(session, table_of(Document), documents)
+    insert_rows(session, table_of(DocumentVector), vectors)
 
 
 def test_registration_rows_are_stored_as_sqlalchemy_stores_them(tmp_path: Path) -> None:
@@ -104,8 +149,15 @@ def test_registration_rows_are_stored_as_sqlalchemy_stores_them(tmp_path: Path) 
         plain.close()
     for table in ("namespaces", "buckets"):  # parents: same but for their creation times
         assert len(_stored(tmp_path / "fast.db", table)) == 1
-    for table in ("objects", "blobs"):
+    for table in ("objects", "blobs", "document_vectors"):
         assert _stored(tmp_path / "fast.db", table) == _stored(tmp_path / "plain.db", table)
+    fast_docs, plain_docs = (_stored(tmp_path / n, "documents") for n in ("fast.db", "plain.db"))
+    assert len(fast_docs) == len(plain_docs) == 2
+    with sqlite3.connect(tmp_path / "fast.db") as conn:
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(documents)")]
+    at = 2 * columns.index("created_at")  # the default, now: equal in all but its value
+    for fast_doc, plain_doc in zip(fast_docs, plain_docs, strict=True):
+        assert fast_doc[:at] + fast_doc[at + 1 :] == plain_doc[:at] + plain_doc[at + 1 :]
     (fast_bytes,), (plain_bytes,) = (
         _stored(tmp_path / name, "blob_bytes") for name in ("fast.db", "plain.db")
     )

@@ -1,6 +1,8 @@
 """Many rows into one table in one statement, the hot path of registration and extraction.
 
-SQLite takes an executemany: it runs in-process, a row costs microseconds. PostgreSQL does
+SQLite takes an executemany: it runs in-process, a row costs microseconds, so the driver's
+own executemany of a statement compiled once runs it (SQLAlchemy's would spend more per row
+in Python than SQLite does). PostgreSQL does
 not: psycopg's executemany runs one statement per row, and a multi-row `VALUES` list is a new
 query text per row count that psycopg parses again on every call (it caches only short
 texts), with a parameter per value to adapt. So on PostgreSQL the rows go as one JSON
@@ -13,12 +15,15 @@ as pgvector's `[x, y]`, bytes as `\\x` hex, timestamps as RFC 3339).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import cache
+from dataclasses import dataclass
+from functools import cache, lru_cache, partial
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, TextClause, insert, text
+from sqlalchemy import Dialect, Table, TextClause, bindparam, insert, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from assay.kit.db import FloatVector
@@ -34,6 +39,8 @@ def insert_rows(
     if not rows:
         return
     dialect = session.get_bind().dialect
+    if dialect.name == "sqlite" and _sqlite_rows(session, table, rows, skip_duplicates):
+        return
     if dialect.name != "postgresql":
         stmt: Any = insert(table)
         if skip_duplicates:
@@ -49,6 +56,81 @@ def insert_rows(
         rows = [{**row, **{n: _array(row[n]) for n in vectors}} for row in rows]
     document = orjson.dumps(rows, default=_bytes_text, option=_JSON_OPTIONS).decode()
     session.execute(_json_insert(table, columns, skip_duplicates, dialect), {"rows": document})
+
+
+def _sqlite_rows(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]], skip_duplicates: bool
+) -> bool:
+    """`insert_rows` on SQLite as a driver-level executemany of a statement compiled once;
+    False (nothing done) where a left-out column's default is SQL.
+
+    SQLAlchemy's executemany spends more time per row in Python (a dict of parameters, its
+    result and event machinery) than SQLite takes to insert it. Values still go through each
+    column's own bind processor (JSON text, UTC timestamps), and columns the rows leave out get
+    their Python defaults, so what is stored is what SQLAlchemy would store.
+    """
+    connection = session.connection()
+    compiled = _sqlite_insert(connection.dialect, table, tuple(rows[0]), skip_duplicates)
+    if compiled is None:
+        return False
+    params = [compiled.parameters(row) for row in rows]
+    cursor = connection.connection.cursor()
+    dbapi_error = connection.dialect.loaded_dbapi.Error
+    try:
+        cursor.executemany(compiled.sql, params)
+    except dbapi_error as exc:  # as SQLAlchemy raises it: callers tell conflicts, locks apart
+        raise DBAPIError.instance(compiled.sql, params, exc, dbapi_error) from exc
+    finally:
+        cursor.close()
+    return True
+
+
+@dataclass(frozen=True)
+class _SqliteInsert:
+    sql: str
+    # (key, bind processor) for each key of the rows, then (default, processor) for each
+    # column they leave out: the statement's parameters in order.
+    given: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+    defaulted: tuple[tuple[Callable[[], Any], Callable[[Any], Any] | None], ...]
+
+    def parameters(self, row: dict[str, Any]) -> list[Any]:
+        values = [row[key] if p is None else p(row[key]) for key, p in self.given]
+        if self.defaulted:
+            values += [make() if p is None else p(make()) for make, p in self.defaulted]
+        return values
+
+
+@lru_cache(maxsize=64)  # by engine (its dialect), table and row keys: a few in a process
+def _sqlite_insert(
+    dialect: Dialect, table: Table, columns: tuple[str, ...], skip_duplicates: bool
+) -> _SqliteInsert | None:
+    """The compiled INSERT, or None where a left-out column's default is SQL (none is)."""
+    left_out = [c for c in table.columns if c.name not in columns and c.default is not None]
+    defaults: list[Callable[[], Any]] = []
+    for column in left_out:
+        default: Any = column.default
+        if default.is_callable:  # SQLAlchemy's wrapper of the model's function takes a context
+            defaults.append(partial(default.arg, None))
+        elif default.is_scalar:
+            defaults.append(partial(_constant, default.arg))
+        else:
+            return None
+    names = (*columns, *(c.name for c in left_out))
+    stmt: Any = sqlite.insert(table).values({name: bindparam(name) for name in names})
+    if skip_duplicates:
+        stmt = stmt.on_conflict_do_nothing()
+    compiled = stmt.compile(dialect=dialect)
+    assert tuple(compiled.positiontup or ()) == names, (compiled.positiontup, names)
+    processors = [
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    ]
+    given = tuple(zip(columns, processors, strict=False))
+    defaulted = tuple(zip(defaults, processors[len(columns) :], strict=True))
+    return _SqliteInsert(str(compiled), given, defaulted)
+
+
+def _constant(value: Any) -> Any:
+    return value
 
 
 @cache
