@@ -4,8 +4,9 @@ and the one of the hottest routes, answered by a direct handler (`DirectJsonRout
 from __future__ import annotations
 
 import email.message
+import inspect
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ClassVar
+from typing import Any
 
 from fastapi import Request, Response
 from fastapi import routing as fastapi_routing
@@ -86,37 +87,69 @@ def _is_json(request: Request) -> bool:
     )
 
 
-DirectHandler = Callable[["DirectJsonRoute", Request, Any], Awaitable[Response]]
-
-
 class DirectJsonRoute(StrictJsonRoute):
-    """A hot route answered by a hand-written `direct` handler when the request is the usual
-    one (a body declared `application/json`), skipping FastAPI's generic dependency solving,
-    which is a large share of a fast route's cost. The handler calls the route's own
-    dependency and endpoint functions; `validated_body` and `answer` do what FastAPI does
-    with the body and the return value. Any other request (no body, another content type)
-    takes the declared route's ordinary path, so every edge case answers as before. The
-    handler must do what the route's dependencies do, in FastAPI's order (dependencies before
-    the body's validation errors); a route that an `include_router` gave more dependencies
-    keeps FastAPI's path.
+    """A hot route answered directly when the request is the usual one (a body declared
+    `application/json`), skipping FastAPI's generic dependency solving, which is a large share
+    of a fast route's cost. Any other request (no body, another content type) takes FastAPI's
+    path, so every edge case answers as before.
 
-    Make one with `direct_route(handler)` as the route's `route_class_override`.
+    The endpoint must take its path parameters, `body` and `scope`, where `scope` is a
+    dependency of the request and headers only (`deps.ReadScope`, `deps.WriteScope`). The
+    direct path calls that dependency, then validates the body (FastAPI's order: the key and
+    namespace are refused before the body's fields), then the endpoint; `validated_body` and
+    `answer` do what FastAPI does with the body and the return value. A route whose endpoint
+    has another shape, or that an `include_router` gave more dependencies, keeps FastAPI's
+    path. Use it as `add_api_route(..., route_class_override=DirectJsonRoute)`.
     """
-
-    direct: ClassVar[DirectHandler]
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
-        if self.body_field is None or self._has_added_dependencies():
-            return handle  # nothing to skip, or dependencies the handler does not know of
-        direct = type(self).direct
+        scope_of = self._scope_dependency()
+        if scope_of is None:
+            return handle
+        endpoint = self.endpoint
 
         async def direct_handler(request: Request) -> Response:
             if not _json_body_declared(request.scope):
                 return await handle(request)
-            return await direct(self, request, jsonbody.parse(await _read_body(request)))
+            value = jsonbody.parse(await _read_body(request))
+            scope = await scope_of(request)
+            body = self.validated_body(value)
+            return self.answer(await endpoint(**request.path_params, body=body, scope=scope))
 
         return direct_handler
+
+    def _scope_dependency(self) -> Callable[[Request], Awaitable[Any]] | None:
+        """The endpoint's `scope` dependency as a function of the request, or None where the
+        route does not have the shape the direct path serves (see the class)."""
+        if self.body_field is None or self._has_added_dependencies():
+            return None
+        taken = set(inspect.signature(self.endpoint).parameters)
+        if (
+            taken != {*self.param_convertors, "body", "scope"}
+            or len(self.dependant.dependencies) != 1
+        ):
+            return None
+        dependency = self.dependant.dependencies[0]  # `scope`: the endpoint's only one
+        call, request_name = dependency.call, dependency.request_param_name
+        needs = (
+            dependency.dependencies,
+            dependency.path_params,
+            dependency.query_params,
+            dependency.cookie_params,
+            dependency.body_params,
+        )
+        if dependency.name != "scope" or any(needs) or request_name is None:
+            return None
+        if not inspect.iscoroutinefunction(call):
+            return None
+        headers = [(h.name, h.alias.lower()) for h in dependency.header_params]
+
+        async def scope_of(request: Request) -> Any:
+            given = {name: request.headers.get(alias) for name, alias in headers}
+            return await call(**{request_name: request}, **given)
+
+        return scope_of
 
     def _has_added_dependencies(self) -> bool:
         """Whether the route runs dependencies beyond its endpoint's parameters (the route's
@@ -157,11 +190,6 @@ class DirectJsonRoute(StrictJsonRoute):
             exclude_none=self.response_model_exclude_none,
         )
         return Response(body, status_code=self.status_code or 200, media_type="application/json")
-
-
-def direct_route(handler: DirectHandler) -> type[DirectJsonRoute]:
-    """A `DirectJsonRoute` class answering with `handler`."""
-    return type("DirectJsonRoute", (DirectJsonRoute,), {"direct": staticmethod(handler)})
 
 
 async def _read_body(request: Request) -> bytes:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header
 from fastapi.responses import Response, StreamingResponse
 
 from assay.backends.blob.base import BlobNotFound
-from assay.deps import NamespaceScope, PageQuery, ReadScope, WriteScope, get_write_scope
+from assay.deps import NamespaceScope, PageQuery, ReadScope, WriteScope
 from assay.errors import NotFound
 from assay.kit import content_types
 from assay.kit.ranges import RangeNotSatisfiable, parse_range
-from assay.kit.routing import DirectJsonRoute, StrictJsonRoute, direct_route
+from assay.kit.routing import DirectJsonRoute, StrictJsonRoute
 from assay.kit.schemas import ListRequest, Page, Pagination
 from assay.objects import service
 from assay.objects.schemas import (
@@ -25,23 +25,6 @@ from assay.objects.schemas import (
 router = APIRouter(
     prefix="/v1/buckets/{bucket_identifier}/objects", tags=["objects"], route_class=StrictJsonRoute
 )
-
-
-async def _create_directly(route: DirectJsonRoute, request: Request, value: Any) -> Response:
-    """`create_object` without FastAPI's dependency solving: the hot path of registration.
-    The same order as FastAPI's: the key and namespace first, then the body's fields."""
-    scope = await get_write_scope(request, request.headers.get("x-namespace"))
-    body = route.validated_body(value)
-    bucket_identifier = request.path_params["bucket_identifier"]
-    return route.answer(await create_object(bucket_identifier, body, scope))
-
-
-async def _create_batch_directly(route: DirectJsonRoute, request: Request, value: Any) -> Response:
-    """`create_objects_batch` without FastAPI's dependency solving (as `_create_directly`)."""
-    scope = await get_write_scope(request, request.headers.get("x-namespace"))
-    body = route.validated_body(value)
-    bucket_identifier = request.path_params["bucket_identifier"]
-    return route.answer(await create_objects_batch(bucket_identifier, body, scope))
 
 
 async def create_object(
@@ -61,7 +44,7 @@ router.add_api_route(
     create_object,
     methods=["POST"],
     response_model=ObjectOut,
-    route_class_override=direct_route(_create_directly),
+    route_class_override=DirectJsonRoute,
 )
 
 
@@ -87,7 +70,7 @@ router.add_api_route(
     create_objects_batch,
     methods=["POST"],
     response_model=ObjectBatchOut,
-    route_class_override=direct_route(_create_batch_directly),
+    route_class_override=DirectJsonRoute,
 )
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
-from assay.deps import PageQuery, ReadScope, WriteScope, get_scope
-from assay.kit.routing import DirectJsonRoute, StrictJsonRoute, direct_route
+from assay.deps import PageQuery, ReadScope, WriteScope
+from assay.kit.routing import DirectJsonRoute, StrictJsonRoute
 from assay.kit.schemas import ListRequest, Page, Pagination
 from assay.retrievers import service
 from assay.retrievers.schemas import (
@@ -63,19 +63,13 @@ async def execute_adhoc(body: AdhocExecuteRequest, scope: ReadScope) -> ExecuteO
     return out
 
 
-async def _execute_adhoc_directly(route: DirectJsonRoute, request: Request, value: Any) -> Response:
-    """`execute_adhoc` without FastAPI's dependency solving (as `_execute_directly`)."""
-    scope = await get_scope(request, request.headers.get("x-namespace"))
-    return route.answer(await execute_adhoc(route.validated_body(value), scope))
-
-
 # As `@router.post`, which cannot name a route class; added here to keep the routes' order.
 router.add_api_route(
     "/execute",
     execute_adhoc,
     methods=["POST"],
     response_model=ExecuteOut,
-    route_class_override=direct_route(_execute_adhoc_directly),
+    route_class_override=DirectJsonRoute,
 )
 
 
@@ -105,22 +99,13 @@ async def execute_retriever(
     return out
 
 
-async def _execute_directly(route: DirectJsonRoute, request: Request, value: Any) -> Response:
-    """`execute_retriever` without FastAPI's dependency solving: the hot path of search.
-    The same order as FastAPI's: the key and namespace first, then the body's fields."""
-    scope = await get_scope(request, request.headers.get("x-namespace"))
-    body = route.validated_body(value)
-    identifier = request.path_params["retriever_identifier"]
-    return route.answer(await execute_retriever(identifier, body, scope))
-
-
 # As `@router.post`, which cannot name a route class; added here to keep the routes' order.
 router.add_api_route(
     "/{retriever_identifier}/execute",
     execute_retriever,
     methods=["POST"],
     response_model=ExecuteOut,
-    route_class_override=direct_route(_execute_directly),
+    route_class_override=DirectJsonRoute,
 )
 
 
