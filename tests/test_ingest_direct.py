@@ -13,13 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from assay.kit.routing import DirectJsonRoute
 from tests.conftest import make_bucket
+from tests.direct_routes import DIRECT, STANDARD, assert_answered_alike, direct_paths, send
 
 NS = "direct"
 SCHEMA = {"properties": {"text": {"type": "text", "required": True}, "n": {"type": "number"}}}
-DIRECT = "application/json"
-STANDARD = "application/json; charset=utf-8"
 OBJECTS = "/v1/buckets/b/objects"
 BATCH = "/v1/buckets/b/objects/batch"
 _IDS = re.compile(r"\b(obj|blob|req)_[0-9A-Za-z]{20}\b")
@@ -81,49 +79,29 @@ def _comparable(r: httpx.Response) -> tuple[int, Any]:
     return r.status_code, text
 
 
-async def _send(
-    c: httpx.AsyncClient, path: str, body: Any, headers: dict[str, str], content_type: str
-) -> httpx.Response:
-    raw = body if isinstance(body, bytes) else httpx.Request("POST", "/", json=body).content
-    sent = {"X-Namespace": NS, "Content-Type": content_type, **headers}
-    return await c.post(path, content=raw, headers={k: v for k, v in sent.items() if v})
-
-
 @pytest.mark.parametrize(("name", "path", "body", "headers"), CASES, ids=[c[0] for c in CASES])
 async def test_direct_and_standard_paths_answer_alike(
     c: httpx.AsyncClient, name: str, path: str, body: Any, headers: dict[str, str]
 ) -> None:
-    direct = await _send(c, path, body, headers, DIRECT)
-    standard = await _send(c, path, body, headers, STANDARD)
-    assert _comparable(direct) == _comparable(standard), name
-    assert direct.headers["content-type"] == standard.headers["content-type"]
+    await assert_answered_alike(c, NS, path, body, headers, _comparable)
 
 
 async def test_a_read_key_is_refused_alike(c: httpx.AsyncClient) -> None:
     r = await c.post("/v1/keys", json={"name": "reader", "role": "read"})
     assert r.status_code == 201, r.text
     reader = {"Authorization": f"Bearer {r.json()['key']}"}
-    direct = await _send(c, OBJECTS, OK, reader, DIRECT)
-    standard = await _send(c, OBJECTS, OK, reader, STANDARD)
-    assert direct.status_code == 403
-    assert _comparable(direct) == _comparable(standard)
+    assert (await send(c, NS, OBJECTS, OK, reader, DIRECT)).status_code == 403
+    await assert_answered_alike(c, NS, OBJECTS, OK, reader, _comparable)
 
 
 async def test_json_bodies_take_the_direct_handler(
     c: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    validated: list[str] = []
-    original = DirectJsonRoute.validated_body
-
-    def spy(route: DirectJsonRoute, value: Any) -> Any:
-        validated.append(route.path)
-        return original(route, value)
-
-    monkeypatch.setattr(DirectJsonRoute, "validated_body", spy)
+    validated = direct_paths(monkeypatch)
     for content_type in (DIRECT, STANDARD):
-        r = await _send(c, OBJECTS, _text(7), {}, content_type)
+        r = await send(c, NS, OBJECTS, _text(7), {}, content_type)
         assert r.status_code == 200, r.text
-        r = await _send(c, BATCH, {"objects": [_text(8)]}, {}, content_type)
+        r = await send(c, NS, BATCH, {"objects": [_text(8)]}, {}, content_type)
         assert r.status_code == 200, r.text
     assert validated == [
         "/v1/buckets/{bucket_identifier}/objects",

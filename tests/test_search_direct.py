@@ -18,12 +18,10 @@ from assay.batches.service import JOB_KIND
 from assay.batches.tasks import BatchExtraction
 from assay.config import Settings
 from assay.engine.local import LocalWorkers
-from assay.kit.routing import DirectJsonRoute
 from tests.conftest import ADMIN_KEY
+from tests.direct_routes import DIRECT, STANDARD, assert_answered_alike, direct_paths, send
 
 NS = "direct-search"
-DIRECT = "application/json"
-STANDARD = "application/json; charset=utf-8"
 TEXT = {"feature_extractor_name": "text_extractor", "version": "v1"}
 URI = "assay://text_extractor@v1/text_embedding"
 ADHOC = "/v1/retrievers/execute"
@@ -121,26 +119,15 @@ def _comparable(r: httpx.Response) -> tuple[int, str]:
     return r.status_code, _MS.sub('"duration_ms":0', _IDS.sub(r"\1_<id>", r.text))
 
 
-async def _send(
-    c: httpx.AsyncClient, path: str, body: Any, headers: dict[str, str], content_type: str
-) -> httpx.Response:
-    raw = body if isinstance(body, bytes) else httpx.Request("POST", "/", json=body).content
-    sent = {"X-Namespace": NS, "Content-Type": content_type, **headers}
-    return await c.post(path, content=raw, headers={k: v for k, v in sent.items() if v})
-
-
 @pytest.mark.parametrize(("name", "path", "body", "headers"), CASES, ids=[c[0] for c in CASES])
 async def test_direct_and_standard_paths_answer_alike(
     c: httpx.AsyncClient, name: str, path: str, body: Any, headers: dict[str, str]
 ) -> None:
-    direct = await _send(c, path, body, headers, DIRECT)
-    standard = await _send(c, path, body, headers, STANDARD)
-    assert _comparable(direct) == _comparable(standard), name
-    assert direct.headers["content-type"] == standard.headers["content-type"]
+    await assert_answered_alike(c, NS, path, body, headers, _comparable)
 
 
 async def test_a_saved_search_finds_the_closest_text(c: httpx.AsyncClient) -> None:
-    r = await _send(c, SAVED, {"inputs": {"query": "an eruption"}}, {}, DIRECT)
+    r = await send(c, NS, SAVED, {"inputs": {"query": "an eruption"}}, {}, DIRECT)
     assert r.status_code == 200, r.text
     found = r.json()
     assert found["results"], r.text
@@ -151,17 +138,10 @@ async def test_a_saved_search_finds_the_closest_text(c: httpx.AsyncClient) -> No
 async def test_json_bodies_take_the_direct_handler(
     c: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    validated: list[str] = []
-    original = DirectJsonRoute.validated_body
-
-    def spy(route: DirectJsonRoute, value: Any) -> Any:
-        validated.append(route.path)
-        return original(route, value)
-
-    monkeypatch.setattr(DirectJsonRoute, "validated_body", spy)
+    validated = direct_paths(monkeypatch)
     for content_type in (DIRECT, STANDARD):
-        r = await _send(c, SAVED, QUERY, {}, content_type)
+        r = await send(c, NS, SAVED, QUERY, {}, content_type)
         assert r.status_code == 200, r.text
-        r = await _send(c, ADHOC, INLINE, {}, content_type)
+        r = await send(c, NS, ADHOC, INLINE, {}, content_type)
         assert r.status_code == 200, r.text
     assert validated == ["/v1/retrievers/{retriever_identifier}/execute", "/v1/retrievers/execute"]
