@@ -10,7 +10,14 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from assay.batches.service import CHUNK, JOB_BYTES, JOB_KIND, job_chunks
+from assay.batches.service import (
+    CHUNK,
+    JOB_BYTES,
+    JOB_KIND,
+    SMALL_CHUNK,
+    SMALL_OBJECT_BYTES,
+    job_chunks,
+)
 from assay.batches.tasks import BatchExtraction
 from assay.engine.local import LocalWorkers
 from assay.extractors.base import ExtractorError, ObjectInput
@@ -253,12 +260,17 @@ async def test_cancel_stops_queued_work_and_the_task_says_so(client: httpx.Async
 
 def test_jobs_group_objects_of_like_size_within_count_and_byte_bounds() -> None:
     mib = 1024 * 1024
-    texts = [(f"t{i:03}", 100 + (i * 37) % 900) for i in range(120)]
+    texts = [(f"t{i:03}", 100 + (i * 37) % 900) for i in range(300)]
+    pages = [(f"p{i:03}", SMALL_OBJECT_BYTES + 1 + i) for i in range(120)]
     videos = [("v1", 300 * mib), ("v2", 90 * mib), ("v3", 90 * mib), ("v4", 90 * mib)]
-    chunks = job_chunks([*videos, *texts])
-    assert sorted(o for c in chunks for o in c) == sorted(o for o, _ in [*videos, *texts])
-    size = dict([*videos, *texts])
-    assert all(len(c) <= CHUNK for c in chunks)
+    everything = [*videos, *pages, *texts]
+    chunks = job_chunks(everything)
+    assert sorted(o for c in chunks for o in c) == sorted(o for o, _ in everything)
+    size = dict(everything)
+    # Small objects go SMALL_CHUNK to a job; a job with a larger one holds CHUNK at most.
+    assert len(chunks[0]) == SMALL_CHUNK
+    assert all(len(c) <= CHUNK for c in chunks if max(size[o] for o in c) > SMALL_OBJECT_BYTES)
+    assert [len(c) for c in chunks[1:4]] == [CHUNK, CHUNK, CHUNK]
     # Smallest first: every job's objects are no larger than the next job's.
     for a, b in itertools.pairwise(chunks):
         assert max(size[o] for o in a) <= min(size[o] for o in b)

@@ -39,6 +39,9 @@ def test_texts(bench: ModuleType) -> None:
     assert row["raw_s"] > 0 and row["extractor_s"] > 0 and row["seconds"] > 0
     assert row["ratio"] > 0 and row["extractor_ratio"] > 0
     assert row["verdict"] in ("PASS", "MISS")
+    # raw onnxruntime ran in the round too, and the round's own ratio is reported
+    assert row["raw_onnx_s"] > 0 and row["onnx_ratio_paired_median"] > 0
+    assert row["round_ratios"][0]["e2e_raw_onnx"] > 0
 
 
 def test_images(bench: ModuleType) -> None:

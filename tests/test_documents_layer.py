@@ -38,6 +38,7 @@ from assay.models import (
 )
 from assay.namespaces.repository import NamespaceRepository
 from assay.objects.repository import ObjectRepository
+from assay.retrievers.fulltext import postgres_bm25, sqlite_bm25
 from tests.conftest import ADMIN_KEY
 
 TEXT_URI = TEXT.feature_uri("text_embedding")
@@ -178,6 +179,45 @@ def test_replacing_logs_the_old_vectors_out_before_the_new_ones_in(engine: Any) 
         write(s, TEXT_TARGET, {"obj_1": []})
     with Session(engine) as s:
         assert keys_of_objects(s, ["obj_1"]) == set() and replayed(s) == table_keys(s)
+
+
+def _text_matches(s: Session, word: str) -> set[int]:
+    """Keys of the documents the full-text index finds for `word` (SQLite: the FTS5 index is
+    checked against the documents' text first)."""
+    collections = [TEXT_TARGET.collection_id, CLIP_TARGET.collection_id]
+    if s.get_bind().dialect.name == "sqlite":
+        check = "INSERT INTO document_text (document_text, rank) VALUES ('integrity-check', 1)"
+        s.execute(text(check))  # raises when the index and the documents disagree
+        return {key for key, _ in sqlite_bm25(s, NS_ID, collections, [word], 1000, None)}
+    return {key for key, _ in postgres_bm25(s, NS_ID, collections, [word], 1000, None)}
+
+
+def _document_keys(s: Session) -> set[int]:
+    return set(s.scalars(select(Document.doc_key)))
+
+
+def test_the_text_index_holds_exactly_the_stored_documents(engine: Any) -> None:
+    with Session(engine) as s, s.begin():  # several writes in one transaction, as a group
+        write(s, TEXT_TARGET, {f"obj_{i}": drafts(40, i) for i in range(3)})
+        write(s, CLIP_TARGET, {"obj_3": drafts(5, 9, 16, CLIP_URI)})
+    with Session(engine) as s:
+        assert len(_document_keys(s)) == 125 and _text_matches(s, "chunk") == _document_keys(s)
+    with Session(engine) as s, s.begin():  # a re-run replaces obj_0's, one yields nothing
+        write(s, TEXT_TARGET, {"obj_0": drafts(7, 4), "obj_1": []})
+    with Session(engine) as s:
+        assert _text_matches(s, "chunk") == _document_keys(s) and len(_document_keys(s)) == 52
+        texts = s.execute(select(Document.doc_key, Document.search_text)).all()
+        with_4 = {key for key, found in texts if "4" in found.split()}
+        assert len(with_4) == 9 and _text_matches(s, "4") == with_4  # new text, not the old
+    with Session(engine) as s, s.begin():  # removals: an object, then a collection
+        obj = ObjectRepository(s, NS_ID, BUCKET_ID).get("obj_0")
+        assert obj is not None
+        ObjectRepository(s, NS_ID, BUCKET_ID).delete(obj)
+        collection = s.get(Collection, "col_clip")
+        assert collection is not None
+        CollectionRepository(s, NS_ID).delete(collection)
+    with Session(engine) as s:
+        assert _text_matches(s, "chunk") == _document_keys(s) and len(_document_keys(s)) == 40
 
 
 def test_derived_blobs_become_references_in_the_content(engine: Any) -> None:
@@ -353,7 +393,7 @@ def test_no_trigger_writes_the_vector_log_after_migration(engine: Any, settings:
     assert not found & logging
     if not sqlite:
         return
-    assert found == {"documents_text_insert", "documents_text_delete"}  # FTS5 stays
+    assert found == {"documents_text_delete"}  # FTS5's removal trigger stays (0014)
     from alembic import command
 
     command.downgrade(alembic_config(settings.database_url), "0009")
@@ -361,7 +401,7 @@ def test_no_trigger_writes_the_vector_log_after_migration(engine: Any, settings:
         assert _triggers(s) >= logging
     command.upgrade(alembic_config(settings.database_url), "head")
     with Session(engine) as s:
-        assert _triggers(s) == {"documents_text_insert", "documents_text_delete"}
+        assert _triggers(s) == {"documents_text_delete"}
 
 
 # ------------------------------------------------------------------------- over HTTP

@@ -17,6 +17,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from assay.documents.log import log_vectors
+from assay.documents.text import index_texts
 from assay.documents.vectors import pack_vector
 from assay.kit.db import make_engine
 from assay.kit.ids import int_key, new_id
@@ -64,6 +65,7 @@ def add_documents(url: str, n: int, seed: int) -> dict[int, np.ndarray]:
     engine = make_engine(url)
     with Session(engine) as s, s.begin():
         s.execute(insert(Document.__table__), docs)
+        index_texts(s, docs)  # as the documents layer does
         s.execute(insert(DocumentVector.__table__), rows)
         log_vectors(s, "+", DocumentVector.doc_key.in_(list(found)))
     engine.dispose()

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from assay.documents.drafts import DocumentDraft, Vector
 from assay.documents.log import log_vectors
-from assay.documents.text import search_text
+from assay.documents.text import index_texts, search_text
 from assay.documents.vectors import unpack_vector
 from assay.extractors.base import ExtractorSpec
 from assay.kit.bulk import insert_rows
@@ -211,6 +211,7 @@ class DocumentWriter:
         vectors = [row for p in prepared for row in p.vectors]
         if documents:
             insert_rows(self.session, _DOCUMENTS, documents)
+            index_texts(self.session, documents)
         if vectors:
             insert_rows(self.session, _VECTORS, vectors)
             log_vectors(self.session, "+", _VECTORS.c.document_id.in_(_ids_where(*lineage)))
