@@ -8,9 +8,9 @@ lineage key, and item statuses are set, never incremented.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from typing import Any
 
@@ -28,10 +28,10 @@ from assay.events.outbox import emit
 from assay.extractors.base import BlobInput, ExtractorError, ObjectInput
 from assay.extractors.models import ModelLoadError
 from assay.extractors.registry import ExtractorRegistry, ExtractorUnavailable
-from assay.kit.db import Database
+from assay.kit.db import Database, table_of
 from assay.kit.metrics import BATCH_OBJECTS, EXTRACTION_SECONDS
 from assay.kit.scratch import Scratch
-from assay.models import Batch, BlobBytes, Collection, Job, Object
+from assay.models import Batch, Blob, BlobBytes, Collection, Job, Object
 from assay.objects.storage import BlobKeeper, in_database
 
 
@@ -74,8 +74,7 @@ class BatchExtraction:
         )
         if extractors is None:  # canceled or gone
             return
-        objects = await self.db.read(lambda s: _load(s, ns, object_ids))
-        small = await self.db.read(lambda s: _small_bytes(s, ns, objects.values()))
+        objects, small = await self.db.read(lambda s: _load(s, ns, object_ids))
         # One hand-off to a model thread for the whole chunk: the models run there, off the loop.
         outcome = await asyncio.get_running_loop().run_in_executor(
             self._threads, self._extract_all, object_ids, objects, small, extractors, executor
@@ -96,7 +95,7 @@ class BatchExtraction:
     def _extract_all(
         self,
         object_ids: list[str],
-        objects: dict[str, Object],
+        objects: dict[str, _Stored],
         small: dict[str, bytes],
         extractors: list[dict[str, Any]],
         executor: ExtractionExecutor,
@@ -140,12 +139,12 @@ class BatchExtraction:
     def _extract_with(
         self,
         ref: dict[str, Any],
-        objects: list[Object],
+        objects: list[_Stored],
         small: dict[str, bytes],
         folder: Scratch,
         outcome: _Outcome,
         executor: ExtractionExecutor,
-    ) -> Iterator[tuple[Object, tuple[Target, list[DocumentDraft]]]]:
+    ) -> Iterator[tuple[_Stored, tuple[Target, list[DocumentDraft]]]]:
         """One extractor over the live objects: (object, (target, drafts)) for each
         that succeeded; failures go to `outcome.failed`. A model that cannot load fails every
         object at once with ModelLoadError: no retries, no hang."""
@@ -157,7 +156,7 @@ class BatchExtraction:
             )
             return
         allowed = impl.spec.mapped_properties(ref.get("input_mappings"))
-        inputs: list[tuple[Object, ObjectInput]] = []
+        inputs: list[tuple[_Stored, ObjectInput]] = []
         local = executor.local_files
         for obj in objects:
             try:
@@ -181,7 +180,7 @@ class BatchExtraction:
 
     def _input(
         self,
-        obj: Object,
+        obj: _Stored,
         reads: frozenset[str],
         small: dict[str, bytes],
         allowed: dict[str, frozenset[str]],
@@ -205,10 +204,10 @@ class BatchExtraction:
                     key = b.storage_key
             blobs.append(
                 BlobInput(
-                    b.blob_id, b.property, b.type, b.content_type, b.metadata_, data, path, key
+                    b.blob_id, b.property, b.type, b.content_type, b.metadata, data, path, key
                 )
             )
-        return ObjectInput(obj.object_id, obj.metadata_, obj.properties, tuple(blobs))
+        return ObjectInput(obj.object_id, obj.metadata, obj.properties, tuple(blobs))
 
 
 def _start(
@@ -224,18 +223,64 @@ def _start(
     return list(batch.extractors)
 
 
-def _load(session: Session, ns: str, object_ids: list[str]) -> dict[str, Object]:
-    stmt = select(Object).where(Object.namespace_id == ns, Object.object_id.in_(object_ids))
-    return {o.object_id: o for o in session.scalars(stmt)}
+@dataclass(frozen=True)
+class _StoredBlob:
+    blob_id: str
+    property: str
+    type: str
+    content_type: str
+    metadata: dict[str, Any]
+    storage_key: str
 
 
-def _small_bytes(session: Session, ns: str, objects: Iterable[Object]) -> dict[str, bytes]:
-    """The database-held bytes of these objects' small blobs, in one query."""
-    keys = {b.storage_key for o in objects for b in o.blobs if in_database(b.storage_key)}
+@dataclass(frozen=True)
+class _Stored:
+    """An object of the chunk as its extraction needs it."""
+
+    object_id: str
+    namespace_id: str
+    metadata: dict[str, Any]
+    properties: dict[str, Any]
+    blobs: list[_StoredBlob]
+
+
+_OBJECTS, _BLOBS, _BYTES = table_of(Object), table_of(Blob), table_of(BlobBytes)
+
+
+def _load(
+    session: Session, ns: str, object_ids: list[str]
+) -> tuple[dict[str, _Stored], dict[str, bytes]]:
+    """The chunk's objects with their blobs in order, and the database-held bytes of their
+    small blobs: three statements of table columns, no ORM entities (a third of the time, for
+    rows only read)."""
+    objects = session.execute(
+        select(_OBJECTS.c.object_id, _OBJECTS.c.metadata, _OBJECTS.c.properties).where(
+            _OBJECTS.c.namespace_id == ns, _OBJECTS.c.object_id.in_(object_ids)
+        )
+    ).all()
+    blobs: dict[str, list[_StoredBlob]] = {o.object_id: [] for o in objects}
+    columns = [*(_BLOBS.c[f.name] for f in fields(_StoredBlob)), _BLOBS.c.object_id]
+    stmt = (
+        select(*columns)
+        .where(_BLOBS.c.namespace_id == ns, _BLOBS.c.object_id.in_(list(blobs)))
+        .order_by(_BLOBS.c.object_id, _BLOBS.c.position)
+    )
+    for *values, object_id in session.execute(stmt):
+        blobs[object_id].append(_StoredBlob(*values))
+    stored = {
+        o.object_id: _Stored(o.object_id, ns, o.metadata, o.properties, blobs[o.object_id])
+        for o in objects
+    }
+    keys = {b.storage_key for found in blobs.values() for b in found}
+    return stored, _small_bytes(session, ns, [k for k in keys if in_database(k)])
+
+
+def _small_bytes(session: Session, ns: str, keys: list[str]) -> dict[str, bytes]:
+    """The database-held bytes under these storage keys, in one query."""
     if not keys:
         return {}
-    stmt = select(BlobBytes.storage_key, BlobBytes.data).where(
-        BlobBytes.namespace_id == ns, BlobBytes.storage_key.in_(keys)
+    stmt = select(_BYTES.c.storage_key, _BYTES.c.data).where(
+        _BYTES.c.namespace_id == ns, _BYTES.c.storage_key.in_(keys)
     )
     return {key: data for key, data in session.execute(stmt)}
 
