@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from assay.backends.vector.adaptive import AdaptiveIndex, load_index
 from assay.backends.vector.base import VectorIndex, VectorIndexError
 from assay.documents.vectors import unpack_vector
+from assay.kit.db import table_of
 from assay.models import DocumentVector, VectorLogEntry
 from assay.retrievers.candidates import Candidates
 
@@ -39,14 +40,16 @@ _SAVE_EVERY_S = 60.0  # ...or this long after the first unsaved one
 
 # Every search asks this first (has the index's collection feature changed since it was
 # read?); built once: building the select took ~70 us a search.
+_LOG = table_of(VectorLogEntry)
+# Asked before every search, so of table columns (no ORM step: a third of the time).
 _CHANGES_SINCE = (
-    select(VectorLogEntry.seq, VectorLogEntry.doc_key, VectorLogEntry.op)
+    select(_LOG.c.seq, _LOG.c.doc_key, _LOG.c.op)
     .where(
-        VectorLogEntry.collection_id == bindparam("collection"),
-        VectorLogEntry.feature_uri == bindparam("feature"),
-        VectorLogEntry.seq > bindparam("after"),
+        _LOG.c.collection_id == bindparam("collection"),
+        _LOG.c.feature_uri == bindparam("feature"),
+        _LOG.c.seq > bindparam("after"),
     )
-    .order_by(VectorLogEntry.seq)
+    .order_by(_LOG.c.seq)
 )
 
 
@@ -230,7 +233,7 @@ class FeatureIndexes:
         self, session: Session, collection_id: str, feature_uri: str, entry: _Entry
     ) -> None:
         where = {"collection": collection_id, "feature": feature_uri, "after": entry.seq}
-        changes = session.execute(_CHANGES_SINCE, where).all()
+        changes = session.connection().execute(_CHANGES_SINCE, where).all()
         if not changes:
             return
         # Keys are never reused (a re-extracted document gets a new id), so the net effect

@@ -18,7 +18,6 @@ from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from assay.errors import ValidationFailed
-from assay.models import Collection
 from assay.retrievers.candidates import Candidates
 from assay.retrievers.indexes import FeatureIndex
 from assay.retrievers.queries import QueryEmbedder
@@ -31,13 +30,23 @@ class Hit:
     score: float
 
 
+@dataclass(frozen=True)
+class SearchedCollection:
+    """A collection as a search reads it."""
+
+    collection_id: str
+    extractor_name: str
+    extractor_version: str
+    params: dict[str, Any]
+
+
 @dataclass
 class RunContext:
     """One execution: the namespace's session, its collections, the inputs, the indexes."""
 
     session: Session
     search: SearchRepository
-    collections: list[Collection]
+    collections: list[SearchedCollection]
     inputs: dict[str, Any]
     images: dict[str, bytes]  # image inputs already fetched or decoded, by the string given
     indexes: FeatureIndex
@@ -69,7 +78,7 @@ class RunContext:
             prior = np.intersect1d(Candidates(self.session, query=query).keys(), prior)
         return Candidates.of(prior)
 
-    def features_of(self, collection: Collection) -> frozenset[str]:
+    def features_of(self, collection: SearchedCollection) -> frozenset[str]:
         return self.features.get(collection.collection_id, frozenset())
 
     @property

@@ -6,7 +6,7 @@ import base64
 import binascii
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from assay.collections.repository import CollectionRepository
 from assay.errors import AlreadyExists, NotFound, ValidationFailed
 from assay.extractors.registry import ExtractorRegistry
+from assay.kit.db import table_of
 from assay.kit.fetch import FetchError, FetchPolicy, fetch_to_file
 from assay.kit.ids import new_id
 from assay.kit.paging import SortKey, decode_cursor, encode_cursor, paginate
@@ -23,7 +24,7 @@ from assay.kit.schemas import FilterGroup
 from assay.kit.scratch import process_folder
 from assay.models import Collection, Retriever
 from assay.retrievers.indexes import FeatureIndex
-from assay.retrievers.pipeline import RunContext, run_stages
+from assay.retrievers.pipeline import RunContext, SearchedCollection, run_stages
 from assay.retrievers.queries import QueryEmbedder
 from assay.retrievers.repository import RetrieverRepository, SearchRepository
 from assay.retrievers.schemas import (
@@ -199,26 +200,32 @@ def execute(
     )
 
 
-def _collections(session: Session, namespace_id: str, ids: list[str]) -> list[Collection]:
-    """The plan's collections still there (a deleted one is skipped); none named: all."""
+def _collections(
+    session: Session, namespace_id: str, ids: list[str]
+) -> list[SearchedCollection]:
+    """The plan's collections still there (a deleted one is skipped); none named: all. Read
+    as table rows: a search only reads them."""
     if not ids:
-        repo = CollectionRepository(session, namespace_id)
-        return list(session.scalars(repo.scoped().order_by(Collection.collection_id)))
-    found = {
-        c.collection_id: c
-        for c in session.scalars(_PLAN_COLLECTIONS, {"ns": namespace_id, "ids": list(ids)})
-    }
+        rows = session.execute(_ALL_COLLECTIONS, {"ns": namespace_id})
+        return [SearchedCollection(*row) for row in rows]
+    rows = session.execute(_PLAN_COLLECTIONS, {"ns": namespace_id, "ids": list(ids)})
+    found = {row.collection_id: SearchedCollection(*row) for row in rows}
     return [found[i] for i in ids if i in found]
 
 
+_COLLECTIONS = table_of(Collection)
+_ALL_COLLECTIONS = (
+    select(*(_COLLECTIONS.c[f.name] for f in fields(SearchedCollection)))
+    .where(_COLLECTIONS.c.namespace_id == bindparam("ns"))
+    .order_by(_COLLECTIONS.c.collection_id)
+)
 # A saved plan holds collection ids (checked when it was saved); one prebuilt query for all.
-_PLAN_COLLECTIONS = select(Collection).where(
-    Collection.namespace_id == bindparam("ns"),
-    Collection.collection_id.in_(bindparam("ids", expanding=True)),
+_PLAN_COLLECTIONS = _ALL_COLLECTIONS.where(
+    _COLLECTIONS.c.collection_id.in_(bindparam("ids", expanding=True))
 )
 
 
-def _features(registry: ExtractorRegistry, c: Collection) -> frozenset[str]:
+def _features(registry: ExtractorRegistry, c: SearchedCollection) -> frozenset[str]:
     spec = registry.get(c.extractor_name, c.extractor_version)
     return frozenset(spec.feature_uri(o.name) for o in spec.outputs if o.type == "vector")
 
