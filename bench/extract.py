@@ -401,6 +401,7 @@ def _crop(image: Any) -> Any:
 def extractor_alone(name: str, kind: str, payloads: list[bytes]) -> Callable[[], Timed]:
     """Assay's extractor called as the engine calls it: once per job, on the objects the batch
     service puts in each job (`job_chunks`: like sizes together); models load up front."""
+    from assay.batches.repository import Sized
     from assay.batches.service import job_chunks
     from assay.extractors.base import BlobInput, ObjectInput
     from assay.extractors.builtin.image import ImageExtractor
@@ -414,7 +415,9 @@ def extractor_alone(name: str, kind: str, payloads: list[bytes]) -> Callable[[],
         )
         for i, data in enumerate(payloads)
     }
-    jobs = job_chunks([(object_id, len(payloads[i])) for i, object_id in enumerate(inputs)])
+    jobs = job_chunks(
+        [Sized(object_id, len(payloads[i]), kind == "text") for i, object_id in enumerate(inputs)]
+    )
     impl.extract(inputs["obj_0"], {})  # models load outside the timing
 
     def run() -> Timed:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import itertools
 from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 
+from assay.batches.repository import Sized
 from assay.batches.service import (
     CHUNK,
     JOB_BYTES,
@@ -163,6 +167,46 @@ def settings(settings):  # type: ignore[no-untyped-def]
     return settings.model_copy(update={"workers": 0})  # these tests run the workers inline
 
 
+async def test_small_texts_share_larger_jobs_than_small_images(
+    client: httpx.AsyncClient,
+) -> None:
+    await _setup(client)
+    ctx = client._transport.app.state.ctx  # type: ignore[attr-defined]
+    workers = LocalWorkers(ctx.db, {JOB_KIND: BatchExtraction(ctx.db, ctx.keeper, ctx.registry)})
+    texts = [o for _ in range(3) for o in await _objects(client, 100)]  # 100 a request
+    text_batch = (
+        await client.post("/v1/buckets/b/batches", headers=NS, json={"object_ids": texts})
+    ).json()["batch_id"]
+    await client.post(f"/v1/buckets/b/batches/{text_batch}/submit", headers=NS)
+    assert await workers.run_until_idle() == 2  # SMALL_CHUNK, then the rest
+
+    schema = {"properties": {"pic": {"type": "image", "required": True}}}
+    r = await client.post(
+        "/v1/buckets", headers=NS, json={"bucket_name": "m", "bucket_schema": schema}
+    )
+    assert r.status_code == 200, r.text
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(buffer, format="PNG")  # small in bytes, not in work
+    picture = {
+        "property": "pic",
+        "type": "image",
+        "content": base64.b64encode(buffer.getvalue()).decode(),
+    }
+    body = {"objects": [{"blobs": [picture]} for _ in range(CHUNK + 10)]}
+    r = await client.post("/v1/buckets/m/objects/batch", headers=NS, json=body)
+    assert r.status_code == 200 and r.json()["failed_count"] == 0, r.text
+    images = [o["object_id"] for o in r.json()["succeeded"]]
+    image_batch = (
+        await client.post("/v1/buckets/m/batches", headers=NS, json={"object_ids": images})
+    ).json()["batch_id"]
+    await client.post(f"/v1/buckets/m/batches/{image_batch}/submit", headers=NS)
+    assert await workers.run_until_idle() == 2  # CHUNK, then 10
+    for path, done in (("b/batches/" + text_batch, texts), ("m/batches/" + image_batch, images)):
+        finished = (await client.get(f"/v1/buckets/{path}", headers=NS)).json()
+        assert finished["status"] == "COMPLETED", finished
+        assert finished["progress"]["succeeded"] == len(done)
+
+
 async def test_partial_failures_complete_with_failures_listed_and_retry(
     client: httpx.AsyncClient,
 ) -> None:
@@ -260,17 +304,17 @@ async def test_cancel_stops_queued_work_and_the_task_says_so(client: httpx.Async
 
 def test_jobs_group_objects_of_like_size_within_count_and_byte_bounds() -> None:
     mib = 1024 * 1024
-    texts = [(f"t{i:03}", 100 + (i * 37) % 900) for i in range(300)]
-    pages = [(f"p{i:03}", SMALL_OBJECT_BYTES + 1 + i) for i in range(120)]
-    videos = [("v1", 300 * mib), ("v2", 90 * mib), ("v3", 90 * mib), ("v4", 90 * mib)]
-    everything = [*videos, *pages, *texts]
+    texts = [Sized(f"t{i:03}", 100 + (i * 37) % 900, True) for i in range(300)]
+    thumbnails = [Sized(f"i{i:03}", 2_000 + i, False) for i in range(60)]  # small, not text
+    pages = [Sized(f"p{i:03}", SMALL_OBJECT_BYTES + 1 + i, True) for i in range(120)]
+    videos = [Sized("v1", 300 * mib), Sized("v2", 90 * mib), Sized("v3", 90 * mib)]
+    everything = [*videos, Sized("v4", 90 * mib), *pages, *thumbnails, *texts]
     chunks = job_chunks(everything)
-    assert sorted(o for c in chunks for o in c) == sorted(o for o, _ in everything)
-    size = dict(everything)
-    # Small objects go SMALL_CHUNK to a job; a job with a larger one holds CHUNK at most.
-    assert len(chunks[0]) == SMALL_CHUNK
-    assert all(len(c) <= CHUNK for c in chunks if max(size[o] for o in c) > SMALL_OBJECT_BYTES)
-    assert [len(c) for c in chunks[1:4]] == [CHUNK, CHUNK, CHUNK]
+    assert sorted(o for c in chunks for o in c) == sorted(o.object_id for o in everything)
+    size = {o.object_id: o.size for o in everything}
+    # Texts of a page at most go SMALL_CHUNK to a job; a job with anything else, CHUNK.
+    assert [len(c) for c in chunks[:3]] == [SMALL_CHUNK, CHUNK, CHUNK]
+    assert all(len(c) <= CHUNK for c in chunks[1:])
     # Smallest first: every job's objects are no larger than the next job's.
     for a, b in itertools.pairwise(chunks):
         assert max(size[o] for o in a) <= min(size[o] for o in b)
@@ -278,4 +322,4 @@ def test_jobs_group_objects_of_like_size_within_count_and_byte_bounds() -> None:
     assert chunks[-3][-2:] == ["v2", "v3"] and chunks[-2:] == [["v4"], ["v1"]]
     assert all(sum(size[o] for o in c) <= JOB_BYTES for c in chunks if len(c) > 1)
     # Equal sizes keep their order.
-    assert job_chunks([("b", 5), ("a", 5), ("c", 1)]) == [["c", "b", "a"]]
+    assert job_chunks([Sized("b", 5), Sized("a", 5), Sized("c", 1)]) == [["c", "b", "a"]]

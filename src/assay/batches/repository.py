@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import case, exists, func, insert, select, update
 
 from assay.kit.db import utcnow
 from assay.kit.repository import BucketedRepository
 from assay.models import Batch, BatchItem, Blob, Object
+
+TEXT_TYPES = ("text", "json")
+
+
+class Sized(NamedTuple):
+    """A batch item as jobs are cut: its blobs' bytes, and whether they are all text."""
+
+    object_id: str
+    size: int
+    text_only: bool = False
 
 
 class BatchRepository(BucketedRepository[Batch]):
@@ -58,18 +68,20 @@ class BatchRepository(BucketedRepository[Batch]):
             stmt = stmt.where(BatchItem.status == status)
         return list(self.session.scalars(stmt.order_by(BatchItem.object_id)))
 
-    def object_sizes(self, batch_id: str, status: str | None = None) -> list[tuple[str, int]]:
-        """(object id, bytes of its blobs) of a batch's items, in object id order."""
+    def object_sizes(self, batch_id: str, status: str | None = None) -> list[Sized]:
+        """A batch's items with the bytes of their blobs, in object id order."""
         size = func.coalesce(func.sum(Blob.size_bytes), 0)
+        others = func.coalesce(func.sum(case((Blob.type.in_(TEXT_TYPES), 0), else_=1)), 0)
         stmt = (
-            select(BatchItem.object_id, size)
+            select(BatchItem.object_id, size, others)
             .outerjoin(Blob, Blob.object_id == BatchItem.object_id)
             .where(BatchItem.batch_id == batch_id)
             .group_by(BatchItem.object_id)
         )
         if status is not None:
             stmt = stmt.where(BatchItem.status == status)
-        return [(o, int(n)) for o, n in self.session.execute(stmt.order_by(BatchItem.object_id))]
+        rows = self.session.execute(stmt.order_by(BatchItem.object_id))
+        return [Sized(o, int(n), int(other) == 0) for o, n, other in rows]
 
     def counts(self, batch_id: str) -> dict[str, int]:
         stmt = (

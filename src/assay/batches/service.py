@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from assay.batches import states
-from assay.batches.repository import BatchRepository
+from assay.batches.repository import BatchRepository, Sized
 from assay.batches.schemas import (
     BatchListItem,
     BatchOut,
@@ -23,8 +23,9 @@ from assay.models import Batch, Task
 from assay.objects.service import find_bucket
 
 CHUNK = 50  # objects per job: small enough for progress to move, big enough to amortise
-# Objects no larger than a page of text go 256 to a job: each takes ~1 ms of model time, so a
-# job of 50 spent as much on its own claiming, loading and recording as on the model.
+# Objects of text alone, a page at most, go 256 to a job: each takes a few ms of model time,
+# so a job of 50 spent as much on its own claiming, loading and recording as on the model.
+# (A small image costs as much model time as a large one: bytes say nothing there.)
 SMALL_CHUNK, SMALL_OBJECT_BYTES = 256, 16 * 1024
 JOB_BYTES = 256 * 1024 * 1024  # blob bytes per job, at most (a bigger object has a job alone)
 JOB_KIND = "batch.extract"
@@ -120,7 +121,7 @@ def submit(session: Session, namespace_id: str, bucket_ident: str, batch_id: str
     )
 
 
-def _enqueue(session: Session, batch: Batch, objects: list[tuple[str, int]]) -> None:
+def _enqueue(session: Session, batch: Batch, objects: list[Sized]) -> None:
     for object_ids in job_chunks(objects):
         payload = {
             "batch_id": batch.batch_id,
@@ -130,9 +131,9 @@ def _enqueue(session: Session, batch: Batch, objects: list[tuple[str, int]]) -> 
         jobs.enqueue(session, batch.namespace_id, JOB_KIND, payload)
 
 
-def job_chunks(objects: list[tuple[str, int]]) -> list[list[str]]:
-    """(object id, size) cut into jobs of at most CHUNK objects (SMALL_CHUNK while they are
-    all small) and JOB_BYTES, smallest first.
+def job_chunks(objects: list[Sized]) -> list[list[str]]:
+    """Objects cut into jobs of at most CHUNK objects (SMALL_CHUNK while they are all small
+    texts) and JOB_BYTES, smallest first.
 
     Ordered by size, a job's inputs are alike: a text model pads short texts to their
     neighbours' length, not to a long outlier's, and large media never hold up many small
@@ -141,8 +142,8 @@ def job_chunks(objects: list[tuple[str, int]]) -> list[list[str]]:
     chunks: list[list[str]] = []
     current: list[str] = []
     held = 0
-    for object_id, size in sorted(objects, key=lambda o: o[1]):
-        most = SMALL_CHUNK if size <= SMALL_OBJECT_BYTES else CHUNK
+    for object_id, size, text_only in sorted(objects, key=lambda o: o.size):
+        most = SMALL_CHUNK if text_only and size <= SMALL_OBJECT_BYTES else CHUNK
         if current and (len(current) >= most or held + size > JOB_BYTES):
             chunks.append(current)
             current, held = [], 0
@@ -169,7 +170,7 @@ def retry(session: Session, namespace_id: str, bucket_ident: str, batch_id: str)
     if not failed:
         raise Conflict(f"batch {batch_id} has no failed objects to retry")
     states.move(session, batch, "QUEUED")
-    ids = [object_id for object_id, _ in failed]
+    ids = [o.object_id for o in failed]
     repo.set_items(batch_id, ids, status="PENDING", error_type=None, message=None, attempts=0)
     _enqueue(session, batch, failed)
     return TaskRef(

@@ -200,9 +200,7 @@ def execute(
     )
 
 
-def _collections(
-    session: Session, namespace_id: str, ids: list[str]
-) -> list[SearchedCollection]:
+def _collections(session: Session, namespace_id: str, ids: list[str]) -> list[SearchedCollection]:
     """The plan's collections still there (a deleted one is skipped); none named: all. Read
     as table rows: a search only reads them."""
     if not ids:
