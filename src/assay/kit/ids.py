@@ -5,16 +5,22 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from functools import lru_cache
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # ASCII-ordered
+# Two digits at a time: half the divisions (registration makes three ids per object).
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
 
 
 def _base62(n: int, width: int) -> str:
-    chars = []
-    for _ in range(width):
-        n, r = divmod(n, 62)
-        chars.append(_ALPHABET[r])
-    return "".join(reversed(chars))
+    """The last `width` base62 digits of `n`, most significant first."""
+    pairs = []
+    for _ in range(width // 2):
+        n, r = divmod(n, 3844)
+        pairs.append(_PAIRS[r])
+    if width % 2:
+        pairs.append(_ALPHABET[n % 62])
+    return "".join(reversed(pairs))
 
 
 def random_base62(length: int) -> str:
@@ -27,7 +33,12 @@ def random_base62(length: int) -> str:
 
 def new_id(prefix: str) -> str:
     """A new id such as `obj_0Q3x9abcDEF...`; ids made later sort after earlier ones."""
-    return f"{prefix}_{_base62(time.time_ns() // 1_000_000, 8)}{random_base62(12)}"
+    return f"{prefix}_{_millis(time.time_ns() // 1_000_000)}{random_base62(12)}"
+
+
+@lru_cache(maxsize=4)  # the same millisecond's ids share their time digits
+def _millis(ms: int) -> str:
+    return _base62(ms, 8)
 
 
 def new_hex_id(prefix: str, length: int = 16) -> str:
