@@ -38,10 +38,10 @@ _SAVE_EVERY_CHANGES = 5_000  # save after this many applied changes...
 _SAVE_EVERY_S = 60.0  # ...or this long after the first unsaved one
 
 
-# Every search asks this first (has the index's collection feature changed since it was
-# read?); built once: building the select took ~70 us a search.
 _LOG = table_of(VectorLogEntry)
-# Asked before every search, so of table columns (no ORM step: a third of the time).
+# Every search asks this first (has the index's collection feature changed since it was
+# read?); built once (building the select took ~70 us a search), of table columns (the ORM
+# step took a third of the time).
 _CHANGES_SINCE = (
     select(_LOG.c.seq, _LOG.c.doc_key, _LOG.c.op)
     .where(
