@@ -123,3 +123,26 @@ async def test_idempotency_concurrent_duplicates_run_once(client: httpx.AsyncCli
     assert {r.status_code for r in results} <= {200, 409}
     listed = (await client.get("/v1/buckets/product-catalog/objects", headers=headers)).json()
     assert len(listed["results"]) == 1
+
+
+def test_every_route_is_matched_on_the_app_itself(tmp_path) -> None:
+    # FastAPI keeps an included router as a layer of its own, matched twice per request;
+    # `include_flat` puts the routes on the app, in the domains' order, with the error
+    # responses every route documents.
+    from fastapi.routing import APIRoute
+
+    from assay.api import DOMAIN_ROUTERS
+    from assay.kit.openapi import ERROR_RESPONSES
+
+    app = create_app(Settings(data_dir=tmp_path, admin_key=ADMIN_KEY, workers=0))
+    api_routes = [r for r in app.router.routes if isinstance(r, APIRoute)]
+    declared = [r for router in DOMAIN_ROUTERS for r in router.routes]
+    assert [(r.path, r.methods) for r in api_routes[-len(declared) :]] == [
+        (r.path, r.methods) for r in declared
+    ]
+    first = api_routes[-len(declared)]
+    assert first.path == "/v1/buckets/{bucket_identifier}/objects" and first.methods == {"POST"}
+    assert set(ERROR_RESPONSES) <= set(first.responses)
+    # The web console's router (static pages) may stay included: it is matched after the API.
+    nested = [i for i, r in enumerate(app.router.routes) if not hasattr(r, "path")]
+    assert nested in ([], [len(app.router.routes) - 1])

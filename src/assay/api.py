@@ -10,6 +10,7 @@ from assay.batches import endpoints as batches
 from assay.buckets import endpoints as buckets
 from assay.collections import endpoints as collections
 from assay.kit.openapi import ERROR_RESPONSES
+from assay.kit.routing import include_flat
 from assay.namespaces import endpoints as namespaces
 from assay.objects import endpoints as objects
 from assay.retrievers import endpoints as retrievers
@@ -39,7 +40,7 @@ DOMAIN_ROUTERS = (
 
 
 def include_routes(app: FastAPI) -> None:
-    """Mount every router on the app itself (one level: route matching is per request)."""
-    app.include_router(health.router)
+    """Put every router's routes on the app itself (one level: route matching is per request)."""
+    include_flat(app, health.router)
     for router in DOMAIN_ROUTERS:
-        app.include_router(router, responses=ERROR_RESPONSES)
+        include_flat(app, router, ERROR_RESPONSES)
