@@ -79,8 +79,10 @@ def _serve(kind: str, port: int, data_dir: str, database_url: str) -> None:
         app = _minimal_app()
     else:
         from assay.config import Settings
+        from assay.kit import memory
         from assay.main import create_app
 
+        memory.tune_for_serving()  # as `assay serve` does
         settings = Settings(data_dir=Path(data_dir), admin_key=ADMIN_KEY, database_url=database_url)
         app = create_app(settings)
     uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)

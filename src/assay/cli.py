@@ -17,7 +17,7 @@ from assay import cli_client, cli_ingest, cli_ops
 from assay.auth import service as auth_service
 from assay.cli_settings import DataDir, LogFormat, LogLevel, server_settings
 from assay.errors import AppError
-from assay.kit import logs
+from assay.kit import logs, memory
 from assay.kit.db import (
     Database,
 )
@@ -46,6 +46,7 @@ def serve(
     console.print(
         f"[bold]Assay[/] on http://{settings.host}:{settings.port}  data: {settings.data_dir}"
     )
+    memory.tune_for_serving()
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -78,6 +79,7 @@ def worker(
     if engine not in (None, "local", "ray"):
         raise typer.BadParameter("local or ray", param_hint="--engine")
     settings = server_settings(data_dir, existing=True, engine=engine, ray_address=ray_address)
+    memory.tune_for_serving()
     ctx = prepare(settings)
     if metrics_port is not None:
         from prometheus_client import start_http_server
@@ -89,6 +91,7 @@ def worker(
     async def run() -> None:
         background = Background(ctx, concurrency)
         background.start()
+        memory.freeze_heap()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -19,6 +19,7 @@ from assay.console import include_console
 from assay.context import AppContext
 from assay.errors import AppError
 from assay.idempotency.middleware import IdempotencyMiddleware
+from assay.kit import memory
 from assay.kit.middleware import BodyLimitMiddleware, InternalErrorMiddleware
 from assay.kit.requestlog import RequestLogMiddleware
 from assay.migrations.runner import upgrade_to_head
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         background = Background(ctx, settings.workers) if settings.workers else None
         if background is not None:
             background.start()
+        memory.freeze_heap()  # what start-up built lives as long as the app
         try:
             yield
         finally:

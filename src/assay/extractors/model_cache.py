@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from assay.kit.memory import freeze_heap
+
 T = TypeVar("T")
 
 
@@ -32,6 +34,7 @@ class ModelCache:
         with self._lock(name):
             if name not in self._models:
                 self._models[name] = load()
+                freeze_heap()  # a model's objects live as long as the process
             return self._models[name]
 
     def loaded(self) -> list[str]:
