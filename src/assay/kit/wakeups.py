@@ -34,8 +34,9 @@ log = logging.getLogger("assay.wakeups")
 
 JOBS = "jobs"  # a job was enqueued or became due again
 EVENTS = "events"  # an event entered the webhook outbox
-CHANNELS = (JOBS, EVENTS)
-PREFIX = "assay_"  # PostgreSQL channel names: assay_jobs, assay_events
+WEBHOOKS = "webhooks"  # a webhook was created or turned on
+CHANNELS = (JOBS, EVENTS, WEBHOOKS)
+PREFIX = "assay_"  # PostgreSQL channel names: assay_jobs, assay_events, assay_webhooks
 
 _INFO_KEY = "assay.wakeups"  # session.info: the Wakeups of the session's Database
 _PENDING_KEY = "assay.wakeups.pending"  # session.info: channels notified, per transaction

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Row, Select, String, cast, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -83,14 +83,21 @@ class Claimed:
     data: dict[str, Any]
 
 
+class Waiting(NamedTuple):
+    events: bool  # events wait for fan-out
+    due: bool  # deliveries are due
+    hooks: bool  # some webhook, in any namespace, is active
+
+
 class DispatchRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def work_waiting(self, now: dt.datetime) -> tuple[bool, bool]:
-        """Whether events wait for fan-out, and whether deliveries are due (cheap reads)."""
+    def work_waiting(self, now: dt.datetime) -> Waiting:
+        """Cheap reads: whether events wait for fan-out, deliveries are due, webhooks listen."""
         d = WebhookDelivery
         events = select(Event.event_id).where(Event.dispatched_at.is_(None)).limit(1)
+        hooks = select(Webhook.webhook_id).where(Webhook.is_active.is_(True)).limit(1)
         due = (
             select(d.delivery_id)
             .join(Webhook, Webhook.webhook_id == d.webhook_id)
@@ -102,9 +109,10 @@ class DispatchRepository:
             )
             .limit(1)
         )
-        return (
-            self.session.scalar(events) is not None,
-            self.session.scalar(due) is not None,
+        return Waiting(
+            events=self.session.scalar(events) is not None,
+            due=self.session.scalar(due) is not None,
+            hooks=self.session.scalar(hooks) is not None,
         )
 
     def undispatched_events(self, limit: int) -> list[Row[Any]]:

@@ -11,7 +11,7 @@ from assay.kit.db import utcnow
 from assay.kit.fetch import FetchError, checked_url, resolve_checked
 from assay.kit.ids import new_hex_id, new_id, random_base62
 from assay.kit.paging import SortKey, paginate
-from assay.kit.wakeups import EVENTS, notify
+from assay.kit.wakeups import EVENTS, WEBHOOKS, notify
 from assay.models import Webhook, WebhookDelivery
 from assay.webhooks.repository import WebhookRepository
 from assay.webhooks.schemas import (
@@ -70,6 +70,8 @@ def create(session: Session, namespace_id: str, body: WebhookCreate, url: str) -
             is_active=body.is_active,
         )
     )
+    if webhook.is_active:
+        notify(session, WEBHOOKS)  # a dispatcher spacing its rounds for nobody stops waiting
     out = to_out(webhook, body.warnings())
     return WebhookCreated(**out.model_dump(exclude={"channels"}), secret=webhook.secret)
 
@@ -92,6 +94,8 @@ def patch(
     if body.webhook_name is not None:
         webhook.webhook_name = body.webhook_name
     if body.is_active is not None:
+        if body.is_active and not webhook.is_active:
+            notify(session, WEBHOOKS)
         webhook.is_active = body.is_active
     session.flush()
     return to_out(webhook)
