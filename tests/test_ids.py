@@ -33,3 +33,14 @@ def test_ids_carry_their_prefix_and_sort_by_creation_time() -> None:
     assert all(first < i for i in later)
     assert len(set(later)) == 50  # the same millisecond's ids differ in their random part
     assert len(random_base62(40)) == 40
+
+
+def test_random_characters_are_uniform_over_the_alphabet() -> None:
+    # Bytes of 248 and more are dropped, so no character is likelier than another (a byte
+    # taken modulo 62 would make the first 8 a quarter likelier than the rest).
+    drawn = "".join(random_base62(40) for _ in range(5_000))
+    counts = {c: drawn.count(c) for c in _ALPHABET}
+    expected = len(drawn) / 62
+    assert set(drawn) == set(_ALPHABET)
+    assert all(abs(n - expected) < 0.1 * expected for n in counts.values()), counts
+    assert {len(random_base62(n)) for n in (1, 12, 40, 200)} == {1, 12, 40, 200}

@@ -176,3 +176,29 @@ def test_a_failed_insert_raises_as_sqlalchemy_does(tmp_path: Path) -> None:
             db.write_sync(lambda s: insert_object_rows(s, *_rows()))
     finally:
         db.close()
+
+
+def test_timestamps_shared_and_alternating_are_each_stored_as_given(tmp_path: Path) -> None:
+    # A timestamp's bind processor keeps its last value (a group's rows share one `now`):
+    # the same object again, another one, then the first again must each be stored as given.
+    other = NOW + dt.timedelta(microseconds=1)
+    stamps = [NOW, NOW, other, NOW, other, other, NOW]
+    db = _database(tmp_path / "a.db")
+    try:
+
+        def write(session: Any) -> None:
+            _parents(session)
+            objects, _, _ = _rows()
+            rows = [
+                {**objects[0], "object_id": f"obj_{i}", "created_at": NOW, "updated_at": at}
+                for i, at in enumerate(stamps)
+            ]
+            insert_rows(session, table_of(Object), rows)
+
+        db.write_sync(write)
+    finally:
+        db.close()
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        stored = [r[0] for r in conn.execute("SELECT updated_at FROM objects ORDER BY rowid")]
+    text = {NOW: "2026-11-30 22:10:05.123456", other: "2026-11-30 22:10:05.123457"}
+    assert stored == [text[at] for at in stamps]

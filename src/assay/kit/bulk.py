@@ -20,7 +20,7 @@ from functools import cache, lru_cache, partial
 from typing import Any
 
 import orjson
-from sqlalchemy import Dialect, Table, TextClause, bindparam, insert, text
+from sqlalchemy import DateTime, Dialect, Table, TextClause, bindparam, insert, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -121,9 +121,7 @@ def _sqlite_insert(
         stmt = stmt.on_conflict_do_nothing()
     compiled = stmt.compile(dialect=dialect)
     assert tuple(compiled.positiontup or ()) == names, (compiled.positiontup, names)
-    processors = [
-        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-    ]
+    processors = [_bind_processor(table.c[name].type, dialect) for name in names]
     given = tuple(zip(columns, processors, strict=False))
     defaulted = tuple(zip(defaults, processors[len(columns) :], strict=True))
     return _SqliteInsert(str(compiled), given, defaulted)
@@ -131,6 +129,31 @@ def _sqlite_insert(
 
 def _constant(value: Any) -> Any:
     return value
+
+
+def _bind_processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The column's bind processor; a timestamp's remembers its last value, because a
+    group of rows is stamped with one `now` (SQLite's processor formats text in Python,
+    ~2.4 µs a value, four times per registered object)."""
+    process = column_type.dialect_impl(dialect).bind_processor(dialect)
+    is_timestamp = isinstance(getattr(column_type, "impl", column_type), DateTime)
+    return _last_value_kept(process) if process is not None and is_timestamp else process
+
+
+def _last_value_kept(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    last: tuple[Any, Any] = (object(), None)  # (value, processed): replaced whole, so threads
+    # sharing the compiled statement never see one value with another's result
+
+    def convert(value: Any) -> Any:
+        nonlocal last
+        seen, result = last
+        if value is seen:  # the same (immutable) datetime object
+            return result
+        result = process(value)
+        last = (value, result)
+        return result
+
+    return convert
 
 
 @cache

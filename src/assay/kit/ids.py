@@ -23,12 +23,21 @@ def _base62(n: int, width: int) -> str:
     return "".join(reversed(pairs))
 
 
+# A random byte below 248 (= 4 x 62) is one base62 character, each exactly as likely as
+# the others; a byte of 248 or more is dropped (1 in 32).
+_CHAR_OF_BYTE = bytes(ord(_ALPHABET[b % 62]) for b in range(256))
+_UNEVEN_BYTES = bytes(range(248, 256))
+
+
 def random_base62(length: int) -> str:
-    """Cryptographically random base62 string."""
-    # One read of the OS's randomness instead of one per character; the modulo bias of
-    # 8 extra bits over 62**length is below 1 %, irrelevant for ids and secrets of this length.
-    n = int.from_bytes(secrets.token_bytes((length * 6 + 7) // 8 + 1), "big")
-    return _base62(n % 62**length, length)
+    """Cryptographically random base62 string, every character uniform."""
+    # Bytes translated in C, with a few to spare for the dropped ones: ~4x faster than
+    # base62 digits of one big random number (registration makes three ids per object).
+    chars = b""
+    while len(chars) < length:
+        drawn = secrets.token_bytes(length + 4 + length // 8)
+        chars += drawn.translate(_CHAR_OF_BYTE, _UNEVEN_BYTES)
+    return chars[:length].decode("ascii")
 
 
 def new_id(prefix: str) -> str:
