@@ -606,8 +606,10 @@ async def test_with_no_webhook_active_a_stream_of_events_costs_few_rounds(
     stop.set()
     await asyncio.wait_for(task, 5)
     # ~40 events ~10 ms apart: a first round finds nothing, the one the first event wakes
-    # handles what has come by then, and the next would start only after the 1 s gap.
-    assert len(rounds) == 2, rounds
+    # handles what has come by then, and the next would start only after the 1 s gap. On
+    # PostgreSQL the listener's first connect wakes every channel once (it may have missed
+    # something while connecting): one more round. Rounds 25 ms apart would be ~24.
+    assert 2 <= len(rounds) <= 3, rounds
 
 
 async def test_a_webhook_created_during_the_wide_gap_hears_the_next_event_promptly(
