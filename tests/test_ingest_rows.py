@@ -202,3 +202,36 @@ def test_timestamps_shared_and_alternating_are_each_stored_as_given(tmp_path: Pa
         stored = [r[0] for r in conn.execute("SELECT updated_at FROM objects ORDER BY rowid")]
     text = {NOW: "2026-11-30 22:10:05.123456", other: "2026-11-30 22:10:05.123457"}
     assert stored == [text[at] for at in stamps]
+
+
+def test_a_prebuilt_update_through_the_driver_stores_what_sqlalchemy_stores(
+    tmp_path: Path,
+) -> None:
+    # `kit/bulk.execute` (the bucket counters, once per group commit): the same row as
+    # SQLAlchemy's own execution, `updated_at` (an `onupdate` SQLAlchemy fills) included.
+    from assay.buckets.repository import _ADD_STATS
+    from assay.kit.bulk import execute
+
+    params = {"b_id": "bkt_1", "ns_id": "ns_1", "n": 3, "size": 2**40}
+    missing = {**params, "b_id": "bkt_gone"}
+    matched = {}
+    for name, run in (
+        ("fast", lambda s, p: execute(s, _ADD_STATS, p)),
+        ("plain", lambda s, p: s.execute(_ADD_STATS, p).rowcount),
+    ):
+        db = _database(tmp_path / f"{name}.db")
+        try:
+            db.write_sync(_parents)
+            matched[name] = db.write_sync(lambda s, run=run: (run(s, params), run(s, missing)))
+        finally:
+            db.close()
+    assert matched == {"fast": (1, 0), "plain": (1, 0)}
+    fast, plain = (_stored(tmp_path / f"{n}.db", "buckets") for n in ("fast", "plain"))
+    with sqlite3.connect(tmp_path / "fast.db") as conn:
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(buckets)")]
+    stamps = [2 * columns.index(c) for c in ("created_at", "updated_at")]
+    keep = [i for i in range(len(fast[0])) if i not in stamps]  # times differ, not their form
+    assert [[row[i] for i in keep] for row in fast] == [[row[i] for i in keep] for row in plain]
+    (row,) = fast
+    assert row[2 * columns.index("object_count")] == 3
+    assert row[stamps[1]] > row[stamps[0]]  # touched by the update, stored as text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, func, select, update
 
 from assay.documents.writer import DocumentWriter
+from assay.kit import bulk
 from assay.kit.db import table_of
 from assay.kit.repository import NamespacedRepository
 from assay.models import Bucket
@@ -35,8 +36,7 @@ class BucketRepository(NamespacedRepository[Bucket]):
     def add_stats(self, bucket_id: str, objects: int, size_bytes: int) -> bool:
         """Keep object_count and total_size_bytes current; False if the bucket is gone."""
         params = {"b_id": bucket_id, "ns_id": self.namespace_id, "n": objects, "size": size_bytes}
-        result = self.session.execute(_ADD_STATS, params)
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(bulk.execute(self.session, _ADD_STATS, params))
 
 
 _table = table_of(Bucket)

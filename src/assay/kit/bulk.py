@@ -10,6 +10,9 @@ document, serialised by orjson in C, through `INSERT … SELECT … FROM
 json_to_recordset(:rows) AS r(column type, …)`: one short statement, the same text every time,
 one parameter; PostgreSQL reads each value with its column type's input function (vectors
 as pgvector's `[x, y]`, bytes as `\\x` hex, timestamps as RFC 3339).
+
+`execute` runs a prebuilt UPDATE or DELETE the same way on SQLite: compiled once, through the
+driver.
 """
 
 from __future__ import annotations
@@ -56,6 +59,57 @@ def insert_rows(
         rows = [{**row, **{n: _array(row[n]) for n in vectors}} for row in rows]
     document = orjson.dumps(rows, default=_bytes_text, option=_JSON_OPTIONS).decode()
     session.execute(_json_insert(table, columns, skip_duplicates, dialect), {"rows": document})
+
+
+def execute(session: Session, statement: Any, params: dict[str, Any]) -> int:
+    """Run a prebuilt statement (an UPDATE or DELETE built once at import) with `params`;
+    returns the rows it matched. On SQLite through the driver, compiled once: SQLAlchemy's
+    execution path costs ~100 µs a call on this machine, ten times SQLite's own work for a
+    one-row UPDATE, and registration runs one per group commit. Pending ORM changes are
+    flushed first, as `session.execute` would."""
+    session.flush()
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        result: Any = connection.execute(statement, params)
+        return int(result.rowcount)
+    sql, binds = _sqlite_statement(connection.dialect, statement)
+    values = []
+    for name, process, make in binds:
+        value = params[name] if make is None else make()
+        values.append(value if process is None else process(value))
+    cursor = connection.connection.cursor()
+    dbapi_error = connection.dialect.loaded_dbapi.Error
+    try:
+        cursor.execute(sql, values)
+        return int(cursor.rowcount)
+    except dbapi_error as exc:  # as SQLAlchemy raises it
+        raise DBAPIError.instance(sql, values, exc, dbapi_error) from exc
+    finally:
+        cursor.close()
+
+
+@lru_cache(maxsize=64)  # by dialect and statement (statements are built once, at import)
+def _sqlite_statement(dialect: Dialect, statement: Any) -> tuple[str, tuple[_Bind, ...]]:
+    """The statement's SQL and its parameters in order: each name, bind processor and, for a
+    column SQLAlchemy fills itself (an `onupdate` such as `updated_at`), its default."""
+    compiled = statement.compile(dialect=dialect)
+    filled = {c.key: c.default for c in compiled.insert_prefetch}
+    filled |= {c.key: c.onupdate for c in compiled.update_prefetch}
+    binds = []
+    for name in compiled.positiontup or ():
+        default, make = filled.get(name), None
+        if default is not None:
+            make = (
+                partial(default.arg, None)
+                if default.is_callable
+                else partial(_constant, default.arg)
+            )
+        processor = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+        binds.append((name, processor, make))
+    return str(compiled), tuple(binds)
+
+
+_Bind = tuple[str, Callable[[Any], Any] | None, Callable[[], Any] | None]
 
 
 def _sqlite_rows(
