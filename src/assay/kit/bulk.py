@@ -97,15 +97,9 @@ def _sqlite_statement(dialect: Dialect, statement: Any) -> tuple[str, tuple[_Bin
     filled |= {c.key: c.onupdate for c in compiled.update_prefetch}
     binds = []
     for name in compiled.positiontup or ():
-        default, make = filled.get(name), None
-        if default is not None:
-            make = (
-                partial(default.arg, None)
-                if default.is_callable
-                else partial(_constant, default.arg)
-            )
-        processor = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-        binds.append((name, processor, make))
+        default = filled.get(name)
+        make = None if default is None else _python_default(default)
+        binds.append((name, _bind_processor(compiled.binds[name].type, dialect), make))
     return str(compiled), tuple(binds)
 
 
@@ -162,13 +156,10 @@ def _sqlite_insert(
     left_out = [c for c in table.columns if c.name not in columns and c.default is not None]
     defaults: list[Callable[[], Any]] = []
     for column in left_out:
-        default: Any = column.default
-        if default.is_callable:  # SQLAlchemy's wrapper of the model's function takes a context
-            defaults.append(partial(default.arg, None))
-        elif default.is_scalar:
-            defaults.append(partial(_constant, default.arg))
-        else:
+        make = _python_default(column.default)
+        if make is None:
             return None
+        defaults.append(make)
     names = (*columns, *(c.name for c in left_out))
     stmt: Any = sqlite.insert(table).values({name: bindparam(name) for name in names})
     if skip_duplicates:
@@ -183,6 +174,16 @@ def _sqlite_insert(
 
 def _constant(value: Any) -> Any:
     return value
+
+
+def _python_default(default: Any) -> Callable[[], Any] | None:
+    """A column default (or `onupdate`) as SQLAlchemy computes it in Python; None for one
+    computed by the database (SQL)."""
+    if default.is_callable:  # SQLAlchemy's wrapper of the model's function takes a context
+        return partial(default.arg, None)
+    if default.is_scalar:
+        return partial(_constant, default.arg)
+    return None
 
 
 def _bind_processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
@@ -232,13 +233,11 @@ def _python_defaults(table: Table, columns: tuple[str, ...]) -> list[tuple[str, 
     for an `insert()`): their values are made here, since the statement is plain SQL."""
     found: list[tuple[str, Callable[[], Any]]] = []
     for column in table.columns:
-        default = column.default
-        if column.name in columns or default is None:
+        if column.name in columns or column.default is None:
             continue
-        if default.is_scalar:
-            found.append((column.name, lambda value=default.arg: value))  # type: ignore[attr-defined,misc]
-        elif default.is_callable:
-            found.append((column.name, lambda fn=default.arg: fn(None)))  # type: ignore[attr-defined,misc]
+        make = _python_default(column.default)
+        if make is not None:
+            found.append((column.name, make))
     return found
 
 
