@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 from assay.kit import memory
 
@@ -29,14 +28,20 @@ asyncio.run(start(create_app(settings)))
 """
 
 
-def _probe(tuned: bool) -> tuple[int, int]:
-    out = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(tuned=tuned)],
+def _printed(code: str) -> list[str]:
+    """What `code` prints, run in a fresh interpreter."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         check=True,
         cwd=tempfile.gettempdir(),
-    ).stdout.split()
+    )
+    return done.stdout.split()
+
+
+def _probe(tuned: bool) -> tuple[int, int]:
+    out = _printed(_PROBE.format(tuned=tuned))
     return int(out[-2]), int(out[-1])
 
 
@@ -50,7 +55,7 @@ def test_an_app_in_a_test_run_leaves_the_collector_alone() -> None:
     assert _probe(tuned=False) == (0, 700)
 
 
-def test_a_model_load_freezes_the_loaded_model_in_a_serving_process(tmp_path: Path) -> None:
+def test_a_model_load_freezes_the_loaded_model_in_a_serving_process() -> None:
     probe = """
 import gc
 from assay.kit import memory
@@ -61,7 +66,4 @@ before = gc.get_freeze_count()
 model = cache.get("m", lambda: [[i] for i in range(10_000)])
 print(gc.get_freeze_count() - before)
 """
-    out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path
-    ).stdout
-    assert int(out.split()[-1]) >= 10_000
+    assert int(_printed(probe)[-1]) >= 10_000
