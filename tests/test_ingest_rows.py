@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from assay.errors import Conflict
@@ -235,3 +235,37 @@ def test_a_prebuilt_update_through_the_driver_stores_what_sqlalchemy_stores(
     (row,) = fast
     assert row[2 * columns.index("object_count")] == 3
     assert row[stamps[1]] > row[stamps[0]]  # touched by the update, stored as text
+
+
+def test_a_prebuilt_select_through_the_driver_reads_what_sqlalchemy_reads(
+    tmp_path: Path,
+) -> None:
+    # `kit/bulk.first` (whether a namespace has an active webhook, per group of events): the
+    # statement's own LIMIT goes with it, and the answer is SQLAlchemy's.
+    from assay.kit.bulk import first
+
+    stmt = (
+        select(Bucket.bucket_name, Bucket.object_count)
+        .where(Bucket.namespace_id == bindparam("ns_id"))
+        .order_by(Bucket.bucket_name)
+        .limit(1)
+    )
+    db = _database(tmp_path / "a.db")
+    try:
+        db.write_sync(_parents)
+        db.write_sync(
+            lambda s: s.add(Bucket(bucket_id="bkt_2", namespace_id="ns_1", bucket_name="a"))
+        )
+        read = {
+            ns: db.read_sync(
+                lambda s, ns=ns: (
+                    first(s, stmt, {"ns_id": ns}),
+                    s.execute(stmt, {"ns_id": ns}).first(),
+                )
+            )
+            for ns in ("ns_1", "ns_gone")
+        }
+    finally:
+        db.close()
+    assert read["ns_1"] == (("a", 0), ("a", 0))
+    assert read["ns_gone"] == (None, None)

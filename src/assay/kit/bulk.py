@@ -11,8 +11,8 @@ json_to_recordset(:rows) AS r(column type, …)`: one short statement, the same 
 one parameter; PostgreSQL reads each value with its column type's input function (vectors
 as pgvector's `[x, y]`, bytes as `\\x` hex, timestamps as RFC 3339).
 
-`execute` runs a prebuilt UPDATE or DELETE the same way on SQLite: compiled once, through the
-driver.
+`execute` runs a prebuilt UPDATE or DELETE, and `first` a prebuilt SELECT, the same way on
+SQLite: compiled once, through the driver.
 """
 
 from __future__ import annotations
@@ -67,11 +67,23 @@ def execute(session: Session, statement: Any, params: dict[str, Any]) -> int:
     execution path costs ~100 µs a call on this machine, ten times SQLite's own work for a
     one-row UPDATE, and registration runs one per group commit. Pending ORM changes are
     flushed first, as `session.execute` would."""
+    return int(_run_prebuilt(session, statement, params, lambda cursor: cursor.rowcount))
+
+
+def first(session: Session, statement: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """`execute` for a prebuilt SELECT: its first row, None when there is none."""
+    row = _run_prebuilt(session, statement, params, lambda cursor: cursor.fetchone())
+    return None if row is None else tuple(row)
+
+
+def _run_prebuilt(
+    session: Session, statement: Any, params: dict[str, Any], result: Callable[[Any], Any]
+) -> Any:
+    """`result(cursor)` of `statement` run with `params` (a SQLAlchemy result elsewhere)."""
     session.flush()
     connection = session.connection()
     if connection.dialect.name != "sqlite":
-        result: Any = connection.execute(statement, params)
-        return int(result.rowcount)
+        return result(connection.execute(statement, params))
     sql, binds = _sqlite_statement(connection.dialect, statement)
     values = []
     for name, process, make in binds:
@@ -81,7 +93,7 @@ def execute(session: Session, statement: Any, params: dict[str, Any]) -> int:
     dbapi_error = connection.dialect.loaded_dbapi.Error
     try:
         cursor.execute(sql, values)
-        return int(cursor.rowcount)
+        return result(cursor)
     except dbapi_error as exc:  # as SQLAlchemy raises it
         raise DBAPIError.instance(sql, values, exc, dbapi_error) from exc
     finally:
@@ -91,15 +103,18 @@ def execute(session: Session, statement: Any, params: dict[str, Any]) -> int:
 @lru_cache(maxsize=64)  # by dialect and statement (statements are built once, at import)
 def _sqlite_statement(dialect: Dialect, statement: Any) -> tuple[str, tuple[_Bind, ...]]:
     """The statement's SQL and its parameters in order: each name, bind processor and, for a
-    column SQLAlchemy fills itself (an `onupdate` such as `updated_at`), its default."""
+    column SQLAlchemy fills itself (an `onupdate` such as `updated_at`) or a value the
+    statement holds (a LIMIT), how to make its value."""
     compiled = statement.compile(dialect=dialect)
     filled = {c.key: c.default for c in compiled.insert_prefetch}
     filled |= {c.key: c.onupdate for c in compiled.update_prefetch}
     binds = []
     for name in compiled.positiontup or ():
-        default = filled.get(name)
+        default, bind = filled.get(name), compiled.binds[name]
         make = None if default is None else _python_default(default)
-        binds.append((name, _bind_processor(compiled.binds[name].type, dialect), make))
+        if make is None and bind.value is not None:
+            make = partial(_constant, bind.value)
+        binds.append((name, _bind_processor(bind.type, dialect), make))
     return str(compiled), tuple(binds)
 
 

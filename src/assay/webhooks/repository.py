@@ -12,9 +12,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, Select, String, cast, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Row,
+    Select,
+    String,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
+from assay.kit import bulk
 from assay.kit.repository import NamespacedRepository
 from assay.models import Event, Webhook, WebhookDelivery
 from assay.webhooks.schemas import ALL_EVENTS, PENDING
@@ -46,6 +59,11 @@ class WebhookRepository(NamespacedRepository[Webhook]):
             )
         return stmt
 
+    def any_active(self) -> bool:
+        """Whether an active webhook listens in this namespace (one indexed lookup, run for
+        every group of events written, so through `kit/bulk`)."""
+        return bulk.first(self.session, _ANY_ACTIVE, {"ns_id": self.namespace_id}) is not None
+
     def count(self, stmt: Select[Webhook]) -> int:
         return int(self.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
 
@@ -63,6 +81,13 @@ class WebhookRepository(NamespacedRepository[Webhook]):
         self.session.add(delivery)
         self.session.flush()
         return delivery
+
+
+_ANY_ACTIVE = (
+    select(Webhook.webhook_id)
+    .where(Webhook.namespace_id == bindparam("ns_id"), Webhook.is_active.is_(True))
+    .limit(1)
+)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, computed_field, field_validator, model_validator
 
-from assay.events.outbox import EVENT_TYPES
+from assay.events.types import EVENT_TYPES
 from assay.kit.schemas import ListRequest, Page, RequestSchema, Schema
 
 ALL_EVENTS = "*"
