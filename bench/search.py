@@ -460,7 +460,7 @@ def load_documents(data_dir: Path, setup: Setup, vectors: np.ndarray, chunk: int
     from sqlalchemy import insert
 
     from assay.collections.vectors import pack_vector
-    from assay.kit.db import make_engine
+    from assay.kit.engines import make_engine
     from assay.kit.ids import int_key
     from assay.models import Document, DocumentVector
 
@@ -524,7 +524,7 @@ def assay_build(data_dir: Path, setup: Setup, exact_below: int | None) -> Build:
     from sqlalchemy.orm import Session
 
     from assay.config import Settings
-    from assay.kit.db import make_engine
+    from assay.kit.engines import make_engine
     from assay.retrievers.indexes import FeatureIndexes
 
     limit = Settings(data_dir=data_dir).exact_search_below if exact_below is None else exact_below

@@ -25,7 +25,7 @@ from assay.engine.local import LocalWorkers
 from assay.extractors.base import Extractor, ObjectInput
 from assay.extractors.builtin.catalogue import MULTIMODAL, TEXT, TEXT_DIM
 from assay.extractors.registry import ExtractorRegistry
-from assay.kit.db import make_engine
+from assay.kit.engines import make_engine
 from assay.migrations.runner import alembic_config, upgrade_to_head
 from assay.models import (
     Bucket,

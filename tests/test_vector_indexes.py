@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from assay.documents.log import log_vectors
 from assay.documents.text import index_texts
 from assay.documents.vectors import pack_vector
-from assay.kit.db import make_engine
+from assay.kit.engines import make_engine
 from assay.kit.ids import int_key, new_id
 from assay.migrations.runner import upgrade_to_head
 from assay.models import Bucket, Document, DocumentVector, Namespace, Object
@@ -179,7 +179,7 @@ _WRITER = textwrap.dedent(
     """
     import sys, numpy as np
     from sqlalchemy.orm import Session
-    from assay.kit.db import make_engine
+    from assay.kit.engines import make_engine
     from assay.retrievers.indexes import FeatureIndexes
     import assay.retrievers.indexes as mod
     from tests.test_vector_indexes import COLLECTION, DIMS, URI, add_documents, delete_documents

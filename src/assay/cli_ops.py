@@ -15,7 +15,8 @@ from assay.backends.blob.base import BlobStore
 from assay.backends.blob.factory import make_blob_store
 from assay.cli_settings import DataDir, server_settings
 from assay.config import Settings
-from assay.kit.db import Database, DatabaseUnreachable, check_reachable
+from assay.kit.db import Database
+from assay.kit.engines import DatabaseUnreachable, check_reachable
 from assay.maintenance.backup import Backup, BackupError
 from assay.maintenance.postgres import ToolFailed, ToolMissing
 from assay.maintenance.restore import Restore

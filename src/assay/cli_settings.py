@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from assay.config import Settings
-from assay.kit.db import DatabaseUnreachable, check_reachable, has_assay_schema, masked_url
+from assay.kit.engines import DatabaseUnreachable, check_reachable, has_assay_schema, masked_url
 
 console = Console(stderr=True)
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from assay.errors import Conflict, NotFound
-from assay.kit.db import Database
+from assay.kit.db import Database, _CommitPacer
 from assay.migrations.runner import upgrade_to_head
 from assay.models import Namespace
 
@@ -99,3 +99,68 @@ async def test_a_lock_held_by_another_process_never_blocks_the_loop(db: Database
         other.close()
     assert await asyncio.wait_for(pending, 5) == "waits"
     assert await db.read(_count) == 1
+
+
+def test_the_pacer_holds_a_small_group_only_right_after_a_larger_commit() -> None:
+    pacer = _CommitPacer()
+    pacer.queued = 1
+    assert pacer.hold_s(now=0.0) == 0  # nothing committed yet: an idle server never waits
+    pacer.took(1)
+    pacer.committed(now=0.0)
+    pacer.queued = 1
+    assert pacer.hold_s(now=0.0005) == 0  # a lone client: groups of one never wait
+    pacer.queued = 5
+    pacer.took(5)
+    pacer.committed(now=1.0)
+    pacer.queued = 2
+    assert pacer.hold_s(now=1.0005) == _CommitPacer.HOLD_S  # smaller than the last five
+    assert pacer.hold_s(now=1.0 + 2 * _CommitPacer.BUSY_S) == 0  # the load has gone
+    pacer.queued = 5
+    assert pacer.hold_s(now=1.0005) == 0  # made up
+
+
+async def test_a_held_group_commits_as_soon_as_it_has_gathered(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Wide windows, so that only the gathering (not the machine's speed) decides.
+    monkeypatch.setattr(_CommitPacer, "HOLD_S", 0.5)
+    monkeypatch.setattr(_CommitPacer, "BUSY_S", 5.0)
+    calls: list[int] = []
+
+    def add_all(session, names: list[str]) -> list[str]:
+        calls.append(len(names))
+        return [_add(name)(session) for name in names]
+
+    # One write at a time (a lone client) is never held.
+    started = time.perf_counter()
+    for i in range(3):
+        await db.write_many(add_all, f"a{i}")
+    assert time.perf_counter() - started < 0.4
+    # After a group of four, one write is held until three more make up the four.
+    await asyncio.gather(*(db.write_many(add_all, f"b{i}") for i in range(4)))
+    started = time.perf_counter()
+    first = asyncio.ensure_future(db.write_many(add_all, "c0"))
+    await asyncio.sleep(0.05)
+    assert not first.done()
+    rest = [db.write_many(add_all, f"c{i}") for i in range(1, 4)]
+    assert await asyncio.gather(first, *rest) == ["c0", "c1", "c2", "c3"]
+    assert time.perf_counter() - started < 0.4  # released by the fourth write, not the timer
+    assert calls == [1, 1, 1, 4, 4]
+    assert await db.read(_count) == 11
+
+
+def test_sqlite_goes_through_assays_dialect_with_statements_cached(db: Database) -> None:
+    import warnings
+
+    from sqlalchemy.exc import SAWarning
+
+    from assay.kit.engines import SQLiteDialect
+
+    for engine in (db.engine, db.sync_engine, db.loop_engine):
+        assert engine is not None and isinstance(engine.dialect, SQLiteDialect)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SAWarning)  # "will not make use of SQL compilation caching"
+        assert db.write_sync(_add("cached")) == "cached"
+        assert db.read_sync(_count) == 1
+    begins = {db.engine.dialect.begin_sql, db.sync_engine.dialect.begin_sql}
+    assert begins == {"BEGIN", "BEGIN IMMEDIATE"}

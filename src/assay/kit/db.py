@@ -4,42 +4,37 @@ Services receive a `Session` and never commit; `Database.write` runs a function 
 transaction and commits it. On SQLite, statements take microseconds while handing them to
 threads costs far more (GIL hand-offs), so the server runs them on its event loop: writes queued
 during one loop iteration are committed together (group commit), each inside its own SAVEPOINT
-so a failing request rolls back alone. The loop never waits on SQLite's lock: when another
-process holds it, the group is retried a little later. PostgreSQL runs everything in threads.
+so a failing request rolls back alone; under load a small group waits a moment for more
+(`_CommitPacer`). The loop never waits on SQLite's lock: when another process holds it, the
+group is retried a little later. PostgreSQL runs everything in threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
-import json
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
-import orjson
 from sqlalchemy import (
     JSON,
     DateTime,
-    Engine,
     LargeBinary,
     MetaData,
     Table,
-    create_engine,
-    event,
-    inspect,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 from assay.errors import Conflict
+from assay.kit.engines import make_engine
 from assay.kit.wakeups import Wakeups
 
 T = TypeVar("T")
@@ -135,133 +130,6 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def make_engine(url: str, *, writer: bool = False, busy_timeout_s: float = 30) -> Engine:
-    """An engine; SQLite gets WAL, foreign keys, a busy timeout and explicit BEGINs."""
-    if not url.startswith("sqlite"):
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
-        # Many-row INSERTs (registration, documents, vectors) as multi-row VALUES statements,
-        # as SQLAlchemy does for psycopg2: psycopg's executemany runs one statement per row.
-        engine.dialect.use_insertmanyvalues_wo_returning = True
-        return engine
-    engine = create_engine(
-        url,
-        connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
-        pool_size=1 if writer else 8,
-        max_overflow=0 if writer else 8,
-        json_serializer=_json_dumps,
-        json_deserializer=_json_loads,
-    )
-    begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not pysqlite, decide when transactions begin (needed for SAVEPOINT).
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=NORMAL",
-            "foreign_keys=ON",
-            f"busy_timeout={int(busy_timeout_s * 1000)}",
-            "temp_store=MEMORY",
-        ):
-            cur.execute(f"PRAGMA {pragma}")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(begin)
-
-    return engine
-
-
-def _json_dumps(value: Any) -> str:
-    """JSON columns as SQLite stores them, written by orjson (several times faster than the
-    standard encoder, and registration writes three per object). What orjson refuses, an
-    integer past 64 bits or a key that is not a string, the standard encoder writes as before."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # orjson.JSONEncodeError included
-        return json.dumps(value)
-
-
-def _json_loads(text: str) -> Any:
-    """JSON columns as SQLite hands them back, read by orjson (several times faster than the
-    standard parser, and every search answer decodes three per hit). Values written before
-    request bodies were strict may hold NaN, which only the standard parser reads."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
-
-
-class DatabaseUnreachable(RuntimeError):
-    """The configured database does not answer (the message names it, password hidden)."""
-
-
-def masked_url(url: str) -> str:
-    """The URL with its password replaced by ***."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable database URL>"
-
-
-def check_reachable(url: str, timeout_s: float = 10) -> None:
-    """Raise DatabaseUnreachable unless a server database answers `SELECT 1` (SQLite files
-    are made on demand, so they always do)."""
-    if url.startswith("sqlite"):
-        return
-    try:
-        engine = create_engine(url, connect_args={"connect_timeout": int(timeout_s)})
-    except Exception as exc:
-        raise DatabaseUnreachable(f"bad database URL {masked_url(url)}: {exc}") from exc
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except Exception as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise DatabaseUnreachable(
-            f"cannot reach the database at {masked_url(url)}: {reason}"
-        ) from exc
-    finally:
-        engine.dispose()
-
-
-def has_assay_schema(url: str) -> bool:
-    """Whether the database holds Assay's tables (a SQLite file is not created to tell)."""
-    if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
-        if not path or path == ":memory:" or not Path(path).is_file():
-            return False
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        return inspect(engine).has_table("alembic_version")
-    finally:
-        engine.dispose()
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """The error means the database could not be reached or is busy (answer 503, retry),
-    not that the request or the code is wrong."""
-    from sqlalchemy.exc import DBAPIError, InterfaceError
-
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, InterfaceError):
-        return True
-    if isinstance(exc, OperationalError):
-        text = str(exc.orig or exc).lower()
-        return any(
-            sign in text
-            for sign in ("locked", "busy", "connection", "server closed", "terminating",
-                         "could not connect", "shutting down", "timeout")
-        )  # fmt: skip
-    return False
-
-
 ManyFn = Callable[[Session, list[Any]], list[Any]]  # items in, one result per item out
 
 
@@ -305,6 +173,8 @@ class Database:
         self._group_max = group_max
         self._pending: list[_Job] = []
         self._flush_scheduled = False
+        self._pacer = _CommitPacer()
+        self._held: asyncio.TimerHandle | None = None  # a flush the pacer is holding back
         self._drainer: asyncio.Task[None] | None = None  # PostgreSQL's group committer
         self._retry_delay = _MIN_RETRY_S
 
@@ -355,12 +225,17 @@ class Database:
             job.items.append(item)
             job.futures.append(future)
             job.markers.append(marker)
+        self._pacer.queued += 1
         if not self._flush_scheduled:
             self._flush_scheduled = True
             if self.is_sqlite:
                 loop.call_soon(self._flush, loop)
             else:
                 self._drainer = loop.create_task(self._drain())
+        elif self._held is not None and not self._pacer.hold_s(loop.time()):
+            self._held.cancel()  # the group it was waiting for has gathered
+            self._held = None
+            loop.call_soon(self._flush, loop, True)
         return future
 
     def write_sync(self, fn: Callable[[Session], T], *, bookkeeping: bool = False) -> T:
@@ -374,10 +249,15 @@ class Database:
     def _take_group(self) -> list[_Job]:
         group = self._pending[: self._group_max]
         del self._pending[: self._group_max]
+        self._pacer.took(sum(len(job.items) for job in group))
         return group
 
-    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _flush(self, loop: asyncio.AbstractEventLoop, held: bool = False) -> None:
         """SQLite: commit a group on the loop (a few ms, with nobody else to wait for)."""
+        if not held and (hold_s := self._pacer.hold_s(loop.time())):
+            self._held = loop.call_later(hold_s, self._flush, loop, True)
+            return
+        self._held = None
         group = self._take_group()
         try:
             _settle(self._commit_group(group, self._loop_sessions))
@@ -387,11 +267,13 @@ class Database:
                 _fail(group, exc)
             else:  # another process holds the lock: try again soon, without blocking the loop
                 self._pending[:0] = group
+                self._pacer.queued += sum(len(job.items) for job in group)
                 loop.call_later(self._retry_delay, self._flush, loop)
                 self._retry_delay = min(self._retry_delay * 2, _MAX_RETRY_S)
                 return
         except Exception as exc:
             _fail(group, exc)
+        self._pacer.committed(loop.time())
         if self._pending:
             loop.call_soon(self._flush, loop)
         else:
@@ -438,6 +320,43 @@ class Database:
 
 _MIN_RETRY_S = 0.005
 _MAX_RETRY_S = 0.25
+
+
+class _CommitPacer:
+    """When the loop's group commit should wait a moment for more writes (SQLite).
+
+    A commit costs ~1 ms whatever its size (the session, the WAL frames) and ~0.1 ms more
+    per write in it. Under steady load from N clients, groups fall into a rhythm such as 1,
+    7, 1, 7: the write that arrived during a commit is committed alone while the other
+    clients are still reading their answers. So, as PostgreSQL's `commit_delay` does, right
+    after a commit a group smaller than the largest of the last few waits up to `HOLD_S` for
+    writes to make up that size. An idle server (no commit in the last `BUSY_S`) and a lone
+    client (groups of one) never wait. Measured with 8 clients: groups of 3.7 writes on
+    average became 6.7, and the single-object route served ~40 % more requests a second.
+    """
+
+    HOLD_S = 0.001
+    BUSY_S = 0.002
+    RECENT = 8  # commits whose sizes set the size worth waiting for
+
+    def __init__(self) -> None:
+        self.queued = 0  # writes waiting for a commit
+        self._recent: collections.deque[int] = collections.deque(maxlen=self.RECENT)
+        self._committed_at = float("-inf")  # loop time
+
+    def hold_s(self, now: float) -> float:
+        """How long a flush due `now` should wait for more writes (0: not at all)."""
+        if now - self._committed_at > self.BUSY_S or self.queued >= max(self._recent, default=0):
+            return 0.0
+        return self.HOLD_S
+
+    def took(self, writes: int) -> None:
+        """A group of `writes` left the queue to be committed."""
+        self.queued -= writes
+        self._recent.append(writes)
+
+    def committed(self, now: float) -> None:
+        self._committed_at = now
 
 
 _Settled = tuple["asyncio.Future[Any]", BaseException | None, Any]  # future, error, result

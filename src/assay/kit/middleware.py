@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from assay.kit.db import database_unavailable
+from assay.kit.engines import database_unavailable
 from assay.kit.ids import new_id
 from assay.kit.requestlog import request_id as request_id_of
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from assay.kit.db import masked_url
+from assay.kit.engines import masked_url
 
 
 class ToolMissing(RuntimeError):
