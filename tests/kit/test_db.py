@@ -164,3 +164,39 @@ def test_sqlite_goes_through_assays_dialect_with_statements_cached(db: Database)
         assert db.read_sync(_count) == 1
     begins = {db.engine.dialect.begin_sql, db.sync_engine.dialect.begin_sql}
     assert begins == {"BEGIN", "BEGIN IMMEDIATE"}
+
+
+async def test_the_loops_commits_leave_wal_checkpoints_to_a_thread(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from assay.kit.checkpoints import WalCheckpointer
+
+    def autocheckpoint(engine) -> int:
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar())
+
+    assert autocheckpoint(db.loop_engine) == 0  # a checkpoint would stall every request
+    assert autocheckpoint(db.sync_engine) == 1000  # SQLite's default, for blocking writers
+    monkeypatch.setattr(WalCheckpointer, "EVERY_COMMITS", 5)
+    ran: list[tuple[str, list]] = []
+    checkpoint = WalCheckpointer._checkpoint
+
+    def recorded(self) -> None:
+        checkpoint(self)
+        frames = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        ran.append((threading.current_thread().name, list(frames)))
+
+    monkeypatch.setattr(WalCheckpointer, "_checkpoint", recorded)
+    for i in range(6):
+        await db.write(_add(f"n{i}"))
+    db.close()  # waits for the checkpoint thread
+    ((thread, (busy, logged, copied)),) = ran  # after the fifth commit
+    assert thread.startswith("sqlite-checkpoint")
+    assert busy == 0 and logged == copied  # the log was copied back whole
+    reopened = Database(db.url)
+    try:
+        assert reopened.read_sync(_count) == 6
+    finally:
+        reopened.close()

@@ -34,7 +34,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from assay.errors import Conflict
-from assay.kit.engines import make_engine
+from assay.kit.checkpoints import WalCheckpointer
+from assay.kit.engines import make_engine, sqlite_path
 from assay.kit.wakeups import Wakeups
 
 T = TypeVar("T")
@@ -163,8 +164,12 @@ class Database:
         self.sync_engine = make_engine(url, writer=True) if self.is_sqlite else self.engine
         self._sync_sessions = sessionmaker(self.sync_engine, expire_on_commit=False)
         self.loop_engine = (
-            make_engine(url, writer=True, busy_timeout_s=0) if self.is_sqlite else None
+            make_engine(url, writer=True, busy_timeout_s=0, checkpoints=False)
+            if self.is_sqlite
+            else None
         )
+        path = sqlite_path(url)
+        self._checkpointer = WalCheckpointer(path) if path else None  # the loop writer's WAL
         self._loop_sessions = sessionmaker(self.loop_engine, expire_on_commit=False)
         # Committed `wakeups.notify(...)` calls wake this process's background loops.
         self.wakeups = Wakeups(url)
@@ -274,6 +279,8 @@ class Database:
         except Exception as exc:
             _fail(group, exc)
         self._pacer.committed(loop.time())
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
         if self._pending:
             loop.call_soon(self._flush, loop)
         else:
@@ -313,6 +320,8 @@ class Database:
 
     def close(self) -> None:
         """Dispose of the engines."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         for engine in {self.engine, self.sync_engine, self.loop_engine}:
             if engine is not None:
                 engine.dispose()

@@ -16,8 +16,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 
-def make_engine(url: str, *, writer: bool = False, busy_timeout_s: float = 30) -> Engine:
-    """An engine; SQLite gets WAL, foreign keys, a busy timeout and explicit BEGINs."""
+def make_engine(
+    url: str, *, writer: bool = False, busy_timeout_s: float = 30, checkpoints: bool = True
+) -> Engine:
+    """An engine; SQLite gets WAL, foreign keys, a busy timeout and explicit BEGINs, and
+    without `checkpoints` its commits never checkpoint the WAL (see `kit/checkpoints`)."""
     if not url.startswith("sqlite"):
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
         # Many-row INSERTs (registration, documents, vectors) as multi-row VALUES statements,
@@ -46,6 +49,7 @@ def make_engine(url: str, *, writer: bool = False, busy_timeout_s: float = 30) -
             "foreign_keys=ON",
             f"busy_timeout={int(busy_timeout_s * 1000)}",
             "temp_store=MEMORY",
+            *(() if checkpoints else ("wal_autocheckpoint=0",)),
         ):
             cur.execute(f"PRAGMA {pragma}")
         cur.close()
@@ -98,6 +102,14 @@ def _json_loads(text: str) -> Any:
 
 class DatabaseUnreachable(RuntimeError):
     """The configured database does not answer (the message names it, password hidden)."""
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL; None for another database or an in-memory one."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
 
 
 def masked_url(url: str) -> str:
