@@ -145,8 +145,8 @@ def check_reachable(url: str, timeout_s: float = 10) -> None:
 def has_assay_schema(url: str) -> bool:
     """Whether the database holds Assay's tables (a SQLite file is not created to tell)."""
     if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
-        if not path or path == ":memory:" or not Path(path).is_file():
+        path = sqlite_path(url)
+        if path is None or not Path(path).is_file():
             return False
     engine = create_engine(url, poolclass=NullPool)
     try:
