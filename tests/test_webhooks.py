@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from assay.config import Settings
 from assay.context import AppContext
-from assay.events.outbox import emit
+from assay.events.outbox import emit, emit_many
 from assay.kit.db import Database, utcnow
 from assay.kit.fetch import FetchPolicy
 from assay.main import create_app
@@ -635,6 +635,25 @@ async def test_only_namespaces_with_an_active_webhook_keep_events_for_fan_out(
     assert stored[heard] is None
     assert stored[unheard] is not None and stored[after_off] is not None
     assert await env.dispatcher().fan_out() == 1
+
+
+async def test_a_group_of_events_is_kept_for_fan_out_only_where_a_webhook_listens(
+    env: Env, receivers: Any
+) -> None:
+    # `emit_many`, registration's path: one group spanning two namespaces.
+    rx = receivers()
+    await env.hook(rx.url, ["*"])  # in namespace a only
+    events = [
+        (ns, ("object", f"obj_{i}"), {"i": i})
+        for i, ns in enumerate((env.ns_a, env.ns_b, env.ns_a))
+    ]
+    await env.ctx.db.write(lambda s: emit_many(s, "object.created", events))
+    stored = await env.ctx.db.read(
+        lambda s: {e.subject_id: (e.dispatched_at, e.occurred_at) for e in s.scalars(select(Event))}
+    )
+    assert stored["obj_0"][0] is None and stored["obj_2"][0] is None
+    assert stored["obj_1"][0] == stored["obj_1"][1]  # handled as it was written
+    assert await env.dispatcher().fan_out() == 2
 
 
 async def test_a_webhook_created_during_the_wide_gap_hears_the_next_event_promptly(
