@@ -269,3 +269,40 @@ def test_a_prebuilt_select_through_the_driver_reads_what_sqlalchemy_reads(
         db.close()
     assert read["ns_1"] == (("a", 0), ("a", 0))
     assert read["ns_gone"] == (None, None)
+
+
+def test_prebuilt_selects_read_rows_as_sqlalchemy_reads_them(tmp_path: Path) -> None:
+    # `kit/bulk.rows` (every search: the plan, its collections, the vector log, the hits'
+    # documents): JSON decoded, timestamps UTC, a label's name, an expanding IN of any
+    # length (none included) and a constant LIMIT, each row equal to SQLAlchemy's.
+    from assay.kit.bulk import first, rows
+    from assay.retrievers.repository import _HITS, _PLAN_BY_NAME
+
+    in_keys = select(Document.document_id, Document.segment).where(
+        Document.doc_key.in_(bindparam("keys", expanding=True)),
+        Document.namespace_id == bindparam("ns"),
+    )
+    limited = select(Document.document_id).order_by(Document.doc_key).limit(1)
+    asked: list[tuple[Any, dict[str, Any]]] = [
+        (_HITS, {"keys": [2**62 + 1, 2**62, 5]}),
+        (_HITS, {"keys": [2**62]}),
+        (_HITS, {"keys": []}),
+        (in_keys, {"keys": [2**62 + 1], "ns": "ns_1"}),
+        (in_keys, {"keys": [2**62, 2**62 + 1], "ns": "ns_gone"}),
+        (limited, {}),
+        (_PLAN_BY_NAME, {"ns": "ns_1", "ident": "none"}),
+    ]
+    db = _database(tmp_path / "a.db")
+    try:
+        db.write_sync(_via_registration)
+        for statement, params in asked:
+            fast, plain = db.read_sync(
+                lambda s, st=statement, p=params: (rows(s, st, p), s.execute(st, p).all())
+            )
+            assert [tuple(r) for r in fast] == [tuple(r) for r in plain]
+            assert all(r._fields == p._fields for r, p in zip(fast, plain, strict=True))
+        one = db.read_sync(lambda s: first(s, _HITS, {"keys": [2**62 + 1]}))
+    finally:
+        db.close()
+    assert one.metadata_ == {} and one.segment == {"start_ms": 10}
+    assert one.content["text"] == "ünïcode ✓" and one.created_at.tzinfo is dt.UTC

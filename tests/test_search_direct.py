@@ -8,16 +8,20 @@ charset=utf-8` takes FastAPI's dependency solving, and both must get the same an
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from assay.batches.service import JOB_KIND
 from assay.batches.tasks import BatchExtraction
 from assay.config import Settings
+from assay.documents.vectors import unpack_vector
 from assay.engine.local import LocalWorkers
+from assay.models import Document, DocumentVector
 from tests.conftest import ADMIN_KEY
 from tests.direct_routes import DIRECT, STANDARD, assert_answered_alike, direct_paths, send
 
@@ -145,3 +149,45 @@ async def test_json_bodies_take_the_direct_handler(
         r = await send(c, NS, ADHOC, INLINE, {}, content_type)
         assert r.status_code == 200, r.text
     assert validated == ["/v1/retrievers/{retriever_identifier}/execute", "/v1/retrievers/execute"]
+
+
+async def test_a_run_needing_nothing_long_is_answered_on_the_event_loop(
+    c: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, database_backend: str
+) -> None:
+    # `retrievers/inline.py`: on SQLite a precomputed vector searched in an open index is run
+    # on the loop; a query model, a filter over the corpus or an index still to open send the
+    # run to a thread, and it is answered the same either way. A database server: a thread.
+    ctx = c._transport.app.state.ctx  # type: ignore[attr-defined]
+    rows = ctx.db.read_sync(
+        lambda s: s.execute(select(Document.content, DocumentVector.vector).join(
+            DocumentVector, DocumentVector.doc_key == Document.doc_key)).all()
+    )  # fmt: skip
+    content, blob = next(r for r in rows if r.content["text"] == "bread rises overnight")
+    vector = [round(float(x), 6) for x in unpack_vector(blob)]
+    runs: list[bool] = []  # each run's `inline`, in order
+    read = ctx.db.read
+
+    async def recorded(fn: Any, *, heavy: bool = False) -> Any:
+        if isinstance(fn, partial) and "inline" in fn.keywords:
+            runs.append(fn.keywords["inline"])
+        return await read(fn, heavy=heavy)
+
+    monkeypatch.setattr(ctx.db, "read", recorded)
+
+    async def search(query: Any, filters: dict[str, Any] | None = None) -> list[str]:
+        runs.clear()
+        found = {"feature_uri": URI, "query": query, "top_k": 3, "filters": filters}
+        stage = {"stage_name": "s", "config": {"stage_id": "feature_search",
+                 "parameters": {"searches": [found]}}}  # fmt: skip
+        body = {"collection_identifiers": ["text_extractor"], "stages": [stage]}
+        r = await send(c, NS, ADHOC, body, {}, DIRECT)
+        assert r.status_code == 200, r.text
+        return [hit["content"]["text"] for hit in r.json()["results"]]
+
+    inline, thread = ([True], [True, False]) if database_backend == "sqlite" else ([False],) * 2
+    first = await search(vector)  # the index opens: in a thread
+    assert runs == thread and first[0] == content["text"] and len(first) == 3
+    assert await search(vector) == first and runs == inline
+    assert (await search("bread"))[0] == first[0] and runs == thread  # MiniLM embeds it
+    only = {"AND": [{"field": "document_id", "operator": "ne", "value": "none"}]}
+    assert await search(vector, only) == first and runs == thread

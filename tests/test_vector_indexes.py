@@ -23,7 +23,8 @@ from assay.kit.engines import make_engine
 from assay.kit.ids import int_key, new_id
 from assay.migrations.runner import upgrade_to_head
 from assay.models import Bucket, Document, DocumentVector, Namespace, Object
-from assay.retrievers.indexes import FeatureIndexes
+from assay.retrievers.indexes import _INLINE_CHANGES, FeatureIndexes
+from assay.retrievers.inline import RunInThread
 
 URI = "assay://text_extractor@v1/text_embedding"
 COLLECTION = "col_test"
@@ -180,7 +181,8 @@ _WRITER = textwrap.dedent(
     import sys, numpy as np
     from sqlalchemy.orm import Session
     from assay.kit.engines import make_engine
-    from assay.retrievers.indexes import FeatureIndexes
+    from assay.retrievers.indexes import _INLINE_CHANGES, FeatureIndexes
+from assay.retrievers.inline import RunInThread
     import assay.retrievers.indexes as mod
     from tests.test_vector_indexes import COLLECTION, DIMS, URI, add_documents, delete_documents
 
@@ -219,3 +221,40 @@ def test_a_process_killed_mid_write_leaves_nothing_inconsistent(
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert index_keys(FeatureIndexes(root, exact_limit=50), db_url) == table_keys(db_url)
+
+
+def test_an_inline_search_leaves_long_work_to_a_thread(db_url: str, tmp_path: Path) -> None:
+    # `retrievers/inline.py`: on the event loop a search neither opens an index, nor waits
+    # for another search of it, nor replays more than a few vector-log changes; it raises
+    # `RunInThread` and leaves the index as it was, for the thread's run to do it.
+    indexes = FeatureIndexes(tmp_path / "indexes", exact_limit=50)
+    first = add_documents(db_url, 60, seed=1)
+    key, vec = next(iter(first.items()))
+    engine = make_engine(db_url)
+    try:
+        with Session(engine) as s:
+
+            def inline_nearest() -> int:
+                keys, _ = indexes.search(s, COLLECTION, URI, vec, 1, inline=True)
+                return int(keys[0])
+
+            with pytest.raises(RunInThread):  # not open yet
+                inline_nearest()
+            assert nearest(indexes, db_url, vec) == key  # a thread's search opens it
+            assert inline_nearest() == key
+            entry = indexes._entries[(COLLECTION, URI)]
+            with entry.lock, pytest.raises(RunInThread):  # another search holds it
+                inline_nearest()
+            s.rollback()  # a new snapshot, as the next request's
+            few = add_documents(db_url, _INLINE_CHANGES, seed=2)
+            inline_nearest()
+            assert len(indexes.open_sizes()) == 1 and entry.index is not None
+            assert len(entry.index) == 60 + len(few)
+            s.rollback()
+            add_documents(db_url, _INLINE_CHANGES + 1, seed=3)
+            with pytest.raises(RunInThread):
+                inline_nearest()
+            assert len(entry.index) == 60 + len(few)
+    finally:
+        engine.dispose()
+    assert index_keys(indexes, db_url) == table_keys(db_url)

@@ -11,12 +11,13 @@ json_to_recordset(:rows) AS r(column type, …)`: one short statement, the same 
 one parameter; PostgreSQL reads each value with its column type's input function (vectors
 as pgvector's `[x, y]`, bytes as `\\x` hex, timestamps as RFC 3339).
 
-`execute` runs a prebuilt UPDATE or DELETE, and `first` a prebuilt SELECT, the same way on
-SQLite: compiled once, through the driver.
+`execute` runs a prebuilt UPDATE or DELETE, and `first` and `rows` a prebuilt SELECT, the same
+way on SQLite: compiled once, through the driver.
 """
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache, partial
@@ -70,38 +71,87 @@ def execute(session: Session, statement: Any, params: dict[str, Any]) -> int:
     return int(_run_prebuilt(session, statement, params, lambda cursor: cursor.rowcount))
 
 
-def first(session: Session, statement: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
-    """`execute` for a prebuilt SELECT: its first row, None when there is none."""
-    row = _run_prebuilt(session, statement, params, lambda cursor: cursor.fetchone())
-    return None if row is None else tuple(row)
+def first(session: Session, statement: Any, params: dict[str, Any]) -> Any | None:
+    """`execute` for a prebuilt SELECT: its first row (with the columns' names as
+    attributes), None when there is none."""
+    return _run_prebuilt(session, statement, params, lambda cursor: cursor.fetchone(), first=True)
+
+
+def rows(session: Session, statement: Any, params: dict[str, Any]) -> list[Any]:
+    """`execute` for a prebuilt SELECT: every row, with the columns' names as attributes.
+    An expanding bind (`bindparam(..., expanding=True)`) takes a list, as in SQLAlchemy.
+    The search path reads this way: SQLAlchemy's execution costs ~100 µs a statement here,
+    more than SQLite's own work for ten rows by key, and an expanding `IN` as much again."""
+    return _run_prebuilt(session, statement, params, lambda cursor: cursor.fetchall())
 
 
 def _run_prebuilt(
-    session: Session, statement: Any, params: dict[str, Any], result: Callable[[Any], Any]
+    session: Session,
+    statement: Any,
+    params: dict[str, Any],
+    result: Callable[[Any], Any],
+    *,
+    first: bool = False,
 ) -> Any:
-    """`result(cursor)` of `statement` run with `params` (a SQLAlchemy result elsewhere)."""
+    """`result(cursor)` of `statement` run with `params`, a SELECT's rows made as SQLAlchemy
+    makes them (a SQLAlchemy result elsewhere, and for an empty expanding list)."""
     session.flush()
     connection = session.connection()
-    if connection.dialect.name != "sqlite":
-        return result(connection.execute(statement, params))
-    sql, binds = _sqlite_statement(connection.dialect, statement)
-    values = []
-    for name, process, make in binds:
-        value = params[name] if make is None else make()
-        values.append(value if process is None else process(value))
+    prebuilt = None
+    if connection.dialect.name == "sqlite":
+        prebuilt = _sqlite_statement(connection.dialect, statement)
+    if prebuilt is None or prebuilt.empty_list(params):
+        found = connection.execute(statement, params)
+        if not found.returns_rows:
+            return result(found)
+        return found.first() if first else found.all()
+    sql, values = prebuilt.bound(params)
     cursor = connection.connection.cursor()
     dbapi_error = connection.dialect.loaded_dbapi.Error
     try:
         cursor.execute(sql, values)
-        return result(cursor)
+        found = result(cursor)
     except dbapi_error as exc:  # as SQLAlchemy raises it
         raise DBAPIError.instance(sql, values, exc, dbapi_error) from exc
     finally:
         cursor.close()
+    if prebuilt.make_row is None:
+        return found
+    if first:
+        return None if found is None else prebuilt.make_row(found)
+    return [prebuilt.make_row(row) for row in found]
+
+
+@dataclass(frozen=True)
+class _Prebuilt:
+    """A statement compiled once for SQLite: its SQL (expanding binds left as SQLAlchemy's
+    `__[POSTCOMPILE_name]` markers), its parameters in order, and how to make a row."""
+
+    sql: str
+    binds: tuple[_Bind, ...]
+    expanding: frozenset[str]
+    make_row: Callable[[Sequence[Any]], Any] | None  # None for a statement without rows
+
+    def empty_list(self, params: dict[str, Any]) -> bool:
+        return any(not params[name] for name in self.expanding)
+
+    def bound(self, params: dict[str, Any]) -> tuple[str, list[Any]]:
+        """The SQL to run with `params` and its values in order."""
+        sql, values = self.sql, list[Any]()
+        for name, process, make in self.binds:
+            if name in self.expanding:
+                items = list(params[name])
+                marks = ", ".join("?" * len(items))
+                sql = sql.replace(f"__[POSTCOMPILE_{name}]", marks, 1)
+                values.extend(items if process is None else map(process, items))
+                continue
+            value = params[name] if make is None else make()
+            values.append(value if process is None else process(value))
+        return sql, values
 
 
 @lru_cache(maxsize=64)  # by dialect and statement (statements are built once, at import)
-def _sqlite_statement(dialect: Dialect, statement: Any) -> tuple[str, tuple[_Bind, ...]]:
+def _sqlite_statement(dialect: Dialect, statement: Any) -> _Prebuilt:
     """The statement's SQL and its parameters in order: each name, bind processor and, for a
     column SQLAlchemy fills itself (an `onupdate` such as `updated_at`) or a value the
     statement holds (a LIMIT), how to make its value."""
@@ -112,10 +162,32 @@ def _sqlite_statement(dialect: Dialect, statement: Any) -> tuple[str, tuple[_Bin
     for name in compiled.positiontup or ():
         default, bind = filled.get(name), compiled.binds[name]
         make = None if default is None else _python_default(default)
-        if make is None and bind.value is not None:
+        if make is None and bind.value is not None and not bind.expanding:
             make = partial(_constant, bind.value)
         binds.append((name, _bind_processor(bind.type, dialect), make))
-    return str(compiled), tuple(binds)
+    expanding = frozenset(name for name, bind in compiled.binds.items() if bind.expanding)
+    make_row = _row_maker(statement, dialect) if getattr(statement, "is_select", False) else None
+    return _Prebuilt(str(compiled), tuple(binds), expanding, make_row)
+
+
+def _row_maker(statement: Any, dialect: Dialect) -> Callable[[Sequence[Any]], Any]:
+    """A SELECT's driver row as a named tuple of its columns' keys, each value through its
+    column type's result processor (JSON decoded, timestamps parsed), as SQLAlchemy reads it."""
+    columns = list(statement.selected_columns)
+    row_type = namedtuple("Row", [c.key for c in columns])  # type: ignore[misc]
+    processors = [
+        (i, process)
+        for i, c in enumerate(columns)
+        if (process := c.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
+    ]
+
+    def make_row(raw: Sequence[Any]) -> Any:
+        values = list(raw)
+        for i, process in processors:
+            values[i] = process(values[i])
+        return row_type._make(values)
+
+    return make_row
 
 
 _Bind = tuple[str, Callable[[Any], Any] | None, Callable[[], Any] | None]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter
@@ -11,6 +13,7 @@ from assay.deps import PageQuery, ReadScope, WriteScope
 from assay.kit.routing import DirectJsonRoute, StrictJsonRoute
 from assay.kit.schemas import ListRequest, Page, Pagination
 from assay.retrievers import service
+from assay.retrievers.inline import RunInThread
 from assay.retrievers.schemas import (
     AdhocExecuteRequest,
     ExecuteOut,
@@ -110,17 +113,22 @@ router.add_api_route(
 
 
 async def _execute(scope: ReadScope, plan: service.Plan | str, body: ExecuteRequest) -> ExecuteOut:
-    """Run `plan`, or the saved retriever of that name or id (read in the run's transaction)."""
+    """Run `plan`, or the saved retriever of that name or id (read in the run's transaction):
+    inline on the event loop where the database reads there (SQLite), in a thread when the
+    run needs a model or other long work (`retrievers.inline`) or the database is a server."""
     ctx = scope.ctx
     inputs = body.inputs.model_dump(exclude_none=True, by_alias=True)
     images = await service.load_images(inputs, ctx.fetch_policy, ctx.settings.tmp_dir)
     limit, cursor = body.page()
 
-    def run(s: Session) -> ExecuteOut:
+    def run(s: Session, inline: bool) -> ExecuteOut:
         saved = service.plan_of(s, scope.namespace_id, plan) if isinstance(plan, str) else plan
         return service.execute(
-            s, ctx.searcher, scope.namespace_id, saved, inputs, images, limit=limit, cursor=cursor
-        )
+            s, ctx.searcher, scope.namespace_id, saved, dict(inputs), images,
+            limit=limit, cursor=cursor, inline=inline,
+        )  # fmt: skip
 
-    # One hop to a thread for the whole run: query models and index searches block.
-    return await ctx.db.read(run, heavy=True)
+    if ctx.db.is_sqlite:
+        with contextlib.suppress(RunInThread):
+            return await ctx.db.read(partial(run, inline=True))
+    return await ctx.db.read(partial(run, inline=False), heavy=True)

@@ -27,13 +27,18 @@ from sqlalchemy.orm import Session
 from assay.backends.vector.adaptive import AdaptiveIndex, load_index
 from assay.backends.vector.base import VectorIndex, VectorIndexError
 from assay.documents.vectors import unpack_vector
+from assay.kit import bulk
 from assay.kit.db import table_of
 from assay.models import DocumentVector, VectorLogEntry
 from assay.retrievers.candidates import Candidates
+from assay.retrievers.inline import RunInThread
 
 log = logging.getLogger(__name__)
 
 _REBUILD_CHUNK = 20_000
+# An inline search replays at most this many vector-log changes on the event loop (a graph
+# insert at 1M vectors costs ~1 ms); more, and the search goes to a thread.
+_INLINE_CHANGES = 16
 _SAVE_EVERY_CHANGES = 5_000  # save after this many applied changes...
 _SAVE_EVERY_S = 60.0  # ...or this long after the first unsaved one
 
@@ -64,7 +69,12 @@ class FeatureIndex(Protocol):
         query: np.ndarray,
         k: int,
         allowed: Candidates | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]: ...
+        *,
+        inline: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`inline` (on the event loop): raise `RunInThread` rather than start work that may
+        take long."""
+        ...
 
     def size(self, session: Session, collection_id: str, feature_uri: str) -> int: ...
 
@@ -124,12 +134,23 @@ class FeatureIndexes:
         query: np.ndarray,
         k: int,
         allowed: Candidates | None = None,
+        *,
+        inline: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Doc keys and cosine similarities of the `k` nearest vectors, best first."""
+        """Doc keys and cosine similarities of the `k` nearest vectors, best first. `inline`:
+        `RunInThread` rather than open the index, wait for another search of it, or replay
+        more than a few changes."""
         keys = None if allowed is None else allowed.keys()
-        entry = self._entry(session, collection_id, feature_uri)
-        with entry.lock:
-            self._catch_up(session, collection_id, feature_uri, entry)
+        if inline:
+            entry = self._entries.get((collection_id, feature_uri))
+            if entry is None or not entry.lock.acquire(blocking=False):
+                raise RunInThread
+        else:
+            entry = self._entry(session, collection_id, feature_uri)
+            entry.lock.acquire()
+        try:
+            limit = _INLINE_CHANGES if inline else None
+            self._catch_up(session, collection_id, feature_uri, entry, limit)
             if entry.index is None or len(entry.index) == 0:
                 return np.empty(0, np.uint64), np.empty(0, np.float32)
             if query.shape[-1] != entry.index.dimensions:
@@ -138,6 +159,8 @@ class FeatureIndexes:
                     f"the query has {query.shape[-1]}"
                 )
             return entry.index.search(query, k, keys)
+        finally:
+            entry.lock.release()
 
     def size(self, session: Session, collection_id: str, feature_uri: str) -> int:
         """How many vectors the index holds once it has caught up."""
@@ -230,12 +253,21 @@ class FeatureIndexes:
         return entry
 
     def _catch_up(
-        self, session: Session, collection_id: str, feature_uri: str, entry: _Entry
+        self,
+        session: Session,
+        collection_id: str,
+        feature_uri: str,
+        entry: _Entry,
+        limit: int | None = None,
     ) -> None:
+        """Apply the vector log past the entry's watermark (`RunInThread` if it holds more
+        than `limit` changes)."""
         where = {"collection": collection_id, "feature": feature_uri, "after": entry.seq}
-        changes = session.connection().execute(_CHANGES_SINCE, where).all()
+        changes = bulk.rows(session, _CHANGES_SINCE, where)
         if not changes:
             return
+        if limit is not None and len(changes) > limit:
+            raise RunInThread
         # Keys are never reused (a re-extracted document gets a new id), so the net effect
         # is: what was removed goes, what was added and not removed since comes in.
         removed = {key for _, key, op in changes if op == "-"}

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 from assay.errors import ValidationFailed
 from assay.retrievers.candidates import Candidates
 from assay.retrievers.indexes import FeatureIndex
-from assay.retrievers.queries import QueryEmbedder
+from assay.retrievers.inline import RunInThread
+from assay.retrievers.queries import Query, QueryEmbedder
 from assay.retrievers.repository import SearchRepository
 
 
@@ -52,7 +53,29 @@ class RunContext:
     indexes: FeatureIndex
     embedder: QueryEmbedder
     features: dict[str, frozenset[str]]  # the vector feature URIs of each collection
+    inline: bool = False  # on the event loop: what may take long raises `RunInThread`
     _docs: dict[int, Row[Any]] = field(default_factory=dict)
+
+    def may_block(self) -> None:
+        """Called before work that may take long: an inline run stops there (see `inline`)."""
+        if self.inline:
+            raise RunInThread
+
+    def embed(self, feature_uri: str, query: Query, params: dict[str, Any]) -> np.ndarray:
+        """The query as a unit vector of the feature's space (a model runs, except for a
+        precomputed vector)."""
+        if query.vector is None:
+            self.may_block()
+        return self.embedder.embed(feature_uri, query, params)
+
+    def nearest(
+        self, collection_id: str, feature_uri: str, query: np.ndarray, k: int,
+        allowed: Candidates | None,
+    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Doc keys and similarities of the `k` nearest vectors in one collection's index."""
+        return self.indexes.search(
+            self.session, collection_id, feature_uri, query, k, allowed, inline=self.inline
+        )
 
     def documents(self, keys: Iterable[int]) -> dict[int, Row[Any]]:
         """Documents by key (rows with a document's attribute names), loaded once per run."""
@@ -70,6 +93,8 @@ class RunContext:
     def candidates(self, filters: Any, hits: list[Hit] | None) -> Candidates | None:
         """The same as `allowed`, with a filter left as SQL until someone needs its keys."""
         groups = [g for g in (filters, self.inputs.get("filters")) if g]
+        if groups:
+            self.may_block()  # a filter is a query over every document of the collections
         query = self.search.filter_query(self.collection_ids, groups) if groups else None
         if hits is None:
             return None if query is None else Candidates(self.session, query=query)

@@ -7,11 +7,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Row, Select, bindparam, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from assay.collections.repository import document_field
 from assay.documents.vectors import unpack_vector
+from assay.kit import bulk
 from assay.kit.ids import has_prefix
 from assay.kit.paging import build_filter
 from assay.kit.repository import NamespacedRepository
@@ -48,12 +49,11 @@ class RetrieverRepository(NamespacedRepository[Retriever]):
     name_column = Retriever.retriever_name
     id_prefix = "ret"
 
-    def plan_row(self, ident: str) -> Row[Any, Any, Any] | None:
+    def plan_row(self, ident: str) -> Any | None:
         """What executing a saved retriever needs of its row: (retriever_id, collection_ids,
         stages), by id or name. Three columns and no entity: this runs on every execute."""
         by = _PLAN_BY_ID if has_prefix(ident, self.id_prefix) else _PLAN_BY_NAME
-        params = {"ns": self.namespace_id, "ident": ident}
-        return self.session.connection().execute(by, params).first()
+        return bulk.first(self.session, by, {"ns": self.namespace_id, "ident": ident})
 
 
 # Core statements of table columns (as `_HITS`): no ORM step on every execute.
@@ -72,15 +72,14 @@ class SearchRepository:
         self.session = session
         self.namespace_id = namespace_id
 
-    def documents_by_key(self, keys: Sequence[int]) -> dict[int, Row[Any]]:
+    def documents_by_key(self, keys: Sequence[int]) -> dict[int, Any]:
         """The hits' documents, as rows of the columns answers and stages read (no ORM
         entities: building them cost more than the index search on every execute)."""
         # The namespace is checked on the rows, not in SQL: given both, SQLite walks the
         # namespace's index (every document of it) instead of looking the keys up.
-        found: dict[int, Row[Any]] = {}
-        connection = self.session.connection()
+        found: dict[int, Any] = {}
         for chunk in _chunks(keys):
-            rows: Iterable[Row[Any]] = connection.execute(_HITS, {"keys": chunk})
+            rows = bulk.rows(self.session, _HITS, {"keys": chunk})
             found.update((r.doc_key, r) for r in rows if r.namespace_id == self.namespace_id)
         return found
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from assay.collections.repository import CollectionRepository
 from assay.errors import AlreadyExists, NotFound, ValidationFailed
 from assay.extractors.registry import ExtractorRegistry
+from assay.kit import bulk
 from assay.kit.db import table_of
 from assay.kit.fetch import FetchError, FetchPolicy, fetch_to_file
 from assay.kit.ids import new_id
@@ -169,8 +170,10 @@ def execute(
     *,
     limit: int,
     cursor: str | None,
+    inline: bool = False,
 ) -> ExecuteOut:
-    """Run the stages and answer one page of what they found."""
+    """Run the stages and answer one page of what they found. `inline`: on the event loop,
+    raising `RunInThread` before any work that may take long (see `retrievers.inline`)."""
     offset = _offset(cursor)
     collections = _collections(session, namespace_id, plan.collection_ids)
     if inputs.get("filters") is not None:
@@ -184,6 +187,7 @@ def execute(
         indexes=searcher.indexes,
         embedder=searcher.embedder,
         features={c.collection_id: _features(searcher.registry, c) for c in collections},
+        inline=inline,
     )
     hits, runs = run_stages(ctx, fill(plan.stages, _template_inputs(inputs)), STAGES)
     page = hits[offset : offset + limit]
@@ -204,9 +208,9 @@ def _collections(session: Session, namespace_id: str, ids: list[str]) -> list[Se
     """The plan's collections still there (a deleted one is skipped); none named: all. Read
     as table rows: a search only reads them."""
     if not ids:
-        rows = session.execute(_ALL_COLLECTIONS, {"ns": namespace_id})
+        rows = bulk.rows(session, _ALL_COLLECTIONS, {"ns": namespace_id})
         return [SearchedCollection(*row) for row in rows]
-    rows = session.execute(_PLAN_COLLECTIONS, {"ns": namespace_id, "ids": list(ids)})
+    rows = bulk.rows(session, _PLAN_COLLECTIONS, {"ns": namespace_id, "ids": list(ids)})
     found = {row.collection_id: SearchedCollection(*row) for row in rows}
     return [found[i] for i in ids if i in found]
 

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from assay.backends.vector.base import VectorIndexError
 from assay.kit.db import table_of
 from assay.models import DocumentVector
+from assay.retrievers.inline import RunInThread
 
 if TYPE_CHECKING:
     from assay.retrievers.candidates import Candidates
@@ -89,8 +90,12 @@ class PgVectorIndexes:
         query: np.ndarray,
         k: int,
         allowed: Candidates | None = None,
+        *,
+        inline: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Doc keys and cosine similarities of the `k` nearest vectors, best first."""
+        if inline:  # every search is a query to the database server: never on the loop
+            raise RunInThread
         dims = self._dimensions(session, collection_id, feature_uri)
         if dims is None or k <= 0:
             return np.empty(0, np.uint64), np.empty(0, np.float32)

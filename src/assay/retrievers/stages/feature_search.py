@@ -80,13 +80,11 @@ class FeatureSearch:
             # Collections sharing an extractor (and params) share the query's vector.
             cache_key = repr(sorted(collection.params.items()))
             if cache_key not in vector_cache:
-                vector_cache[cache_key] = ctx.embedder.embed(
-                    s.feature_uri, query, collection.params
-                )
+                vector_cache[cache_key] = ctx.embed(s.feature_uri, query, collection.params)
             try:
-                keys, sims = ctx.indexes.search(
-                    ctx.session, collection.collection_id, s.feature_uri,
-                    vector_cache[cache_key], s.top_k, allowed,
+                keys, sims = ctx.nearest(
+                    collection.collection_id, s.feature_uri, vector_cache[cache_key], s.top_k,
+                    allowed,
                 )  # fmt: skip
             except VectorIndexError as exc:  # a precomputed vector of the wrong size
                 raise ValidationFailed.at(["stages", "searches", "query"], str(exc)) from exc

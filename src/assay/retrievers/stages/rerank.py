@@ -51,7 +51,7 @@ def _by_feature(
     if not isinstance(text, str) or not text.strip():
         return items[:k]
     params = ctx.collections[0].params if ctx.collections else {}
-    q = ctx.embedder.embed(p.feature_uri, Query(text=text), params)
+    q = ctx.embed(p.feature_uri, Query(text=text), params)
     scores = {
         h.doc_key: float(vectors[h.doc_key] @ q) if h.doc_key in vectors else -1.0 for h in items
     }

@@ -28,6 +28,7 @@ class TextSearch:
         query = p.query if p.query is not None else ctx.inputs.get("query")
         if not isinstance(query, str) or not query.strip():
             return list(hits or [])
+        ctx.may_block()  # BM25 reads every posting of the query's words
         allowed = ctx.allowed(p.filters, hits)
         found = ctx.search.text_search(ctx.collection_ids, query, p.top_k, allowed)
         return [Hit(key, score) for key, score in found]
