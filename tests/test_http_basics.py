@@ -128,7 +128,7 @@ async def test_idempotency_concurrent_duplicates_run_once(client: httpx.AsyncCli
 def test_every_route_is_matched_on_the_app_itself(tmp_path) -> None:
     # FastAPI keeps an included router as a layer of its own, matched twice per request;
     # `include_flat` puts the routes on the app, in the domains' order, with the error
-    # responses every route documents.
+    # responses every route documents, before the health probes and the OpenAPI pages.
     from fastapi.routing import APIRoute
 
     from assay.api import DOMAIN_ROUTERS
@@ -137,12 +137,15 @@ def test_every_route_is_matched_on_the_app_itself(tmp_path) -> None:
     app = create_app(Settings(data_dir=tmp_path, admin_key=ADMIN_KEY, workers=0))
     api_routes = [r for r in app.router.routes if isinstance(r, APIRoute)]
     declared = [r for router in DOMAIN_ROUTERS for r in router.routes]
-    assert [(r.path, r.methods) for r in api_routes[-len(declared) :]] == [
+    assert [(r.path, r.methods) for r in api_routes[: len(declared)]] == [
         (r.path, r.methods) for r in declared
     ]
-    first = api_routes[-len(declared)]
-    assert first.path == "/v1/buckets/{bucket_identifier}/objects" and first.methods == {"POST"}
+    first = app.router.routes[0]
+    assert isinstance(first, APIRoute) and first.path == "/v1/buckets/{bucket_identifier}/objects" and first.methods == {"POST"}
     assert set(ERROR_RESPONSES) <= set(first.responses)
     # The web console's router (static pages) may stay included: it is matched after the API.
     nested = [i for i, r in enumerate(app.router.routes) if not hasattr(r, "path")]
     assert nested in ([], [len(app.router.routes) - 1])
+    paths = [getattr(r, "path", "") for r in app.router.routes]
+    assert paths.index("/healthz") > paths.index("/v1/namespaces")
+    assert paths.index("/openapi.json") > paths.index("/healthz")

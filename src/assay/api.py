@@ -19,8 +19,9 @@ from assay.tasks import endpoints as tasks
 from assay.uploads import endpoints as uploads
 from assay.webhooks import endpoints as webhooks
 
-# Routes are matched in order, one by one (about 80 of them): the busiest (object
-# registration, then search) come first. No two routers' paths overlap.
+# Routes are matched in order, one by one (about 80 of them, ~2 µs each): the busiest (object
+# registration, then search) come first, the health probes and FastAPI's OpenAPI pages last.
+# No two routers' paths overlap.
 DOMAIN_ROUTERS = (
     objects.router,
     retrievers.router,
@@ -40,7 +41,11 @@ DOMAIN_ROUTERS = (
 
 
 def include_routes(app: FastAPI) -> None:
-    """Put every router's routes on the app itself (one level: route matching is per request)."""
-    include_flat(app, health.router)
+    """Put every router's routes on the app itself (one level: route matching is per request),
+    after the domains' routes the health probes, then the OpenAPI pages FastAPI made itself."""
+    own = list(app.router.routes)  # /openapi.json, /docs and /redoc: no path of the API's
+    app.router.routes.clear()
     for router in DOMAIN_ROUTERS:
         include_flat(app, router, ERROR_RESPONSES)
+    include_flat(app, health.router)
+    app.router.routes.extend(own)
