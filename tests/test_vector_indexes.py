@@ -181,8 +181,7 @@ _WRITER = textwrap.dedent(
     import sys, numpy as np
     from sqlalchemy.orm import Session
     from assay.kit.engines import make_engine
-    from assay.retrievers.indexes import _INLINE_CHANGES, FeatureIndexes
-from assay.retrievers.inline import RunInThread
+    from assay.retrievers.indexes import FeatureIndexes
     import assay.retrievers.indexes as mod
     from tests.test_vector_indexes import COLLECTION, DIMS, URI, add_documents, delete_documents
 

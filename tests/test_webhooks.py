@@ -101,7 +101,8 @@ class Env:
     dispatchers: list[WebhookDispatcher] = field(default_factory=list)
 
     def dispatcher(self, db: Database | None = None, **kw: Any) -> WebhookDispatcher:
-        policy = FetchPolicy(allow_private=kw.pop("allow_private", True), timeout_s=2.0)
+        allow_private, timeout_s = kw.pop("allow_private", True), kw.pop("timeout_s", 2.0)
+        policy = FetchPolicy(allow_private=allow_private, timeout_s=timeout_s)
         kw.setdefault("base_delay_s", 0.01)
         d = WebhookDispatcher(db or self.ctx.db, policy, **kw)
         self.dispatchers.append(d)
@@ -474,8 +475,10 @@ async def test_two_dispatchers_never_send_a_delivery_twice(
     # The second dispatcher has its own engines, as another process on the same database would.
     other_db = Database(env.ctx.settings.database_url)
     try:
-        first = env.dispatcher(batch_size=4)
-        second = env.dispatcher(db=other_db, batch_size=4)
+        # A long timeout: once, late in a full run, the test process stalled 2.4 s and the
+        # deliveries in flight timed out; a retry after a timeout is a second send by design.
+        first = env.dispatcher(batch_size=4, timeout_s=30.0)
+        second = env.dispatcher(db=other_db, batch_size=4, timeout_s=30.0)
         sent = await run_until([first, second], lambda: len(rx.requests) >= 30)
         await asyncio.sleep(0.05)
         assert sum(await asyncio.gather(first.run_once(), second.run_once())) == 0
