@@ -14,7 +14,6 @@ from typing import Any, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from assay.errors import ValidationFailed
@@ -54,7 +53,7 @@ class RunContext:
     embedder: QueryEmbedder
     features: dict[str, frozenset[str]]  # the vector feature URIs of each collection
     inline: bool = False  # on the event loop: what may take long raises `RunInThread`
-    _docs: dict[int, Row[Any]] = field(default_factory=dict)
+    _docs: dict[int, Any] = field(default_factory=dict)  # named rows (`kit/bulk.rows`)
 
     def may_block(self) -> None:
         """Called before work that may take long: an inline run stops there (see `inline`)."""
@@ -77,7 +76,7 @@ class RunContext:
             self.session, collection_id, feature_uri, query, k, allowed, inline=self.inline
         )
 
-    def documents(self, keys: Iterable[int]) -> dict[int, Row[Any]]:
+    def documents(self, keys: Iterable[int]) -> dict[int, Any]:
         """Documents by key (rows with a document's attribute names), loaded once per run."""
         missing = [k for k in keys if k not in self._docs]
         if missing:
