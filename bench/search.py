@@ -233,11 +233,25 @@ def raw_load(path: Path, dim: int) -> Index:
     return index
 
 
+def raw_load_huge(path: Path, dim: int) -> Index | None:
+    """`raw_load` with the index's memory in huge pages, as Assay's server holds it
+    (`assay.kit.hugepages`); None where the kernel gives none."""
+    from assay.kit import hugepages
+
+    if not hugepages.supported():
+        return None
+    before = hugepages.anonymous_mappings()
+    index = raw_load(path, dim)
+    regions = hugepages.new_regions(before, hugepages.anonymous_mappings())
+    hugepages.advise(regions, background=False)
+    return index
+
+
 def bench_raw(
     index: Index,
     queries: np.ndarray,
     truth: np.ndarray,
-    build_s: float,
+    build_s: float | None,
     rows_of: dict[int, int] | None = None,
 ) -> list[Row]:
     """One-thread query loop (latency, recall) and one batched call over all cores (QPS).
@@ -1291,6 +1305,13 @@ def run_size(n: int, cfg: Config) -> SizeResult:
                 rows_of,
             )
             raw_rows[0].note = "Assay's saved graph; build = usearch add inside Assay's build"
+            huge = raw_load_huge(assay.build.path, vectors.shape[1])
+            if huge is not None:
+                row = bench_raw(huge, queries, truth, None, rows_of)[0]
+                row.mode = "1 thread, huge pages"
+                row.note = "the same graph, held as Assay's server holds it"
+                raw_rows.insert(1, row)
+                del huge
         lance = None
         lance_rows: list[Row] = []
         if not cfg.skip_lancedb:
@@ -1396,6 +1417,13 @@ def _checks(
             ("overhead ratio: Assay vector p50 / raw usearch p50",
              f"{vec1.pct(0.5):.2f} / {raw1.pct(0.5):.2f} ms = {vec1.pct(0.5) / raw1.pct(0.5):.1f}x",
              None)
+        )  # fmt: skip
+    raw_huge = _find(raw, "raw usearch", "1 thread, huge pages")
+    if raw_huge is not None and vec1 is not None:
+        out.append(
+            ("overhead ratio against the same graph in huge pages",
+             f"{vec1.pct(0.5):.2f} / {raw_huge.pct(0.5):.2f} ms = "
+             f"{vec1.pct(0.5) / raw_huge.pct(0.5):.1f}x", None)
         )  # fmt: skip
     return out
 
