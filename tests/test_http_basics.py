@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 
@@ -150,3 +152,37 @@ def test_every_route_is_matched_on_the_app_itself(tmp_path) -> None:
     paths = [getattr(r, "path", "") for r in app.router.routes]
     assert paths.index("/healthz") > paths.index("/v1/namespaces")
     assert paths.index("/openapi.json") > paths.index("/healthz")
+
+
+@functools.cache
+def _span_exporter() -> Any:
+    """An in-memory exporter behind the global tracer provider (which can be set only once)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter
+
+
+async def test_opentelemetry_spans_only_when_asked_for(tmp_path) -> None:
+    # ASSAY_OPENTELEMETRY hands FastAPI's native spans to the global tracer provider; off
+    # (the default), a request leaves none, even with a provider configured.
+    exporter = _span_exporter()
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    for enabled in (False, True):
+        exporter.clear()
+        settings = Settings(
+            data_dir=tmp_path / str(enabled), admin_key=ADMIN_KEY, workers=0, opentelemetry=enabled
+        )
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                assert (await client.get("/v1/namespaces", headers=headers)).status_code == 200
+        routes = [s.attributes.get("http.route") for s in exporter.get_finished_spans()]
+        assert ("/v1/namespaces" in routes) is enabled, routes
