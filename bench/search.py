@@ -424,6 +424,28 @@ class AssayServer:
         tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
         raise RuntimeError(f"assay serve did not start:\n{tail}")
 
+    def huge_pages_mib(self) -> float:
+        """How much of the server's memory is in transparent huge pages (Linux; else 0)."""
+        assert self.proc is not None
+        try:
+            lines = Path(f"/proc/{self.proc.pid}/smaps_rollup").read_text().splitlines()
+        except OSError:
+            return 0.0
+        return sum(int(x.split()[1]) for x in lines if x.startswith("AnonHugePages")) / 1024
+
+    def settle(self, limit_s: float = 240.0, every_s: float = 3.0) -> tuple[float, float]:
+        """Wait until the server has finished moving its loaded index into huge pages
+        (`assay.kit.hugepages` does it in the background, a tenth of the time, after a load):
+        until two readings `every_s` apart see no growth. The MiB and seconds it took."""
+        started = time.monotonic()
+        last, steady = self.huge_pages_mib(), 0
+        while steady < 2 and time.monotonic() - started < limit_s:
+            time.sleep(every_s)
+            now = self.huge_pages_mib()
+            steady = steady + 1 if now == last else 0
+            last = now
+        return last, time.monotonic() - started
+
     def __exit__(self, *_: Any) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -708,13 +730,15 @@ def vector_body(q: np.ndarray) -> bytes:
 
 
 def bench_assay_http(
-    port: int,
+    srv: AssayServer,
     rids: dict[str, str],
     queries: np.ndarray,
     truth: np.ndarray,
     cfg: Config,
 ) -> tuple[list[Row], float, float, float, float]:
-    """Warm-up (index load, model load), then vector and text queries at 1 and N clients."""
+    """Warm-up (index load, model load, the index settled in huge pages), then vector and text
+    queries at 1 and N clients."""
+    port = srv.port
     vec_path = f"/v1/retrievers/{rids['vector']}/execute"
     txt_path = f"/v1/retrievers/{rids['text']}/execute"
     vec_bodies = [vector_body(q) for q in queries]
@@ -731,6 +755,10 @@ def bench_assay_http(
     for r in (first, first_text):
         if r is not None and r.errors:
             raise RuntimeError(f"first search failed: {r.samples}")
+    huge_mib, settle_s = srv.settle()
+    console.print(
+        f"  assay: server's index settled, {huge_mib:,.0f} MiB in huge pages ({settle_s:.0f} s)"
+    )
     http_run(port, vec_path, vec_bodies[:5], 1, 1)  # warm connections and caches
     rows: list[Row] = []
     runs: dict[str, list[HttpRun]] = {"vector": [], "text": []}
@@ -788,7 +816,7 @@ def bench_assay(
     with AssayServer(data_dir, cfg.exact_below) as srv:
         rids = create_retrievers(srv.url)
         rows, first_s, first_text_s, vec_ms, txt_ms = bench_assay_http(
-            srv.port, rids, queries, truth, cfg
+            srv, rids, queries, truth, cfg
         )
     rows[0].build_s = build.seconds
     rows[0].note = f"rows {load_s:.1f} s, server's first search {first_s:.2f} s"
