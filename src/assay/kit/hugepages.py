@@ -2,8 +2,8 @@
 
 An HNSW walk at a million vectors reads a few thousand vectors and neighbour lists spread over a
 gigabyte or more. With 4 KiB pages nearly every one of those reads is also a TLB miss; with
-2 MiB pages most are not, and the same walk takes about a quarter less time (1M x 384-d bf16:
-0.94-1.04 ms -> 0.67-0.73 ms a query, `bench/RESULTS.md`).
+2 MiB pages most are not, and the same walk takes less time (1M x 384-d bf16: 1.29 -> 1.09 ms
+a query at the median, two copies of one graph compared in one process; `bench/RESULTS.md`).
 
 Most kernels hand huge pages only to memory that asks (`transparent_hugepage/enabled` set to
 `madvise`), and usearch maps its memory itself. So the mappings a load or a bulk add made are
