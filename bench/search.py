@@ -240,11 +240,8 @@ def raw_load_huge(path: Path, dim: int) -> Index | None:
 
     if not hugepages.supported():
         return None
-    before = hugepages.anonymous_mappings()
-    index = raw_load(path, dim)
-    regions = hugepages.new_regions(before, hugepages.anonymous_mappings())
-    hugepages.advise(regions, background=False)
-    return index
+    with hugepages.for_new_mappings(background=False):
+        return raw_load(path, dim)
 
 
 def bench_raw(

@@ -59,7 +59,7 @@ def _madvise() -> Any:
     if "[never]" in mode:
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
         return None
     madvise = libc.madvise
@@ -104,14 +104,15 @@ def new_regions(before: dict[int, int], after: dict[int, int]) -> list[Region]:
 
 
 @contextmanager
-def for_new_mappings() -> Iterator[None]:
-    """Back whatever large memory the block maps with huge pages (see the module)."""
+def for_new_mappings(*, background: bool = True) -> Iterator[None]:
+    """Back whatever large memory the block maps with huge pages (see the module); its
+    present pages are collapsed in the background, or before the block ends."""
     if not supported():
         yield
         return
     before = anonymous_mappings()
     yield
-    advise(new_regions(before, anonymous_mappings()))
+    advise(new_regions(before, anonymous_mappings()), background=background)
 
 
 def advise(regions: list[Region], *, background: bool = True) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Sequence
@@ -115,10 +116,8 @@ class HnswIndex:
         present = np.asarray(self._index.contains(key_arr), dtype=bool)
         if present.any():
             self._index.remove(key_arr[present])
-        if key_arr.size < _HUGE_PAGES_FROM:
-            self._index.add(key_arr, vecs, threads=0)
-            return
-        with hugepages.for_new_mappings():
+        bulk = key_arr.size >= _HUGE_PAGES_FROM
+        with hugepages.for_new_mappings() if bulk else contextlib.nullcontext():
             self._index.add(key_arr, vecs, threads=0)
 
     def remove(self, keys: ArrayLike) -> None:
