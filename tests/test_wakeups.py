@@ -1,8 +1,9 @@
 """Workers and the webhook dispatcher are woken by committed work, not by polling.
 
-Every loop here runs with a fallback timer of 30 s, so a start within milliseconds can only come
-from a wake-up. On PostgreSQL, two `Database` objects stand for two processes: one commits, the
-other hears it through LISTEN/NOTIFY.
+Every loop here runs with a fallback timer of 30 s, so a start well inside a second can only come
+from a wake-up. The bounds are generous for a loaded CI machine: the milliseconds themselves are
+measured by `bench/latency.py`, not by a timed test. On PostgreSQL, two `Database` objects stand
+for two processes: one commits, the other hears it through LISTEN/NOTIFY.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from assay.webhooks.dispatcher import WebhookDispatcher
 from tests.conftest import ADMIN_KEY, open_client
 
 NEVER_S = 30.0  # the loops' fallback timer: far longer than any wait a test allows
-PROMPT_S = 0.05  # commit to job start
+PROMPT_S = 0.5  # commit to job start: a wake-up, never the 30 s fallback
 SCHEMA = {"properties": {"body": {"type": "text", "required": True}}}
 NS = {"X-Namespace": "wake"}
 
@@ -279,7 +280,7 @@ async def test_an_event_is_sent_to_its_webhook_within_milliseconds(
         await asyncio.wait_for(task, 5)  # stopping does not wait out the timer either
     assert status == 200
     latency = arrived - answered
-    assert latency < 0.25, f"the webhook arrived {latency * 1000:.1f} ms after the commit"
+    assert latency < PROMPT_S, f"the webhook arrived {latency * 1000:.1f} ms after the commit"
 
 
 async def test_a_failed_delivery_is_retried_when_due_not_at_the_fallback(
