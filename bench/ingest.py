@@ -77,6 +77,9 @@ def _minimal_app() -> FastAPI:
 
 def _serve(kind: str, port: int, data_dir: str, database_url: str) -> None:
     """Child process: serve one app with the same uvicorn settings as `assay serve`."""
+    from assay.kit import serving
+
+    http = serving.http_protocol()
     if kind == "minimal":
         app = _minimal_app()
     else:
@@ -87,7 +90,7 @@ def _serve(kind: str, port: int, data_dir: str, database_url: str) -> None:
         memory.tune_for_serving()  # as `assay serve` does
         settings = Settings(data_dir=Path(data_dir), admin_key=ADMIN_KEY, database_url=database_url)
         app = create_app(settings)
-    uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False, http=http)
 
 
 def _free_port() -> int:

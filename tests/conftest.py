@@ -19,6 +19,7 @@ import uvicorn
 from PIL import Image, ImageDraw
 
 from assay.config import Settings
+from assay.kit import serving
 from assay.main import create_app
 from tests.databases import another_database, database_backend, parametrize_backends, postgres
 
@@ -88,7 +89,11 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning"
+            create_app(settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            http=serving.http_protocol(),  # as `assay serve` runs it
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

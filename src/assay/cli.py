@@ -17,7 +17,7 @@ from assay import cli_client, cli_ingest, cli_ops
 from assay.auth import service as auth_service
 from assay.cli_settings import DataDir, LogFormat, LogLevel, server_settings
 from assay.errors import AppError
-from assay.kit import logs, memory
+from assay.kit import logs, memory, serving
 from assay.kit.db import (
     Database,
 )
@@ -54,6 +54,7 @@ def serve(
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
+        http=serving.http_protocol(),
     )
 
 
