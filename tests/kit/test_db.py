@@ -92,7 +92,7 @@ async def test_a_lock_held_by_another_process_never_blocks_the_loop(db: Database
         pending = asyncio.ensure_future(db.write(_add("waits")))
         started = time.perf_counter()
         await asyncio.sleep(0.2)
-        assert time.perf_counter() - started < 0.5  # the loop kept running
+        assert time.perf_counter() - started < 2.0  # the loop kept running
         assert not pending.done()
     finally:
         other.execute("ROLLBACK")
@@ -123,8 +123,8 @@ async def test_a_held_group_commits_as_soon_as_it_has_gathered(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Wide windows, so that only the gathering (not the machine's speed) decides.
-    monkeypatch.setattr(_CommitPacer, "HOLD_S", 0.5)
-    monkeypatch.setattr(_CommitPacer, "BUSY_S", 5.0)
+    monkeypatch.setattr(_CommitPacer, "HOLD_S", 3.0)
+    monkeypatch.setattr(_CommitPacer, "BUSY_S", 30.0)
     calls: list[int] = []
 
     def add_all(session, names: list[str]) -> list[str]:
@@ -135,7 +135,7 @@ async def test_a_held_group_commits_as_soon_as_it_has_gathered(
     started = time.perf_counter()
     for i in range(3):
         await db.write_many(add_all, f"a{i}")
-    assert time.perf_counter() - started < 0.4
+    assert time.perf_counter() - started < 2.0  # not held: that alone would take 3 s
     # After a group of four, one write is held until three more make up the four.
     await asyncio.gather(*(db.write_many(add_all, f"b{i}") for i in range(4)))
     started = time.perf_counter()
@@ -144,7 +144,7 @@ async def test_a_held_group_commits_as_soon_as_it_has_gathered(
     assert not first.done()
     rest = [db.write_many(add_all, f"c{i}") for i in range(1, 4)]
     assert await asyncio.gather(first, *rest) == ["c0", "c1", "c2", "c3"]
-    assert time.perf_counter() - started < 0.4  # released by the fourth write, not the timer
+    assert time.perf_counter() - started < 2.0  # released by the fourth write, not the 3 s timer
     assert calls == [1, 1, 1, 4, 4]
     assert await db.read(_count) == 11
 
