@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from PIL import Image, ImageDraw
 
 from assay.config import Settings
@@ -83,13 +84,15 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """uvicorn serving the app on loopback in a background thread."""
+    """uvicorn serving Assay's app for `settings` (or another app) on loopback in a
+    background thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings | FastAPI) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        app = settings if isinstance(settings, FastAPI) else create_app(settings)
         config = uvicorn.Config(
-            create_app(settings),
+            app,
             host="127.0.0.1",
             port=self.port,
             log_level="warning",

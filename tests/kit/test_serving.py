@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import Response, StreamingResponse
 
 from assay.kit import serving
 from assay.kit.serving import HOLD_BYTES, CoalescedTransport
-from tests.conftest import free_port
+from tests.conftest import LiveServer
 
 
 class Recorder:
@@ -136,20 +133,8 @@ def _app() -> FastAPI:
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(
-        _app(), host="127.0.0.1", port=port, log_level="warning", http=serving.http_protocol()
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with LiveServer(_app()) as server:
+        yield server.url
 
 
 def test_uvicorn_on_the_coalescing_protocol_answers_every_kind_of_response(url: str) -> None:
