@@ -17,7 +17,9 @@ query vectors drawn from the same clusters; exact top-10 by numpy brute force is
 
 `--share-graph` skips the separate raw build: the raw baseline then loads the usearch file
 Assay's build saved (same graph, so the overhead ratio is purely the API's), and its build time
-is the time spent inside usearch's `Index.add` during Assay's build.
+is the time spent inside usearch's `Index.add` during Assay's build. Its one-thread loop runs
+in ten slices, each just before Assay's one-client pass answers the same queries
+(`interleaved_run`), so both sides of the ratio are measured in the same minutes.
 
 Each system's files are read back into the page cache right before its measured queries
 (`warm_page_cache`): some kernels (this project's VMs: DAMON, idle file pages out after 60 s)
@@ -32,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import os
 import shlex
 import shutil
@@ -231,6 +234,37 @@ def raw_build(vectors: np.ndarray) -> tuple[Index, float]:
     return index, time.perf_counter() - t
 
 
+def raw_search(index: Index) -> SearchFn:
+    def search(q: np.ndarray) -> list[int]:
+        return index.search(q, K).keys.tolist()
+
+    return search
+
+
+@dataclass
+class RawGraph:
+    """Assay's saved graph loaded into a plain usearch index (`--share-graph`), one way."""
+
+    mode: str
+    index: Index
+    note: str
+    looped: tuple[list[float], list[list[int]]] = field(default_factory=lambda: ([], []))
+
+
+def raw_graphs(build: Build, dim: int) -> list[RawGraph]:
+    """The graph Assay built, loaded plainly and (where the kernel gives them) in huge pages,
+    as Assay's server holds it."""
+    graphs = [
+        RawGraph("1 thread", raw_load(build.path, dim),
+                 "Assay's saved graph; build = usearch add inside Assay's build"),
+    ]  # fmt: skip
+    huge = raw_load_huge(build.path, dim)
+    if huge is not None:
+        held = "the same graph, held as Assay's server holds it"
+        graphs.append(RawGraph("1 thread, huge pages", huge, held))
+    return graphs
+
+
 def raw_load(path: Path, dim: int) -> Index:
     """The usearch file Assay saved, loaded into a plain usearch index."""
     index = raw_index(dim)
@@ -256,18 +290,17 @@ def bench_raw(
     truth: np.ndarray,
     build_s: float | None,
     rows_of: dict[int, int] | None = None,
+    looped: tuple[list[float], list[list[int]]] | None = None,
 ) -> list[Row]:
     """One-thread query loop (latency, recall) and one batched call over all cores (QPS).
-    `rows_of` maps the index's keys to row numbers when they are not the row numbers."""
+    `rows_of` maps the index's keys to row numbers when they are not the row numbers;
+    `looped`: the one-thread loop, already run (`interleaved_run`)."""
 
     def rows(keys: np.ndarray) -> list[int]:
         found = keys.tolist()
         return found if rows_of is None else [rows_of.get(k, -1) for k in found]
 
-    def search(q: np.ndarray) -> list[int]:
-        return index.search(q, K).keys.tolist()
-
-    latencies, found = loop(search, queries)
+    latencies, found = looped or loop(raw_search(index), queries)
     found = [rows(np.asarray(f, dtype=np.uint64)) for f in found]
     single = Row("raw usearch", "1 thread", build_s, recall_at_k(found, truth), latencies)
     single.qps = len(latencies) / sum(latencies)
@@ -716,6 +749,33 @@ def http_run(port: int, path: str, bodies: list[bytes], clients: int, rounds: in
     return run
 
 
+def interleaved_run(
+    port: int, path: str, bodies: list[bytes], queries: np.ndarray, graphs: list[RawGraph],
+    slices: int = 10,
+) -> HttpRun:  # fmt: skip
+    """The one-client pass in `slices` slices, each right after every raw loop has searched
+    the same queries: the ratio of the two compares the same minutes. This machine's speed
+    moves by a third within minutes (other tenants, frequency), so a raw loop measured before
+    or after the server's pass can decide the ratio on its own. The raw loops' latencies and
+    keys land in each graph's `looped`."""
+    merged = HttpRun([], [None] * len(bodies), 0.0, 0, [])
+    bounds = np.linspace(0, len(bodies), slices + 1).astype(int)
+    for graph in graphs:
+        loop(raw_search(graph.index), queries[:5], warmup=0)  # first touches, not measured
+    for lo, hi in itertools.pairwise(bounds):
+        for graph in graphs:
+            latencies, found = loop(raw_search(graph.index), queries[lo:hi], warmup=0)
+            graph.looped[0].extend(latencies)
+            graph.looped[1].extend(found)
+        part = http_run(port, path, bodies[lo:hi], 1, 1)
+        merged.latencies += part.latencies
+        merged.answers[lo:hi] = part.answers
+        merged.wall += part.wall
+        merged.errors += part.errors
+        merged.samples += part.samples
+    return merged
+
+
 def _doc_indices(answer: dict[str, Any] | None) -> list[int]:
     if answer is None:
         return []
@@ -750,9 +810,11 @@ def bench_assay_http(
     queries: np.ndarray,
     truth: np.ndarray,
     cfg: Config,
+    graphs: list[RawGraph],
 ) -> tuple[list[Row], float, float, float, float]:
     """Warm-up (index load, model load, the index settled in huge pages), then vector and text
-    queries at 1 and N clients."""
+    queries at 1 and N clients; the one-client vector pass interleaved with the raw loops
+    over `graphs` (`interleaved_run`), if any."""
     port = srv.port
     vec_path = f"/v1/retrievers/{rids['vector']}/execute"
     txt_path = f"/v1/retrievers/{rids['text']}/execute"
@@ -789,7 +851,10 @@ def bench_assay_http(
             ("text", txt, txt_path, txt_bodies[q:], cfg.concurrency, 1),
         ]
     for kind, name, path, bodies, clients, rounds in passes:
-        run = http_run(port, path, bodies, clients, rounds)
+        if kind == "vector" and clients == 1 and graphs:
+            run = interleaved_run(port, path, bodies, queries, graphs)
+        else:
+            run = http_run(port, path, bodies, clients, rounds)
         runs[kind].append(run)
         row = Row(name, f"{clients} client{'s' if clients > 1 else ''}")
         row.latencies, row.errors = run.latencies, run.errors
@@ -809,10 +874,16 @@ def bench_assay_http(
 
 
 def bench_assay(
-    vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, cfg: Config, work: Path
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    cfg: Config,
+    work: Path,
+    graphs: list[RawGraph],
 ) -> AssayFigures:
     """Load, build, serve and query Assay on a data dir under `work` (one kept from an earlier
-    `--keep` run is queried as it is)."""
+    `--keep` run is queried as it is). With `--share-graph`, the raw loops over Assay's
+    saved graph run alongside its one-client vector pass; the loaded graphs go in `graphs`."""
     data_dir = work / "assay-data"
     kept = work / "assay-build.json"
     if kept.exists():
@@ -829,10 +900,14 @@ def bench_assay(
         console.print(f"  assay: {build.kind} index built in {build.seconds:.1f} s")
         if cfg.keep:
             _keep_build(kept, load_s, build)
+    if cfg.share_graph:
+        if build.kind != "hnsw":
+            raise RuntimeError("--share-graph needs an HNSW index (N above the exact limit)")
+        graphs += raw_graphs(build, vectors.shape[1])
     with AssayServer(data_dir, cfg.exact_below) as srv:
         rids = create_retrievers(srv.url)
         rows, first_s, first_text_s, vec_ms, txt_ms = bench_assay_http(
-            srv, rids, queries, truth, cfg
+            srv, rids, queries, truth, cfg, graphs
         )
     rows[0].build_s = build.seconds
     rows[0].note = f"rows {load_s:.1f} s, server's first search {first_s:.2f} s"
@@ -1333,29 +1408,24 @@ def run_size(n: int, cfg: Config) -> SizeResult:
             console.print(f"  raw usearch: built in {build_s:.1f} s")
             raw_rows = bench_raw(index, queries, truth, build_s)
             del index
-        assay = None if cfg.skip_file_index else bench_assay(vectors, queries, truth, cfg, work)
-        if assay is not None and cfg.share_graph:
-            if assay.build.kind != "hnsw":
-                raise RuntimeError("--share-graph needs an HNSW index (N above the exact limit)")
+        graphs: list[RawGraph] = []
+        assay = (
+            None if cfg.skip_file_index else bench_assay(vectors, queries, truth, cfg, work, graphs)
+        )
+        if assay is not None and graphs:
             from assay.kit.ids import int_key
 
             # Assay's graph is keyed by doc_key: map those back to row numbers.
             rows_of = {int_key(document_id(i)): i for i in range(len(vectors))}
-            raw_rows = bench_raw(
-                raw_load(assay.build.path, vectors.shape[1]),
-                queries,
-                truth,
-                assay.build.usearch_add_s,
-                rows_of,
-            )
-            raw_rows[0].note = "Assay's saved graph; build = usearch add inside Assay's build"
-            huge = raw_load_huge(assay.build.path, vectors.shape[1])
-            if huge is not None:
-                row = bench_raw(huge, queries, truth, None, rows_of)[0]
-                row.mode = "1 thread, huge pages"
-                row.note = "the same graph, held as Assay's server holds it"
-                raw_rows.insert(1, row)
-                del huge
+            batched: list[Row] = []
+            for graph in graphs:
+                add_s = None if batched else assay.build.usearch_add_s
+                single, batch = bench_raw(graph.index, queries, truth, add_s, rows_of, graph.looped)
+                single.mode, single.note = graph.mode, graph.note
+                raw_rows.append(single)
+                batched = batched or [batch]
+            raw_rows += batched
+            graphs.clear()
         lance = None
         lance_rows: list[Row] = []
         if not cfg.skip_lancedb:

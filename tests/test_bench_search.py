@@ -81,3 +81,7 @@ def test_shared_graph_maps_assay_keys_back_to_rows(bench: ModuleType, tmp_path: 
     assert raw.recall is not None and vector.recall is not None
     assert raw.recall > 0.8 and abs(raw.recall - vector.recall) <= 0.05
     assert raw.build_s == result.assay.build.usearch_add_s
+    # The raw loop ran slice by slice alongside the server's one-client pass: every query once.
+    assert len(raw.latencies) == len(vector.latencies) == 20
+    modes = [r.mode for r in result.rows if r.system == "raw usearch"]
+    assert modes[0] == "1 thread" and modes[-1] == "batch, all cores"
