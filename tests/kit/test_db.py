@@ -166,15 +166,6 @@ def test_sqlite_goes_through_assays_dialect_with_statements_cached(db: Database)
     assert begins == {"BEGIN", "BEGIN IMMEDIATE"}
 
 
-def test_only_the_loops_writer_keeps_a_large_page_cache(db: Database) -> None:
-    def cache_size(engine) -> int:
-        with engine.connect() as conn:
-            return int(conn.exec_driver_sql("PRAGMA cache_size").scalar())
-
-    assert cache_size(db.loop_engine) == -64 * 1024  # KiB: the index pages inserts land on
-    assert cache_size(db.sync_engine) == cache_size(db.engine) == -2000  # SQLite's default
-
-
 async def test_the_loops_commits_leave_wal_checkpoints_to_a_thread(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -163,12 +163,8 @@ class Database:
         # writer never does (busy timeout 0) and retries instead.
         self.sync_engine = make_engine(url, writer=True) if self.is_sqlite else self.engine
         self._sync_sessions = sessionmaker(self.sync_engine, expire_on_commit=False)
-        # A large page cache keeps the index pages that inserts land on (random keys: sha256,
-        # ids) out of the file: a batch of 100 objects spent a third less in SQLite. SQLite
-        # keeps a connection's cache across its own commits but drops it whole once another
-        # connection has committed; this one makes nearly all commits, a reader none.
         self.loop_engine = (
-            make_engine(url, writer=True, busy_timeout_s=0, checkpoints=False, cache_mib=64)
+            make_engine(url, writer=True, busy_timeout_s=0, checkpoints=False)
             if self.is_sqlite
             else None
         )

@@ -17,16 +17,10 @@ from sqlalchemy.pool import NullPool
 
 
 def make_engine(
-    url: str,
-    *,
-    writer: bool = False,
-    busy_timeout_s: float = 30,
-    checkpoints: bool = True,
-    cache_mib: int | None = None,
+    url: str, *, writer: bool = False, busy_timeout_s: float = 30, checkpoints: bool = True
 ) -> Engine:
     """An engine; SQLite gets WAL, foreign keys, a busy timeout and explicit BEGINs, and
-    without `checkpoints` its commits never checkpoint the WAL (see `kit/checkpoints`).
-    `cache_mib`: SQLite's page cache per connection (its default: 2 MiB)."""
+    without `checkpoints` its commits never checkpoint the WAL (see `kit/checkpoints`)."""
     if not url.startswith("sqlite"):
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
         # Many-row INSERTs (registration, documents, vectors) as multi-row VALUES statements,
@@ -60,7 +54,6 @@ def make_engine(
             f"busy_timeout={int(busy_timeout_s * 1000)}",
             "temp_store=MEMORY",
             *(() if checkpoints else ("wal_autocheckpoint=0",)),
-            *(() if cache_mib is None else (f"cache_size={-1024 * cache_mib}",)),
         ):
             cur.execute(f"PRAGMA {pragma}")
         cur.close()
