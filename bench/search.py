@@ -291,10 +291,11 @@ def bench_raw(
     build_s: float | None,
     rows_of: dict[int, int] | None = None,
     looped: tuple[list[float], list[list[int]]] | None = None,
+    batch: bool = True,
 ) -> list[Row]:
-    """One-thread query loop (latency, recall) and one batched call over all cores (QPS).
-    `rows_of` maps the index's keys to row numbers when they are not the row numbers;
-    `looped`: the one-thread loop, already run (`interleaved_run`)."""
+    """One-thread query loop (latency, recall) and, with `batch`, one batched call over all
+    cores (QPS). `rows_of` maps the index's keys to row numbers when they are not the row
+    numbers; `looped`: the one-thread loop, already run (`interleaved_run`)."""
 
     def rows(keys: np.ndarray) -> list[int]:
         found = keys.tolist()
@@ -304,10 +305,12 @@ def bench_raw(
     found = [rows(np.asarray(f, dtype=np.uint64)) for f in found]
     single = Row("raw usearch", "1 thread", build_s, recall_at_k(found, truth), latencies)
     single.qps = len(latencies) / sum(latencies)
+    if not batch:
+        return [single]
     t = time.perf_counter()
-    batch = index.search(queries, K, threads=0)
+    searched = index.search(queries, K, threads=0)
     wall = time.perf_counter() - t
-    found_b = [rows(batch.keys[i]) for i in range(len(queries))]
+    found_b = [rows(searched.keys[i]) for i in range(len(queries))]
     batched = Row("raw usearch", "batch, all cores", None, recall_at_k(found_b, truth))
     batched.qps = len(queries) / wall
     return [single, batched]
@@ -1417,13 +1420,17 @@ def run_size(n: int, cfg: Config) -> SizeResult:
 
             # Assay's graph is keyed by doc_key: map those back to row numbers.
             rows_of = {int_key(document_id(i)): i for i in range(len(vectors))}
+            # One row per graph's one-thread loop, then the first graph's batch row (the
+            # same graph searched the same way: its QPS once is enough).
             batched: list[Row] = []
-            for graph in graphs:
-                add_s = None if batched else assay.build.usearch_add_s
-                single, batch = bench_raw(graph.index, queries, truth, add_s, rows_of, graph.looped)
+            for i, graph in enumerate(graphs):
+                add_s = None if i else assay.build.usearch_add_s
+                single, *batch = bench_raw(
+                    graph.index, queries, truth, add_s, rows_of, graph.looped, batch=i == 0
+                )
                 single.mode, single.note = graph.mode, graph.note
                 raw_rows.append(single)
-                batched = batched or [batch]
+                batched += batch
             raw_rows += batched
             graphs.clear()
         lance = None
